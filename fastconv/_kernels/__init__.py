@@ -1,0 +1,1 @@
+"""Compiled kernels. Nothing here is public API: use :mod:`fastconv.functional`."""

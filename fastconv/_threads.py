@@ -1,0 +1,115 @@
+"""One place that decides how many threads fastconv's kernels use.
+
+fastconv runs exactly one threading runtime at a time. Its kernels parallelize with OpenMP and
+call SciPy's BLAS from inside their parallel regions, so SciPy's OpenBLAS is pinned to one
+thread: an OpenBLAS thread pool spinning beside OpenMP threads on the same cores can slow a
+training step down by more than an order of magnitude (see the project's performance notes).
+NumPy's own BLAS is left alone.
+"""
+import os
+import threading
+
+from ._kernels._openmp import omp_max_threads, openmp_enabled
+
+__all__ = ["set_num_threads", "get_num_threads", "effective_n_threads", "openmp_enabled"]
+
+_lock = threading.Lock()
+_num_threads = None       # None: follow the default (OMP_NUM_THREADS, else usable cores)
+_blas_pinned = False
+
+
+def _usable_cores():
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _default_threads():
+    if not openmp_enabled():
+        return 1
+    if os.environ.get("OMP_NUM_THREADS", "").strip():
+        # omp_get_max_threads() has parsed OMP_NUM_THREADS (it may be a list "4,2").
+        return max(1, min(omp_max_threads(), _usable_cores()))
+    return _usable_cores()
+
+
+def _pin_scipy_blas():
+    """Limit the BLAS that ``scipy.linalg.cython_blas`` calls into to one thread."""
+    global _blas_pinned
+    if _blas_pinned:
+        return
+    import scipy.linalg  # noqa: F401  (loads SciPy's BLAS so threadpoolctl can see it)
+    from threadpoolctl import ThreadpoolController
+    import scipy
+
+    controller = ThreadpoolController()
+    scipy_dir = os.path.dirname(os.path.dirname(os.path.abspath(scipy.__file__)))
+    ours = [lib.filepath for lib in controller.lib_controllers
+            if lib.user_api == "blas" and os.path.basename(
+                os.path.dirname(lib.filepath)).startswith("scipy")
+            and os.path.dirname(os.path.dirname(lib.filepath)) == scipy_dir]
+    # A SciPy linked against a system BLAS has no bundled copy: pin every BLAS then,
+    # since we cannot tell which one cython_blas resolves to.
+    selection = (controller.select(filepath=ours) if ours
+                 else controller.select(user_api="blas"))
+    selection.limit(limits=1)
+    _blas_pinned = True
+
+
+def effective_n_threads(n_threads=None):
+    """Resolve a user's ``n_threads`` argument to a positive thread count.
+
+    Parameters
+    ----------
+    n_threads : int or None
+        None uses the global setting (:func:`set_num_threads`, else ``OMP_NUM_THREADS``,
+        else the number of usable cores). A negative value counts back from the usable
+        cores: -1 means all, -2 all but one.
+
+    Returns
+    -------
+    int
+        At least 1; 1 when fastconv was built without OpenMP.
+    """
+    _pin_scipy_blas()
+    if n_threads is None:
+        n = _num_threads if _num_threads is not None else _default_threads()
+    else:
+        if isinstance(n_threads, bool) or not isinstance(n_threads, (int,)) and not hasattr(
+                n_threads, "__index__"):
+            raise TypeError(f"n_threads must be an int or None; got {type(n_threads).__name__}")
+        n = int(n_threads)
+        if n == 0:
+            raise ValueError("n_threads must be a non-zero integer; got 0")
+        if n < 0:
+            n = max(1, _usable_cores() + 1 + n)
+    return n if openmp_enabled() else 1
+
+
+def set_num_threads(n):
+    """Set the number of threads fastconv's kernels use, BLAS included.
+
+    Parameters
+    ----------
+    n : int or None
+        Positive thread count, or None to return to the default (``OMP_NUM_THREADS`` if set,
+        else the usable cores). SciPy's BLAS stays pinned to one thread either way, because
+        fastconv splits GEMMs between its own OpenMP threads.
+    """
+    global _num_threads
+    if n is not None:
+        if isinstance(n, bool) or not hasattr(n, "__index__"):
+            raise TypeError(f"set_num_threads: n must be a positive int or None; "
+                            f"got {type(n).__name__}")
+        n = int(n)
+        if n < 1:
+            raise ValueError(f"set_num_threads: n must be >= 1; got {n}")
+    with _lock:
+        _num_threads = n
+    _pin_scipy_blas()
+
+
+def get_num_threads():
+    """Return the number of threads fastconv's kernels use by default."""
+    return effective_n_threads(None)

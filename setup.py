@@ -1,0 +1,136 @@
+"""Build script for fastconv's Cython kernels.
+
+Environment variables
+---------------------
+FASTCONV_NO_OPENMP=1
+    Build without OpenMP (kernels run serially). The build also falls back to this,
+    with a warning, when the compiler cannot compile and link an OpenMP program.
+FASTCONV_PORTABLE=1
+    Do not tune for the building machine (omit ``-march=native``): use this for wheels
+    that must run on other x86-64 CPUs.
+FASTCONV_DEBUG=1
+    Debug build: Cython bounds checks, wraparound and initialization checks on, ``-O1 -g``.
+FASTCONV_BUILD_ONLY=name[,name...]
+    Developer convenience: build only the named kernel modules (e.g. ``_conv2d``).
+"""
+import glob
+import os
+import shutil
+import sys
+import tempfile
+import textwrap
+import warnings
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+
+def _flag(name):
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+DEBUG = _flag("FASTCONV_DEBUG")
+PORTABLE = _flag("FASTCONV_PORTABLE")
+NO_OPENMP = _flag("FASTCONV_NO_OPENMP")
+
+
+def _compiles(compiler, flags, source, link=True):
+    """Return True when ``source`` compiles (and links) with ``flags``."""
+    tmp = tempfile.mkdtemp(prefix="fastconv-probe-")
+    try:
+        src = os.path.join(tmp, "probe.c")
+        with open(src, "w") as f:
+            f.write(textwrap.dedent(source))
+        with open(os.devnull, "w") as devnull:
+            old_out, old_err = os.dup(1), os.dup(2)
+            os.dup2(devnull.fileno(), 1)
+            os.dup2(devnull.fileno(), 2)
+            try:
+                objs = compiler.compile([src], output_dir=tmp, extra_postargs=flags)
+                if link:
+                    compiler.link_executable(objs, os.path.join(tmp, "probe"),
+                                             extra_postargs=flags)
+            finally:
+                os.dup2(old_out, 1)
+                os.dup2(old_err, 2)
+                os.close(old_out)
+                os.close(old_err)
+        return True
+    except Exception:
+        return False
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+class BuildExt(build_ext):
+    """build_ext that probes the compiler for OpenMP and ``-march=native``."""
+
+    def build_extensions(self):
+        ctype = self.compiler.compiler_type
+        compile_args, link_args = [], []
+        if ctype == "msvc":
+            compile_args += ["/O2"]
+            openmp = ["/openmp"]
+        else:
+            compile_args += ["-O1", "-g"] if DEBUG else ["-O3"]
+            # No -ffast-math: NaN and inf must propagate through the kernels.
+            compile_args += ["-fno-math-errno", "-Wno-unused-function",
+                             "-Wno-unreachable-code"]
+            openmp = ["-fopenmp"]
+            if not PORTABLE and _compiles(self.compiler, ["-march=native"],
+                                          "int main(void){return 0;}\n"):
+                compile_args.append("-march=native")
+        use_openmp = False
+        if NO_OPENMP:
+            print("fastconv: FASTCONV_NO_OPENMP set; building without OpenMP")
+        elif _compiles(self.compiler, openmp, """
+                #include <omp.h>
+                int main(void) {
+                    int n = 0;
+                    #pragma omp parallel reduction(+:n)
+                    n += 1;
+                    return omp_get_max_threads() > 0 ? 0 : n;
+                }
+                """):
+            use_openmp = True
+        else:
+            warnings.warn(
+                "fastconv: the C compiler cannot build OpenMP programs; the kernels will "
+                "run on one thread. Install an OpenMP-capable compiler (gcc, or clang with "
+                "libomp), or set FASTCONV_NO_OPENMP=1 to silence this warning.")
+        for ext in self.extensions:
+            ext.extra_compile_args = compile_args + (openmp if use_openmp else [])
+            ext.extra_link_args = link_args + (openmp if use_openmp else [])
+        print("fastconv: compile flags", compile_args + (openmp if use_openmp else []))
+        super().build_extensions()
+
+
+def _extensions():
+    only = [s.strip() for s in os.environ.get("FASTCONV_BUILD_ONLY", "").split(",") if s.strip()]
+    exts = []
+    for path in sorted(glob.glob(os.path.join("fastconv", "_kernels", "*.pyx"))):
+        name = os.path.splitext(os.path.basename(path))[0]
+        if only and name not in only:
+            continue
+        exts.append(Extension(
+            "fastconv._kernels." + name, [path],
+            include_dirs=[np.get_include()],
+            define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        ))
+    directives = {
+        "language_level": 3,
+        "boundscheck": DEBUG,
+        "wraparound": DEBUG,
+        "initializedcheck": DEBUG,
+        "cdivision": not DEBUG,
+        "nonecheck": DEBUG,
+        "embedsignature": True,
+    }
+    return cythonize(exts, compiler_directives=directives,
+                     compile_time_env={"FASTCONV_DEBUG": DEBUG},
+                     nthreads=0, quiet=True)
+
+
+setup(ext_modules=_extensions(), cmdclass={"build_ext": BuildExt})
