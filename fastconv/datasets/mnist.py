@@ -372,6 +372,11 @@ def load_mnist(folder=None, size="full", dtype=np.float32, normalize=True,
         dimensions, or the wrong sha256 (message names the file).
     DataNotFoundError
         No source has the files; the message lists each place and URL tried with its reason.
+    TypeError, ValueError
+        Bad ``dtype``, ``normalize``, ``size`` or ``expected_sha256``, or ``size`` asks for
+        more images than the files hold.
+    RuntimeError
+        ``local_contrast=True`` but the normalization kernel is not available.
 
     Examples
     --------
