@@ -1,0 +1,292 @@
+# Loss kernels: NLL, fused log-softmax + NLL, MSE and multi-class margin (hinge) loss.
+#
+# Ops (x, logp: (N, K) rows of class scores; target: (N,) intp labels in [0, K))
+#   nll              L = -1/N sum_n logp[n, t_n]
+#   log_softmax_nll  logp = log_softmax(x); L = nll(logp); backward (exp(logp) - onehot) / N.
+#                    Forward saves logp: backward needs nothing else (sklearn _loss.pyx's
+#                    "stable fused loss and link").
+#   mse              L = 1/size sum (x - t)^2 over all elements (Torch MSECriterion)
+#   margin           L = 1/N sum_n 1/K sum_{i != t_n} max(0, margin - x[n, t_n] + x[n, i])
+#                    (Torch MultiMarginCriterion, p = 1)
+#
+# Layout and dtypes: C-contiguous (N, K) rows, or flat arrays for MSE; real_t is float32 or
+# float64; labels are intp (validated in [0, K) by the Python wrapper before any kernel runs,
+# so indexing by a label can never leave the row).
+#
+# Determinism: every loss is accumulated in double, and partial sums are formed per row (or
+# per fixed chunk of _CHUNK elements for MSE) and then added in index order by one thread, so
+# the loss is bitwise identical for every thread count. Gradients are written row by row
+# (race-free), in parallel over rows above _PAR_MIN elements of work.
+from cython.parallel cimport prange
+from libc.math cimport exp, expf, log, INFINITY
+import numpy as np
+from ._types cimport real_t
+
+cdef Py_ssize_t _CHUNK = 1 << 14
+cdef Py_ssize_t _PAR_MIN = 1 << 15
+
+
+cdef inline bint _parallel(Py_ssize_t tasks, Py_ssize_t work, int n_threads) noexcept nogil:
+    return n_threads > 1 and tasks > 1 and work >= _PAR_MIN
+
+
+cdef inline double _sum_ordered(const double[::1] parts) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef double s = 0
+    for i in range(parts.shape[0]):
+        s += parts[i]
+    return s
+
+
+cdef inline real_t _exp(real_t v) noexcept nogil:
+    if real_t is float:
+        return expf(v)
+    else:
+        return exp(v)
+
+
+# ---------------------------------------------------------------------------------------
+# NLL
+# ---------------------------------------------------------------------------------------
+
+def nll_loss_forward(const real_t[:, ::1] logp,           # IN  (N, K) log-probabilities
+                     const Py_ssize_t[::1] target):        # IN  (N,) labels
+    """L = -1/N sum_n logp[n, target[n]] (N >= 1); O(N), so serial."""
+    cdef Py_ssize_t n_rows = logp.shape[0]
+    cdef Py_ssize_t r
+    cdef double s = 0
+    with nogil:
+        for r in range(n_rows):
+            s -= logp[r, target[r]]
+    return s / n_rows
+
+
+def nll_loss_backward(const Py_ssize_t[::1] target,       # IN  (N,) labels
+                      double scale,                       # grad_out / N
+                      real_t[:, ::1] grad_x,              # OUT (N, K)
+                      int n_threads):
+    """grad_x[n, i] = -scale [i == target[n]]."""
+    cdef Py_ssize_t n_rows = grad_x.shape[0]
+    cdef Py_ssize_t k = grad_x.shape[1]
+    cdef Py_ssize_t r, i
+    if _parallel(n_rows, n_rows * k, n_threads):
+        for r in prange(n_rows, schedule='static', nogil=True, num_threads=n_threads):
+            for i in range(k):
+                grad_x[r, i] = 0
+            grad_x[r, target[r]] = <real_t>(-scale)
+    else:
+        with nogil:
+            for r in range(n_rows):
+                for i in range(k):
+                    grad_x[r, i] = 0
+                grad_x[r, target[r]] = <real_t>(-scale)
+
+
+# ---------------------------------------------------------------------------------------
+# Fused log-softmax + NLL
+# ---------------------------------------------------------------------------------------
+
+cdef double _log_softmax_nll_row(const real_t* x, real_t* logp, Py_ssize_t k,
+                                 Py_ssize_t t) noexcept nogil:
+    """logp_i = (x_i - m) - log sum_j exp(x_j - m); returns -logp_t computed in double.
+
+    The max shift keeps every exponent <= 0 (no overflow) and the sum >= 1 (no log(0)).
+    """
+    cdef Py_ssize_t i
+    cdef real_t m = -INFINITY
+    cdef double s = 0
+    cdef double lse
+    for i in range(k):
+        m = x[i] if x[i] > m else m
+    for i in range(k):
+        s += _exp(x[i] - m)
+    lse = log(s)
+    for i in range(k):
+        logp[i] = (x[i] - m) - <real_t>lse
+    return lse - (<double>x[t] - m)
+
+
+def log_softmax_nll_forward(const real_t[:, ::1] x,        # IN  (N, K) scores
+                            const Py_ssize_t[::1] target,  # IN  (N,) labels
+                            real_t[:, ::1] logp,           # OUT (N, K) log-probabilities
+                            int n_threads):
+    """logp = log_softmax(x) over rows; L = -1/N sum_n logp[n, target[n]] (N >= 1, K >= 1)."""
+    cdef Py_ssize_t n_rows = x.shape[0]
+    cdef Py_ssize_t k = x.shape[1]
+    cdef Py_ssize_t r
+    cdef double[::1] row_loss = np.empty(n_rows, dtype=np.float64)
+    if _parallel(n_rows, n_rows * k, n_threads):
+        for r in prange(n_rows, schedule='static', nogil=True, num_threads=n_threads):
+            row_loss[r] = _log_softmax_nll_row(&x[r, 0], &logp[r, 0], k, target[r])
+    else:
+        with nogil:
+            for r in range(n_rows):
+                row_loss[r] = _log_softmax_nll_row(&x[r, 0], &logp[r, 0], k, target[r])
+    return _sum_ordered(row_loss) / n_rows
+
+
+cdef void _log_softmax_nll_backward_row(const real_t* logp, real_t* gx, Py_ssize_t k,
+                                        Py_ssize_t t, real_t scale) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(k):
+        gx[i] = _exp(logp[i]) * scale
+    gx[t] = (_exp(logp[t]) - 1) * scale
+
+
+def log_softmax_nll_backward(const real_t[:, ::1] logp,       # IN  saved log-probabilities
+                             const Py_ssize_t[::1] target,    # IN  (N,) labels
+                             double scale,                    # grad_out / N
+                             real_t[:, ::1] grad_x,           # OUT (N, K)
+                             int n_threads):
+    """grad_x[n, i] = (exp(logp[n, i]) - [i == target[n]]) * scale."""
+    cdef Py_ssize_t n_rows = logp.shape[0]
+    cdef Py_ssize_t k = logp.shape[1]
+    cdef Py_ssize_t r
+    cdef real_t s = <real_t>scale
+    if _parallel(n_rows, n_rows * k, n_threads):
+        for r in prange(n_rows, schedule='static', nogil=True, num_threads=n_threads):
+            _log_softmax_nll_backward_row(&logp[r, 0], &grad_x[r, 0], k, target[r], s)
+    else:
+        with nogil:
+            for r in range(n_rows):
+                _log_softmax_nll_backward_row(&logp[r, 0], &grad_x[r, 0], k, target[r], s)
+
+
+# ---------------------------------------------------------------------------------------
+# MSE
+# ---------------------------------------------------------------------------------------
+
+cdef double _sq_diff_sum(const real_t* x, const real_t* t, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef double s = 0
+    cdef double d
+    for i in range(n):
+        d = <double>x[i] - t[i]
+        s += d * d
+    return s
+
+
+def mse_loss_forward(const real_t[::1] x,          # IN  flat
+                     const real_t[::1] target,     # IN  flat, same size
+                     int n_threads):
+    """L = 1/size sum_i (x_i - target_i)^2 (size >= 1).
+
+    Partial sums cover fixed chunks of _CHUNK elements regardless of the thread count and
+    are added in chunk order, so the result does not depend on n_threads.
+    """
+    cdef Py_ssize_t size = x.shape[0]
+    cdef Py_ssize_t n_chunks = (size + _CHUNK - 1) // _CHUNK
+    cdef Py_ssize_t c, start
+    cdef double[::1] parts = np.empty(n_chunks, dtype=np.float64)
+    if _parallel(n_chunks, size, n_threads):
+        for c in prange(n_chunks, schedule='static', nogil=True, num_threads=n_threads):
+            start = c * _CHUNK
+            parts[c] = _sq_diff_sum(&x[start], &target[start], min(_CHUNK, size - start))
+    else:
+        with nogil:
+            for c in range(n_chunks):
+                start = c * _CHUNK
+                parts[c] = _sq_diff_sum(&x[start], &target[start], min(_CHUNK, size - start))
+    return _sum_ordered(parts) / size
+
+
+cdef void _mse_backward_impl(const real_t* x, const real_t* t, real_t* gx, real_t scale,
+                             Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        gx[i] = scale * (x[i] - t[i])
+
+
+def mse_loss_backward(const real_t[::1] x,         # IN  flat
+                      const real_t[::1] target,    # IN  flat
+                      double scale,                # 2 grad_out / size
+                      real_t[::1] grad_x,          # OUT flat
+                      int n_threads):
+    """grad_x = scale (x - target)."""
+    cdef Py_ssize_t size = x.shape[0]
+    cdef Py_ssize_t n_chunks = (size + _CHUNK - 1) // _CHUNK
+    cdef Py_ssize_t c, start
+    cdef real_t s = <real_t>scale
+    if _parallel(n_chunks, size, n_threads):
+        for c in prange(n_chunks, schedule='static', nogil=True, num_threads=n_threads):
+            start = c * _CHUNK
+            _mse_backward_impl(&x[start], &target[start], &grad_x[start], s,
+                               min(_CHUNK, size - start))
+    else:
+        with nogil:
+            _mse_backward_impl(&x[0], &target[0], &grad_x[0], s, size)
+
+
+# ---------------------------------------------------------------------------------------
+# Multi-class margin (hinge) loss
+# ---------------------------------------------------------------------------------------
+# A term is active when z = margin - x_t + x_i is not <= 0. Written that way (rather than
+# z > 0) a NaN z counts as active, so NaN scores reach the loss instead of being dropped;
+# z == 0 exactly is inactive with zero gradient, as in Torch.
+
+cdef double _margin_row(const real_t* x, Py_ssize_t k, Py_ssize_t t,
+                        double margin) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef double s = 0
+    cdef double z
+    cdef double base = margin - <double>x[t]
+    for i in range(k):
+        z = base + x[i]
+        if i != t and not (z <= 0):
+            s += z
+    return s
+
+
+def margin_loss_forward(const real_t[:, ::1] x,          # IN  (N, K) scores
+                        const Py_ssize_t[::1] target,    # IN  (N,) labels
+                        double margin,
+                        int n_threads):
+    """L = 1/N sum_n 1/K sum_{i != t_n} max(0, margin - x[n, t_n] + x[n, i]) (N >= 1)."""
+    cdef Py_ssize_t n_rows = x.shape[0]
+    cdef Py_ssize_t k = x.shape[1]
+    cdef Py_ssize_t r
+    cdef double[::1] row_loss = np.empty(n_rows, dtype=np.float64)
+    if _parallel(n_rows, n_rows * k, n_threads):
+        for r in prange(n_rows, schedule='static', nogil=True, num_threads=n_threads):
+            row_loss[r] = _margin_row(&x[r, 0], k, target[r], margin)
+    else:
+        with nogil:
+            for r in range(n_rows):
+                row_loss[r] = _margin_row(&x[r, 0], k, target[r], margin)
+    return _sum_ordered(row_loss) / k / n_rows
+
+
+cdef void _margin_backward_row(const real_t* x, real_t* gx, Py_ssize_t k, Py_ssize_t t,
+                               double margin, real_t scale) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef Py_ssize_t active = 0
+    cdef double z
+    cdef double base = margin - <double>x[t]
+    for i in range(k):
+        z = base + x[i]
+        if i != t and not (z <= 0):
+            gx[i] = scale
+            active += 1
+        else:
+            gx[i] = 0
+    gx[t] = -scale * active
+
+
+def margin_loss_backward(const real_t[:, ::1] x,         # IN  (N, K) scores
+                         const Py_ssize_t[::1] target,   # IN  (N,) labels
+                         double margin,
+                         double scale,                   # grad_out / (N K)
+                         real_t[:, ::1] grad_x,          # OUT (N, K)
+                         int n_threads):
+    """grad_x[n, i] = scale [z_i active] for i != t_n; grad_x[n, t_n] = -scale #active."""
+    cdef Py_ssize_t n_rows = x.shape[0]
+    cdef Py_ssize_t k = x.shape[1]
+    cdef Py_ssize_t r
+    cdef real_t s = <real_t>scale
+    if _parallel(n_rows, n_rows * k, n_threads):
+        for r in prange(n_rows, schedule='static', nogil=True, num_threads=n_threads):
+            _margin_backward_row(&x[r, 0], &grad_x[r, 0], k, target[r], margin, s)
+    else:
+        with nogil:
+            for r in range(n_rows):
+                _margin_backward_row(&x[r, 0], &grad_x[r, 0], k, target[r], margin, s)
