@@ -61,10 +61,10 @@ cdef void _rotate_plane_backward(const real_t* grad_out, real_t* grad_x, Py_ssiz
                              grad_out[i * w + j])
 
 
-def rotate_forward(const real_t[:, :, :, ::1] x,      # IN  (n, c, h, w)
-                   const double[::1] cos_t,            # IN  (n,) cos(angle[n])
-                   const double[::1] sin_t,            # IN  (n,) sin(angle[n])
-                   real_t[:, :, :, ::1] y,             # OUT (n, c, h, w)
+def rotate_forward(const real_t[:, :, :, ::1] x not None,  # IN  (n, c, h, w)
+                   const double[::1] cos_t not None,       # IN  (n,) cos(angle[n])
+                   const double[::1] sin_t not None,       # IN  (n,) sin(angle[n])
+                   real_t[:, :, :, ::1] y not None,        # OUT (n, c, h, w)
                    int n_threads):
     """y[n,c,i,j] = bilinear(x[n,c], R(-angle[n]) ((i,j) - centre) + centre), 0 outside."""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
@@ -83,10 +83,10 @@ def rotate_forward(const real_t[:, :, :, ::1] x,      # IN  (n, c, h, w)
     return np.asarray(y)
 
 
-def rotate_backward(const real_t[:, :, :, ::1] grad_out,   # IN  (n, c, h, w)
-                    const double[::1] cos_t,                # IN  (n,)
-                    const double[::1] sin_t,                # IN  (n,)
-                    real_t[:, :, :, ::1] grad_x,            # OUT (n, c, h, w)
+def rotate_backward(const real_t[:, :, :, ::1] grad_out not None,  # IN  (n, c, h, w)
+                    const double[::1] cos_t not None,              # IN  (n,)
+                    const double[::1] sin_t not None,              # IN  (n,)
+                    real_t[:, :, :, ::1] grad_x not None,          # OUT (n, c, h, w)
                     int n_threads):
     """grad_x = R^T grad_out: each grad_out pixel scatters its bilinear weights into grad_x."""
     cdef Py_ssize_t n = grad_out.shape[0], c = grad_out.shape[1]
