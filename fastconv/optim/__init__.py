@@ -1,0 +1,21 @@
+"""Optimizers on one flat parameter vector, after Torch7 ``optim``.
+
+Every optimizer takes ``params`` (a 1-D float32/float64 array, updated in place: it is a
+view into the model's contiguous parameter storage) and has ``step(closure) -> list of
+losses``, where ``closure() -> (loss, flat_grad)`` evaluates the objective at the current
+``params``; ``state_dict()``/``load_state_dict()`` checkpoint them exactly. Listed in order
+of increasing complexity:
+
+* :class:`SGD`: learning-rate decay, weight decay, momentum (Torch's dampening), Nesterov.
+* :class:`ASGD`: Bottou's averaged SGD; evaluate with :meth:`ASGD.swap_in_average`.
+* :class:`CG`: Rasmussen's ``minimize.m`` (Polak-Ribiere, Wolfe-Powell line search).
+* :class:`LBFGS`: fixed step (Torch default) or strong-Wolfe line search.
+* :class:`SwitchSchedule`: one optimizer up to an epoch, another after it.
+"""
+from .sgd import SGD
+from .asgd import ASGD
+from .cg import CG
+from .lbfgs import LBFGS, cubic_minimizer, strong_wolfe
+from .schedule import SwitchSchedule
+
+__all__ = ["SGD", "ASGD", "CG", "LBFGS", "SwitchSchedule", "cubic_minimizer", "strong_wolfe"]
