@@ -92,8 +92,9 @@ def sigmoid_backward(y, grad_out, *, out=None, n_threads=None):
 def tanh_forward(x, *, out=None, n_threads=None):
     """Hyperbolic tangent, elementwise.
 
-    float32 uses a vectorized rational approximation accurate to about half an ulp (within
-    1.2e-7 of the exact tanh; +-inf -> +-1, NaN -> NaN); float64 uses libm ``tanh``.
+    float32 uses a vectorized rational approximation evaluated in double: within 0.54 ulp
+    (3.3e-8 absolute) of the exact tanh, +-inf -> +-1, NaN -> NaN. float64 uses libm
+    ``tanh``.
 
     Parameters
     ----------
