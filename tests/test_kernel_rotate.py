@@ -1,6 +1,8 @@
 """Tests of fastconv.functional.rotate_forward / rotate_backward."""
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.ndimage import map_coordinates
 
 from fastconv.functional import rotate_backward, rotate_forward
@@ -246,3 +248,19 @@ def test_float16_angles_and_uint_angles(rng):
     np.testing.assert_array_equal(rotate_forward(x, a16), rotate_forward(x, a16.astype(float)))
     np.testing.assert_array_equal(rotate_forward(x, np.array([0, 1], dtype=np.uint8)),
                                   rotate_forward(x, np.array([0.0, 1.0])))
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 3), c=st.integers(1, 2), h=st.integers(1, 9), w=st.integers(1, 9),
+       angle=st.floats(-1e3, 1e3, allow_nan=False), seed=st.integers(0, 2 ** 31))
+def test_property_adjoint_and_scipy(n, c, h, w, angle, seed):
+    rng = np.random.default_rng(seed)
+    angles = angle + np.arange(n)
+    u = rng.standard_normal((n, c, h, w))
+    v = rng.standard_normal((n, c, h, w))
+    # Scaled by the norms, not by <Au, v>, which can cancel to ~0 for unlucky draws.
+    au, atv = rotate_forward(u, angles), rotate_backward(v, angles)
+    scale = np.linalg.norm(au) * np.linalg.norm(v) + np.linalg.norm(u) * np.linalg.norm(atv)
+    assert abs(np.vdot(au, v) - np.vdot(u, atv)) <= 1e-13 * scale + 1e-300
+    np.testing.assert_allclose(rotate_forward(u, angles), reference_rotate(u, angles),
+                               rtol=1e-11, atol=1e-11)

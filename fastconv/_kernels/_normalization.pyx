@@ -125,7 +125,7 @@ cdef void _sub_backward(const real_t* grad_out, real_t* grad_x, real_t* work,
             grad_x[ch * hw + j] = grad_out[ch * hw + j] - m[j]
 
 
-cdef void _local_rms(const real_t* z, real_t* work, const real_t* k, Py_ssize_t c,
+cdef void _local_sum_sq(const real_t* z, real_t* work, const real_t* k, Py_ssize_t c,
                      Py_ssize_t h, Py_ssize_t w, Py_ssize_t kh, Py_ssize_t kw,
                      bint sep) noexcept nogil:
     """work plane 1 := corr(sum_c z_c^2) (Torch's local sum of squares before the sqrt)."""
@@ -146,7 +146,7 @@ cdef void _div_forward(const real_t* z, real_t* y, real_t* work, const real_t* c
     cdef Py_ssize_t hw = h * w, ch, j
     cdef real_t* m = work + hw
     cdef real_t std
-    _local_rms(z, work, k, c, h, w, kh, kw, sep)
+    _local_sum_sq(z, work, k, c, h, w, kh, kw, sep)
     for j in range(hw):
         std = sqrt(m[j] / c) / coef[j]
         m[j] = std if std > threshold else <real_t>threshold
@@ -171,7 +171,7 @@ cdef void _div_backward(const real_t* z, const real_t* grad_out, real_t* grad_z,
     cdef real_t* t = work + 2 * hw
     cdef real_t* tmp = work + 3 * hw
     cdef real_t std, d
-    _local_rms(z, work, k, c, h, w, kh, kw, sep)
+    _local_sum_sq(z, work, k, c, h, w, kh, kw, sep)
     for j in range(hw):
         t[j] = grad_out[j] * z[j]
     for ch in range(1, c):
