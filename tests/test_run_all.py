@@ -1,0 +1,361 @@
+"""bench/run_all.py: run keys, atomic state, resume after kill, Dask, report, smoke preset.
+
+Most tests swap the real trainer for :func:`fake_train` (through ``train_fn``, an import path,
+exactly as a user's custom trainer would be plugged in), so the scheduling, recording and
+resuming logic is tested in seconds; ``test_smoke_preset_end_to_end`` trains for real.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from bench import run_all
+from bench._runner import LocalExecutor, Progress, execute_run, threads_per_job
+from bench._store import RunDir, RunLock, atomic_write_text, config_key, read_metrics
+from bench._report import collect, write_report
+from bench.experiments import (FAMILIES, PRESETS, Run, base_config, build_matrix,
+                               unique_runs)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FAKE = "tests.test_run_all:fake_train"
+
+# Seeds that make fake_train misbehave.
+SEED_RAISES, SEED_DIVERGES, SEED_SEGFAULTS, SEED_KILL_ONCE, SEED_KILL_ALWAYS = 13, 99, 11, 66, 67
+
+
+class TrainingDiverged(RuntimeError):
+    """Same name as fastconv.train.TrainingDiverged, which the runner matches by name."""
+
+
+def fake_train(config, run_dir, threads, on_epoch):
+    """A stand-in trainer: resumable, counts its epochs, misbehaves on request.
+
+    Accuracy is a deterministic function of the config. Each executed epoch appends a line to
+    ``epochs.log``; ``checkpoint.json`` is the resume point. ``FAKE_EPOCHS`` overrides the
+    number of epochs and ``FAKE_EPOCH_SECONDS`` makes each epoch take that long.
+    """
+    epochs = int(os.environ.get("FAKE_EPOCHS", config["epochs"]))
+    pause = float(os.environ.get("FAKE_EPOCH_SECONDS", "0"))
+    seed = config["seed"]
+    marker = os.path.join(run_dir, "killed-once")
+    if seed == SEED_KILL_ONCE and not os.path.exists(marker):
+        open(marker, "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)
+    if seed == SEED_KILL_ALWAYS:
+        os.kill(os.getpid(), signal.SIGKILL)
+    if seed == SEED_SEGFAULTS:
+        os.kill(os.getpid(), signal.SIGSEGV)
+    ck = os.path.join(run_dir, "checkpoint.json")
+    history = json.load(open(ck)) if os.path.exists(ck) else []
+    if history:
+        on_epoch(history)
+    base = 0.5 + 0.4 * (1.0 / config["batch_size"]) - 0.1 * config["momentum"]
+    for epoch in range(len(history) + 1, epochs + 1):
+        with open(os.path.join(run_dir, "epochs.log"), "a") as f:
+            f.write(f"{epoch} {os.getpid()}\n")
+        time.sleep(pause)
+        if seed == SEED_RAISES:
+            raise ValueError("fake failure in epoch 1")
+        if seed == SEED_DIVERGES:
+            raise TrainingDiverged("loss is nan")
+        acc = min(0.99, base + 0.02 * epoch)
+        history.append({"epoch": epoch, "loss": 1 - acc, "accuracy": acc,
+                        "mean_class_accuracy": acc, "seconds": 0.01,
+                        "test_loss": 1 - acc, "test_accuracy": acc - 0.01,
+                        "test_mean_class_accuracy": acc - 0.01})
+        atomic_write_text(ck, json.dumps(history))
+        on_epoch(history)
+    return {"threads_seen": threads}
+
+
+def _runs(*seeds, family="t"):
+    p = PRESETS["smoke"]
+    return [Run(family, f"seed {s}", base_config(p, seed=s)) for s in seeds]
+
+
+def _quiet():
+    return Progress(0, enabled=False)
+
+
+# -- keys, files, matrix ---------------------------------------------------------------------
+
+def test_config_key_is_canonical():
+    p = PRESETS["quick"]
+    a = base_config(p, lr=0.001, batch_size=32)
+    b = dict(reversed(list(base_config(p, batch_size=32, lr=1e-3).items())))
+    assert config_key(a) == config_key(b)
+    assert config_key(a) != config_key(base_config(p, lr=0.002, batch_size=32))
+    assert config_key(a) != config_key(base_config(PRESETS["full"], lr=0.001, batch_size=32))
+    with pytest.raises(ValueError, match="unknown settings"):
+        base_config(p, learning_rate=1)
+
+
+def test_atomic_write_replaces_and_leaves_no_temporaries(tmp_path):
+    path = tmp_path / "a" / "f.txt"
+    atomic_write_text(path, "one")
+    atomic_write_text(path, "two")
+    assert path.read_text() == "two"
+    assert os.listdir(tmp_path / "a") == ["f.txt"]
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_every_preset_declares_every_family(preset):
+    runs = build_matrix(preset)
+    assert {r.family for r in runs} == set(FAMILIES)
+    p = PRESETS[preset]
+    assert p.switch_epochs > max(p.switch_after)
+    # The homework's default run is shared by several families and trained once.
+    assert len(unique_runs(runs)) < len(runs)
+    with pytest.raises(ValueError, match="unknown family"):
+        build_matrix(preset, ["nope"])
+
+
+def test_quick_and_full_cover_the_homework_grids():
+    for name in ("quick", "full"):
+        runs = build_matrix(name)
+        batch = {r.config["batch_size"] for r in runs if r.family == "batch"}
+        assert batch == {1, 32, 64, 128}
+        grid = {(r.config["momentum"], r.config["lr"]) for r in runs if r.family == "momentum"}
+        assert len(grid) == 12
+        assert {r.config["optimizer"] for r in runs} == {"sgd", "asgd", "cg", "lbfgs"}
+        assert {r.config["loss"] for r in runs} == {"nll", "mse", "margin"}
+    assert {r.config["switch_to_lbfgs_after"] for r in build_matrix("full", ["lbfgs-switch"])} \
+        == {5, 7, 15, 30, None}
+
+
+def test_run_lock_is_exclusive_and_released(tmp_path):
+    a, b = RunLock(tmp_path), RunLock(tmp_path)
+    assert a.acquire()
+    assert b.held_elsewhere() and not b.acquire()
+    a.release()
+    assert not b.held_elsewhere()
+
+
+def test_threads_never_exceed_cores():
+    assert threads_per_job(1, cores=2) == 2
+    assert threads_per_job(2, cores=2) == 1
+    assert threads_per_job(3, cores=2) == 1
+    assert threads_per_job(2, cores=8) == 4
+
+
+# -- execution ---------------------------------------------------------------------------------
+
+def test_execute_run_records_ok_failed_and_diverged(tmp_path):
+    for run, status in zip(_runs(1, SEED_RAISES, SEED_DIVERGES), ["ok", "failed", "diverged"]):
+        record = execute_run(run.config, str(tmp_path), run.key, 3, FAKE)
+        stored = RunDir(tmp_path, run.key)
+        assert record["status"] == status == stored.final["status"]
+        assert stored.config == run.config
+    failed = RunDir(tmp_path, _runs(SEED_RAISES)[0].key).final
+    assert "ValueError: fake failure" in failed["error"]
+    assert "Traceback" in failed["traceback"]
+    ok = RunDir(tmp_path, _runs(1)[0].key)
+    assert ok.final["threads_seen"] == 3
+    assert [r["epoch"] for r in ok.metrics] == [1]
+
+
+def test_execute_run_refuses_a_locked_run(tmp_path):
+    run = _runs(1)[0]
+    lock = RunLock(RunDir(tmp_path, run.key).path)
+    assert lock.acquire()
+    try:
+        assert execute_run(run.config, str(tmp_path), run.key, 1, FAKE) is None
+        assert RunDir(tmp_path, run.key).final is None
+    finally:
+        lock.release()
+
+
+def test_local_executor_survives_crashing_workers(tmp_path):
+    runs = _runs(1, 2, SEED_RAISES, SEED_SEGFAULTS, SEED_DIVERGES, 3)
+    results = LocalExecutor(jobs=2, train_fn=FAKE).run(runs, str(tmp_path), _quiet())
+    status = {r.config["seed"]: results[r.key]["status"] for r in runs}
+    assert status == {1: "ok", 2: "ok", 3: "ok", SEED_RAISES: "failed",
+                      SEED_SEGFAULTS: "failed", SEED_DIVERGES: "diverged"}
+    segv = RunDir(tmp_path, runs[3].key).final
+    assert "SIGSEGV" in segv["error"]
+    assert RunDir(tmp_path, runs[0].key).final["threads_seen"] == threads_per_job(2)
+
+
+def _mtimes(out):
+    root = os.path.join(out, "runs")
+    return {k: os.stat(os.path.join(root, k, "final.json")).st_mtime_ns
+            for k in os.listdir(root) if os.path.exists(os.path.join(root, k, "final.json"))}
+
+
+def test_rerun_of_a_finished_matrix_executes_nothing(tmp_path, capsys):
+    out = str(tmp_path / "out")
+    args = ["--preset", "smoke", "--only", "optimizers", "rotation", "--out", out,
+            "--train-fn", FAKE, "--no-progress", "--jobs", "2"]
+    assert run_all.main(args) == 0
+    first = _mtimes(out)
+    n = len(unique_runs(build_matrix("smoke", ["optimizers", "rotation"])))
+    assert len(first) == n
+    capsys.readouterr()
+    assert run_all.main(args) == 0
+    assert f"{n} already finished, 0 to run" in capsys.readouterr().out
+    assert _mtimes(out) == first
+    logs = [open(os.path.join(out, "runs", k, "epochs.log")).read() for k in first]
+    assert all(log.count("\n") == 1 for log in logs)
+    run_all.main(args[:-3] + ["--list"])
+    listing = capsys.readouterr().out
+    assert f"{n} distinct runs" in listing and f"{n} ok" in listing
+    assert "ASGD" in listing
+
+
+def test_retry_failed_reruns_only_failed_runs(tmp_path):
+    runs = _runs(1, SEED_RAISES)
+    LocalExecutor(1, FAKE).run(runs, str(tmp_path), _quiet())
+    todo = run_all.runs_to_execute(runs, str(tmp_path), retry_failed=False)
+    assert todo == []
+    todo = run_all.runs_to_execute(runs, str(tmp_path), retry_failed=True)
+    assert [r.config["seed"] for r in todo] == [SEED_RAISES]
+    assert os.path.exists(RunDir(tmp_path, todo[0].key).file("final.previous.json"))
+
+
+def _wait_for(predicate, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_killed_matrix_resumes_without_redoing_finished_runs(tmp_path):
+    out = str(tmp_path / "out")
+    env = {**os.environ, "FAKE_EPOCHS": "4", "FAKE_EPOCH_SECONDS": "0.3",
+           "PYTHONPATH": ROOT}
+    cmd = [sys.executable, os.path.join(ROOT, "bench", "run_all.py"), "--preset", "smoke",
+           "--only", "architecture", "--out", out, "--train-fn", FAKE, "--no-progress",
+           "--no-report", "--jobs", "1"]
+    runs = unique_runs(build_matrix("smoke", ["architecture"]))
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    try:
+        _wait_for(lambda: RunDir(out, runs[0].key).final is not None, 60, "the first run")
+        # Kill while the second run is between its first and last epoch.
+        _wait_for(lambda: len(RunDir(out, runs[1].key).metrics) >= 2, 60, "the second run")
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    before = _mtimes(out)
+    assert list(before) == [runs[0].key]
+    # The orphaned worker dies with the driver: its lock is free at once.
+    _wait_for(lambda: RunDir(out, runs[1].key).status() == "partial", 10, "the worker to die")
+    epochs_before_kill = len(RunDir(out, runs[1].key).metrics)
+
+    done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{len(runs)} distinct runs, 1 already finished" in done.stdout
+    after = _mtimes(out)
+    assert set(after) == {r.key for r in runs}
+    assert after[runs[0].key] == before[runs[0].key]
+    for run in runs:
+        log = open(RunDir(out, run.key).file("epochs.log")).read().split("\n")[:-1]
+        epochs = [int(line.split()[0]) for line in log]
+        if run is runs[1]:
+            # Resumed: the epochs stored before the kill are not trained again; at most the
+            # epoch in progress is.
+            assert epochs[:epochs_before_kill] == list(range(1, epochs_before_kill + 1))
+            assert len(epochs) <= 4 + 1 and sorted(set(epochs)) == [1, 2, 3, 4]
+            assert len({line.split()[1] for line in log}) == 2  # two processes
+        else:
+            assert epochs == [1, 2, 3, 4]
+        assert RunDir(out, run.key).final["status"] == "ok"
+
+
+def test_dask_local_cluster_survives_raising_task_and_killed_worker(tmp_path):
+    distributed = pytest.importorskip(
+        "dask.distributed", reason="dask.distributed is not installed (pip install -e .[dask])")
+    import dask
+    from bench._runner import DaskExecutor
+
+    out = str(tmp_path / "out")
+    runs = _runs(1, 2, 3, SEED_RAISES, SEED_KILL_ONCE, SEED_KILL_ALWAYS)
+    # One resubmission after a worker death: KILL_ONCE succeeds on it, KILL_ALWAYS exhausts it.
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                      dashboard_address=None) as cluster, \
+                distributed.Client(cluster) as client:
+            results = DaskExecutor(client, threads=1, train_fn=FAKE).run(runs, out, _quiet())
+    status = {r.config["seed"]: RunDir(out, r.key).final["status"] for r in runs}
+    assert status == {1: "ok", 2: "ok", 3: "ok", SEED_RAISES: "failed", SEED_KILL_ONCE: "ok",
+                      SEED_KILL_ALWAYS: "failed"}
+    assert {k: r["status"] for k, r in results.items()} == \
+        {r.key: status[r.config["seed"]] for r in runs}
+    assert "KilledWorker" in RunDir(out, runs[-1].key).final["error"]
+    assert os.path.exists(RunDir(out, runs[4].key).file("killed-once"))
+    for run in runs[:3]:
+        assert [m["epoch"] for m in RunDir(out, run.key).metrics] == [1]
+
+
+# -- report ------------------------------------------------------------------------------------
+
+def test_report_from_stored_results(tmp_path):
+    out = str(tmp_path)
+    runs = build_matrix("smoke")
+    for run in unique_runs(runs):  # in-process: this test is about the report only
+        execute_run(run.config, out, run.key, 1, FAKE)
+    path = write_report(runs, out, "smoke")
+    text = open(path).read()
+    for name in FAMILIES:
+        assert f"(`{name}`)" in text
+    assert "| run | homework reported | fastconv test accuracy | epochs | seconds | status |" \
+        in text
+    assert "78%" in text  # the homework's batch-32 number
+    # The fake's accuracy falls with the batch size, like the homework's.
+    assert "agrees with the homework's fall" in text
+    figures = os.listdir(os.path.join(out, "figures"))
+    assert set(figures) == {"best_model.png", "architecture.png", "optimizers.png",
+                            "batch_size.png", "momentum_lr.png"}
+    for name in figures:
+        with open(os.path.join(out, "figures", name), "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+        assert f"figures/{name}" in text
+    results = collect(runs, out)
+    assert all(r["status"] == "ok" for r in results.values())
+
+
+def test_report_only_runs_nothing(tmp_path, capsys):
+    out = str(tmp_path)
+    assert run_all.main(["--preset", "smoke", "--out", out, "--report-only",
+                         "--train-fn", "no.such:module"]) == 0
+    assert not os.path.exists(os.path.join(out, "runs"))
+    text = open(os.path.join(out, "report.md")).read()
+    assert "pending" in text and "Not enough finished runs" in text
+
+
+# -- the real thing ------------------------------------------------------------------------------
+
+def test_smoke_preset_end_to_end(tmp_path):
+    """Every family, real training on the committed MNIST subset, 2 jobs x 1 thread."""
+    out = str(tmp_path / "smoke")
+    start = time.time()
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "run_all.py"),
+                           "--preset", "smoke", "--out", out, "--jobs", "2", "--no-progress"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    runs = build_matrix("smoke")
+    results = collect(runs, out)
+    bad = {k: (r["status"], RunDir(out, k).final.get("error")) for k, r in results.items()
+           if r["status"] != "ok"}
+    # Momentum 0.9 at lr 0.1 may legitimately diverge; nothing may fail.
+    assert all(status == "diverged" for status, _ in bad.values()), bad
+    ok = [r for r in results.values() if r["status"] == "ok"]
+    assert all(r["epochs"] >= 1 and 0.0 <= r["test_accuracy"] <= 1.0 for r in ok)
+    baseline = results[Run("x", "", base_config(PRESETS["smoke"])).key]
+    assert baseline["test_accuracy"] > 0.3  # 200 real images, one epoch: far above chance
+    assert os.path.exists(os.path.join(out, "report.md"))
+    assert len(os.listdir(os.path.join(out, "figures"))) == 5
+    for key in results:
+        files = set(os.listdir(RunDir(out, key).path))
+        assert {"config.json", "final.json"} <= files
+        if results[key]["status"] == "ok":
+            assert {"metrics.csv", "checkpoint.npz", "model.npz"} <= files
+    assert read_metrics(RunDir(out, baseline and runs[0].key).file("metrics.csv"))
+    elapsed = time.time() - start
+    assert elapsed < 180, f"smoke preset took {elapsed:.0f} s; the budget is 3 minutes"
