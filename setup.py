@@ -34,6 +34,22 @@ def _flag(name):
 DEBUG = _flag("FASTCONV_DEBUG")
 PORTABLE = _flag("FASTCONV_PORTABLE")
 NO_OPENMP = _flag("FASTCONV_NO_OPENMP")
+MODE = "debug" if DEBUG else "release"
+# Generated C differs between debug and release builds (bounds checks are Cython directives),
+# so each mode keeps its own C files; switching modes forces a rebuild of the extensions,
+# which would otherwise look up to date next to the other mode's newer .so files.
+_STAMP = os.path.join("build", "fastconv-build-mode")
+
+
+def _mode_changed():
+    try:
+        with open(_STAMP) as f:
+            return f.read().strip() != MODE
+    except OSError:
+        return True
+
+
+MODE_CHANGED = _mode_changed()
 
 
 def _compiles(compiler, flags, source, link=True):
@@ -104,7 +120,12 @@ class BuildExt(build_ext):
             ext.extra_compile_args = compile_args + (openmp if use_openmp else [])
             ext.extra_link_args = link_args + (openmp if use_openmp else [])
         print("fastconv: compile flags", compile_args + (openmp if use_openmp else []))
+        if MODE_CHANGED:
+            self.force = True
         super().build_extensions()
+        os.makedirs(os.path.dirname(_STAMP), exist_ok=True)
+        with open(_STAMP, "w") as f:
+            f.write(MODE)
 
 
 def _extensions():
@@ -130,7 +151,8 @@ def _extensions():
     }
     return cythonize(exts, compiler_directives=directives,
                      compile_time_env={"FASTCONV_DEBUG": DEBUG},
-                     nthreads=0, quiet=True)
+                     build_dir=os.path.join("build", "cython-" + MODE),
+                     force="--force" in sys.argv, quiet=True)
 
 
 setup(ext_modules=_extensions(), cmdclass={"build_ext": BuildExt})

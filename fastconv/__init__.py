@@ -1,6 +1,14 @@
-"""fastconv: a Cython-accelerated CPU toolkit for training and studying small CNNs."""
+"""fastconv: a Cython-accelerated CPU toolkit for training and studying small CNNs.
+
+Subpackages: :mod:`fastconv.functional` (validated kernels), :mod:`fastconv.nn` (layers,
+losses, the homework's models), :mod:`fastconv.optim` (SGD, ASGD, CG, L-BFGS),
+:mod:`fastconv.datasets` (MNIST), and :class:`fastconv.Trainer`.
+"""
 from ._threads import get_num_threads, openmp_enabled, set_num_threads
-from . import functional
+from . import functional, nn, optim, datasets
+from .serialization import load_model, save_model
+from .train import Trainer, TrainingDiverged
 
 __version__ = "0.1.0"
-__all__ = ["functional", "get_num_threads", "set_num_threads", "openmp_enabled"]
+__all__ = ["functional", "nn", "optim", "datasets", "Trainer", "TrainingDiverged",
+           "load_model", "save_model", "get_num_threads", "set_num_threads", "openmp_enabled"]

@@ -1,0 +1,61 @@
+"""Containers."""
+from .module import Module, module_from_config, register_module
+
+__all__ = ["Sequential"]
+
+
+@register_module
+class Sequential(Module):
+    """Chain of modules; backward walks them in reverse, each using its own cached input.
+
+    Printed like Torch7: ``[input -> (1) -> (2) -> output]`` followed by the children.
+    """
+
+    def __init__(self, *modules):
+        super().__init__()
+        for m in modules:
+            if not isinstance(m, Module):
+                raise TypeError(f"Sequential: children must be Modules; got {type(m).__name__}")
+        self.layers = list(modules)
+
+    def children(self):
+        return self.layers
+
+    def __len__(self):
+        return len(self.layers)
+
+    def __getitem__(self, i):
+        return self.layers[i]
+
+    def add(self, module):
+        if not isinstance(module, Module):
+            raise TypeError(f"Sequential.add: expected a Module; got {type(module).__name__}")
+        self.layers.append(module)
+        self._flat = None
+        return self
+
+    def forward(self, x):
+        for m in self.layers:
+            x = m.forward(x)
+        return x
+
+    def backward(self, grad_out, need_input_grad=True):
+        g = grad_out
+        for i in range(len(self.layers) - 1, -1, -1):
+            g = self.layers[i].backward(g, need_input_grad=need_input_grad or i > 0)
+        return g
+
+    def config(self):
+        return {"type": "Sequential", "layers": [m.config() for m in self.layers]}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(*[module_from_config(c) for c in config["layers"]])
+
+    def __repr__(self):
+        arrow = " -> ".join(["[input"] + [f"({i + 1})" for i in range(len(self.layers))]
+                            + ["output]"])
+        lines = [f"Sequential {arrow}"]
+        for i, m in enumerate(self.layers):
+            lines.append(f"  ({i + 1}): " + repr(m).replace("\n", "\n  "))
+        return "\n".join(lines)

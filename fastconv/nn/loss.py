@@ -1,0 +1,86 @@
+"""Loss criteria: ``forward(output, target) -> float`` then ``backward() -> dL/d output``.
+
+Each matches a model head (see :func:`fastconv.nn.models.build_model`): ``nll`` expects
+log-probabilities (the model ends in LogSoftmax), ``mse`` expects tanh outputs compared with
++1 for the true class and -1 elsewhere, ``margin`` takes raw scores.
+"""
+import numpy as np
+
+from .. import functional as F
+from .._validation import check_float, check_target
+
+__all__ = ["NLLLoss", "MSELoss", "MarginLoss", "make_loss", "LOSSES"]
+
+
+class _Criterion:
+    def __init__(self):
+        self._output = self._target = None
+
+    def __call__(self, output, target):
+        return self.forward(output, target)
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+class NLLLoss(_Criterion):
+    """Mean over the batch of -logp[n, target[n]]."""
+
+    name = "nll"
+    head = "LogSoftmax"
+
+    def forward(self, logp, target):
+        self._output, self._target = logp, target
+        return F.nll_loss_forward(logp, target)
+
+    def backward(self, grad_out=1.0):
+        return F.nll_loss_backward(self._output, self._target, grad_out)
+
+
+class MSELoss(_Criterion):
+    """Mean over all elements of (y - t)^2, t = +1 at the true class and -1 elsewhere."""
+
+    name = "mse"
+    head = "Tanh"
+
+    def forward(self, y, target):
+        if not isinstance(y, np.ndarray) or y.ndim != 2:
+            raise ValueError(f"MSELoss: output must be a 2-D array (N, K); "
+                             f"got {getattr(y, 'shape', type(y).__name__)}")
+        target = check_target("MSELoss", target, y.shape[0], y.shape[1])
+        t = np.full(y.shape, -1.0, dtype=y.dtype)
+        t[np.arange(y.shape[0]), target] = 1.0
+        self._output, self._target = y, t
+        return F.mse_loss_forward(y, t)
+
+    def backward(self, grad_out=1.0):
+        return F.mse_loss_backward(self._output, self._target, grad_out)
+
+
+class MarginLoss(_Criterion):
+    """Multi-class hinge loss (Torch7 MultiMarginCriterion, p = 1)."""
+
+    name = "margin"
+    head = None
+
+    def __init__(self, margin=1.0):
+        super().__init__()
+        self.margin = check_float("MarginLoss", "margin", margin, minimum=0.0)
+
+    def forward(self, x, target):
+        self._output, self._target = x, target
+        return F.margin_loss_forward(x, target, self.margin)
+
+    def backward(self, grad_out=1.0):
+        return F.margin_loss_backward(self._output, self._target, self.margin, grad_out)
+
+
+LOSSES = {"nll": NLLLoss, "mse": MSELoss, "margin": MarginLoss}
+
+
+def make_loss(name):
+    """Return the criterion named ``nll``, ``mse`` or ``margin``."""
+    try:
+        return LOSSES[name]()
+    except KeyError:
+        raise ValueError(f"unknown loss {name!r}; choose from {sorted(LOSSES)}") from None

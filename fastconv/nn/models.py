@@ -1,0 +1,109 @@
+"""The homework's models, by name, with its variants.
+
+All take 1x32x32 inputs (MNIST zero-padded to 32x32) and produce 10 class scores; the head
+appended for the loss (LogSoftmax for ``nll``, Tanh for ``mse``, nothing for ``margin``) is part
+of the returned network, as in the Torch7 tutorial.
+"""
+import numpy as np
+
+from ._init import check_dtype
+from .activation import LogSoftmax, ReLU, Tanh
+from .containers import Sequential
+from .conv import Conv2d
+from .linear import Flatten, Linear
+from .loss import LOSSES
+from .normalization import SubtractiveNormalization
+from .pooling import LPPool2d, MaxPool2d
+from .stochastic import Dropout, RandomRotation
+
+__all__ = ["build_model", "MODELS"]
+
+MODELS = ("linear", "mlp", "convnet", "convnet-max")
+
+
+def build_model(name="convnet", *, loss="nll", n_classes=10, extra_conv=False, dropout=0.0,
+                rotate=0.0, dtype=np.float64, seed=1):
+    """Build one of the homework's networks.
+
+    Parameters
+    ----------
+    name : {"linear", "mlp", "convnet", "convnet-max"}
+        ``linear``: flatten 1024 -> linear 10. ``mlp``: 1024 -> 512 -> tanh -> 10.
+        ``convnet`` (the tutorial's CPU model): conv 5x5 1->64, tanh, L2 pooling 2x2/2,
+        subtractive normalization (7-tap Gaussian), conv 5x5 64->64, tanh, L2 pooling,
+        subtractive normalization, flatten 1600, linear 128, tanh, linear 10.
+        ``convnet-max`` (the tutorial's GPU variant): the same with max pooling and ReLU and
+        no normalization.
+    loss : {"nll", "mse", "margin"}
+        Chooses the head appended to the network.
+    extra_conv : bool
+        Add a third convolution (3x3, 64->64, padding 1, same non-linearity) after the
+        second block (convnets only).
+    dropout : float
+        Dropout probability before each fully connected layer (0 disables).
+    rotate : float
+        sigma in radians of a RandomRotation input layer (0 disables).
+    dtype : {numpy.float32, numpy.float64}
+    seed : int
+        Seeds the initial weights and the model's random layers.
+
+    Returns
+    -------
+    Sequential
+    """
+    if name not in MODELS:
+        raise ValueError(f"build_model: unknown model {name!r}; choose from {list(MODELS)}")
+    if loss not in LOSSES:
+        raise ValueError(f"build_model: unknown loss {loss!r}; choose from {sorted(LOSSES)}")
+    if extra_conv and not name.startswith("convnet"):
+        raise ValueError(f"build_model: extra_conv applies to convnets, not {name!r}")
+    dtype = check_dtype(dtype)
+    init_seq, layer_seq = np.random.SeedSequence(seed).spawn(2)
+    rng = np.random.default_rng(init_seq)
+    layers = []
+    if rotate:
+        layers.append(RandomRotation(rotate))
+
+    def fc(n_in, n_out):
+        if dropout:
+            layers.append(Dropout(dropout))
+        layers.append(Linear(n_in, n_out, dtype=dtype, rng=rng))
+
+    if name == "linear":
+        layers.append(Flatten())
+        fc(32 * 32, n_classes)
+    elif name == "mlp":
+        layers.append(Flatten())
+        fc(32 * 32, 512)
+        layers.append(Tanh())
+        fc(512, n_classes)
+    else:
+        max_variant = name == "convnet-max"
+        act = ReLU if max_variant else Tanh
+
+        def block(c_in):
+            layers.append(Conv2d(c_in, 64, 5, dtype=dtype, rng=rng))
+            layers.append(act())
+            if max_variant:
+                layers.append(MaxPool2d(2, 2))
+            else:
+                layers.append(LPPool2d(2, 2, 2))
+                layers.append(SubtractiveNormalization(7, dtype=dtype))
+
+        block(1)      # 32 -> 28 -> 14
+        block(64)     # 14 -> 10 -> 5
+        if extra_conv:
+            layers.append(Conv2d(64, 64, 3, padding=1, dtype=dtype, rng=rng))
+            layers.append(act())
+        layers.append(Flatten())
+        fc(64 * 5 * 5, 128)
+        layers.append(act())
+        fc(128, n_classes)
+    head = LOSSES[loss].head
+    if head == "LogSoftmax":
+        layers.append(LogSoftmax())
+    elif head == "Tanh":
+        layers.append(Tanh())
+    model = Sequential(*layers)
+    model.set_rng(np.random.default_rng(layer_seq))
+    return model

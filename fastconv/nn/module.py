@@ -1,0 +1,200 @@
+"""The layer protocol shared by every fastconv module.
+
+A module separates Torch7's three verbs: ``forward(x)`` computes and caches what backward needs;
+``backward(grad_out)`` returns the gradient with respect to the input and *accumulates* (``+=``)
+the gradients of its parameters; ``zero_grad()`` resets them. Parameters and gradients can be
+gathered into one contiguous vector each (:meth:`Module.flat_parameters`, Torch's
+``getParameters``), which is what the optimizers update in place.
+"""
+import numpy as np
+
+__all__ = ["Module", "register_module", "module_from_config"]
+
+_REGISTRY = {}
+
+
+def register_module(cls):
+    """Class decorator: make ``cls`` constructible from its :meth:`Module.config`."""
+    _REGISTRY[cls.__name__] = cls
+    return cls
+
+
+def module_from_config(config):
+    """Rebuild a module (parameters freshly initialized) from :meth:`Module.config`."""
+    try:
+        cls = _REGISTRY[config["type"]]
+    except KeyError:
+        raise ValueError(f"unknown module type {config.get('type')!r}; known: "
+                         f"{sorted(_REGISTRY)}") from None
+    return cls.from_config(config)
+
+
+class Module:
+    """Base class of layers and containers.
+
+    Subclasses list their parameter attribute names in ``param_names`` (e.g.
+    ``("weight", "bias")``); each parameter ``p`` has a same-shaped gradient attribute
+    ``grad_p``. Randomized layers set ``stochastic = True`` and draw from ``self.rng``.
+    """
+
+    param_names = ()
+    stochastic = False
+
+    def __init__(self):
+        self.training = True
+        self.rng = None
+        self._flat = None
+
+    # -- the three verbs ----------------------------------------------------------------
+    def forward(self, x):
+        """Compute the output for ``x`` and cache what :meth:`backward` needs."""
+        raise NotImplementedError
+
+    def backward(self, grad_out, need_input_grad=True):
+        """Return dL/dx for the last ``forward`` and accumulate parameter gradients.
+
+        Parameters
+        ----------
+        grad_out : ndarray
+            dL/dy, shaped like the last output.
+        need_input_grad : bool
+            False lets a layer skip computing dL/dx (the first layer of a network);
+            it then returns None.
+        """
+        raise NotImplementedError
+
+    def __call__(self, x):
+        return self.forward(x)
+
+    # -- structure ----------------------------------------------------------------------
+    def children(self):
+        return []
+
+    def modules(self):
+        """This module and all its descendants, depth first."""
+        yield self
+        for child in self.children():
+            yield from child.modules()
+
+    def _param_slots(self):
+        for m in self.modules():
+            for name in m.param_names:
+                if getattr(m, name, None) is not None:
+                    yield m, name
+
+    def params(self):
+        """List of parameter arrays, in a fixed order."""
+        return [getattr(m, name) for m, name in self._param_slots()]
+
+    def grads(self):
+        """List of gradient arrays, in the order of :meth:`params`."""
+        return [getattr(m, "grad_" + name) for m, name in self._param_slots()]
+
+    def zero_grad(self):
+        for g in self.grads():
+            g.fill(0)
+
+    def train(self, mode=True):
+        """Switch this module and its descendants to training (or evaluation) mode."""
+        for m in self.modules():
+            m.training = bool(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def set_rng(self, rng):
+        """Give every stochastic descendant the generator ``rng`` (shared, so that a
+        checkpoint holds a single generator state)."""
+        if not isinstance(rng, np.random.Generator):
+            raise TypeError(f"set_rng: rng must be a numpy.random.Generator; "
+                            f"got {type(rng).__name__}")
+        for m in self.modules():
+            if m.stochastic:
+                m.rng = rng
+        return self
+
+    @property
+    def dtype(self):
+        ps = self.params()
+        return ps[0].dtype if ps else None
+
+    def astype(self, dtype):
+        """Convert parameters and gradients to ``dtype`` in place; returns self."""
+        dtype = np.dtype(dtype)
+        if dtype not in (np.float32, np.float64):
+            raise TypeError(f"astype: dtype must be float32 or float64; got {dtype}")
+        for m, name in self._param_slots():
+            setattr(m, name, np.ascontiguousarray(getattr(m, name), dtype=dtype))
+            setattr(m, "grad_" + name, np.zeros_like(getattr(m, name)))
+        for m in self.modules():
+            m._flat = None
+            m._astype_buffers(dtype)
+        return self
+
+    def _astype_buffers(self, dtype):
+        """Hook for non-parameter arrays (e.g. fixed kernels) to follow the dtype."""
+
+    def flat_parameters(self):
+        """Gather parameters and gradients into one contiguous vector each.
+
+        After the call every parameter (and gradient) attribute is a view into the returned
+        vectors, so updating ``flat_params`` in place updates the model, and ``backward``
+        accumulates into ``flat_grads``. Calling it again returns the same vectors.
+
+        Returns
+        -------
+        flat_params, flat_grads : ndarray, shape (n_params,)
+        """
+        if self._flat is not None and self._flat_intact():
+            return self._flat
+        slots = list(self._param_slots())
+        if not slots:
+            raise ValueError("flat_parameters: the module has no parameters")
+        dtypes = {getattr(m, n).dtype for m, n in slots}
+        if len(dtypes) != 1:
+            raise TypeError(f"flat_parameters: parameters mix dtypes {sorted(map(str, dtypes))}; "
+                            f"call astype() first")
+        dtype = dtypes.pop()
+        total = sum(getattr(m, n).size for m, n in slots)
+        flat_p = np.empty(total, dtype=dtype)
+        flat_g = np.empty(total, dtype=dtype)
+        offset = 0
+        for m, name in slots:
+            p, g = getattr(m, name), getattr(m, "grad_" + name)
+            size = p.size
+            flat_p[offset:offset + size] = p.reshape(-1)
+            flat_g[offset:offset + size] = g.reshape(-1)
+            setattr(m, name, flat_p[offset:offset + size].reshape(p.shape))
+            setattr(m, "grad_" + name, flat_g[offset:offset + size].reshape(p.shape))
+            offset += size
+        self._flat = (flat_p, flat_g)
+        return self._flat
+
+    def _flat_intact(self):
+        flat_p, flat_g = self._flat
+        return all(getattr(m, n).base is flat_p and getattr(m, "grad_" + n).base is flat_g
+                   for m, n in self._param_slots())
+
+    def n_parameters(self):
+        return int(sum(p.size for p in self.params()))
+
+    # -- description and serialization ---------------------------------------------------
+    def get_config(self):
+        """Constructor arguments (JSON-able) that rebuild this module's architecture."""
+        return {}
+
+    def config(self):
+        return {"type": type(self).__name__, **self.get_config()}
+
+    @classmethod
+    def from_config(cls, config):
+        kwargs = {k: v for k, v in config.items() if k != "type"}
+        return cls(**kwargs)
+
+    def extra_repr(self):
+        return ", ".join(f"{k}={v}" for k, v in self.get_config().items()
+                         if not isinstance(v, (list, dict)))
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.extra_repr()})"
