@@ -217,7 +217,7 @@ def test_max_backward_adjoint_of_selection(from_forward, shape, kernel, stride, 
     x = rng.standard_normal(shape)
     y, idx = max_pool2d_forward(x, kernel, stride, return_indices=True)
     if not from_forward:
-        # Arbitrary in-range indices: the 2x2 gather path must fall back to the scatter.
+        # Arbitrary in-range indices: the backward is a scatter-add for any index.
         idx = rng.integers(0, shape[2] * shape[3], size=y.shape).astype(np.intp)
     n, c = shape[:2]
 

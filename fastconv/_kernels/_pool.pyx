@@ -14,8 +14,9 @@ Design
 (d) Vectorization. Branchy scalar pooling was measured at 25-35% of a training step, so every
     inner loop is straight-line code over an output row that gcc can if-convert and vectorize:
     the arg-max update is a pair of selects, never a branch. The hot 2x2/2 window has its own
-    path that reads two input rows per output row; other windows sweep the kernel taps in the
-    outer loops and the output row in the innermost loop.
+    path that reads two input rows per output row, in fixed-length spans so that no scalar
+    (branchy) remainder runs (see _SPAN); other windows sweep the kernel taps in the outer
+    loops and the output row in the innermost loop. Max backward is a plain scatter-add.
 (e) Saved for backward. Max pooling saves the arg-max ``indices`` (shaped like y). Lp pooling
     saves nothing extra: its backward takes x and y.
 (f) Safety. Shapes and hyperparameters are checked by ``fastconv.functional`` before these run;
@@ -75,61 +76,108 @@ cdef inline int _team(Py_ssize_t work, int n_threads) noexcept nogil:
 # Max pooling
 # --------------------------------------------------------------------------------------------
 
+cdef enum:
+    # Outputs per span of the 2x2/2 max paths (see _SPAN note below).
+    _SPAN = 8
+
+# Why spans: gcc vectorizes a row loop of unknown length but finishes it with a scalar
+# remainder, and there the selects turn back into branches that mispredict on real data. For
+# the ConvNet's 28x28 -> 14x14 layer that remainder was 6 of 14 outputs and made the layer 5x
+# slower once the data no longer fit the branch predictor's history. So a row is covered by
+# one run whose length is a multiple of 2*_SPAN (full-width vectors, the remainder never
+# runs), then spans of exactly _SPAN outputs (a fixed trip count: vector, no remainder); the
+# last span is shifted back to end at the row's end and recomputes a few outputs, which is
+# harmless because each output is a pure function of its window. Rows shorter than _SPAN
+# (the 10x10 -> 5x5 layer) stay scalar.
+
+
+cdef inline void _max_span_2x2(const real_t* r0, const real_t* r1, real_t* yr, Py_ssize_t* ir,
+                               Py_ssize_t base, Py_ssize_t w, Py_ssize_t j0,
+                               Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t j, k
+    cdef real_t b, c, d, m
+    cdef bint up
+    for j in range(j0, j0 + n):
+        m = r0[2 * j]
+        b = r0[2 * j + 1]
+        c = r1[2 * j]
+        d = r1[2 * j + 1]
+        k = 0
+        up = _beats(b, m)
+        m = b if up else m
+        k = 1 if up else k
+        up = _beats(c, m)
+        m = c if up else m
+        k = w if up else k
+        up = _beats(d, m)
+        m = d if up else m
+        k = w + 1 if up else k
+        yr[j] = m
+        ir[j] = base + 2 * j + k
+
+
+cdef inline void _max_span_2x2_noidx(const real_t* r0, const real_t* r1, real_t* yr,
+                                     Py_ssize_t j0, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t j
+    cdef real_t b, c, d, m
+    for j in range(j0, j0 + n):
+        m = r0[2 * j]
+        b = r0[2 * j + 1]
+        c = r1[2 * j]
+        d = r1[2 * j + 1]
+        m = b if _beats(b, m) else m
+        m = c if _beats(c, m) else m
+        m = d if _beats(d, m) else m
+        yr[j] = m
+
+
 cdef void _max_fwd_2x2(const real_t* xp, real_t* yp, Py_ssize_t* ip, Py_ssize_t w,
                        Py_ssize_t oh, Py_ssize_t ow) noexcept nogil:
-    cdef Py_ssize_t i, j, k, base
+    cdef Py_ssize_t i, j0, base
     cdef const real_t* r0
     cdef const real_t* r1
     cdef real_t* yr
-    cdef Py_ssize_t* ir = NULL
-    cdef real_t a, b, c, d, m
-    cdef bint up
+    cdef Py_ssize_t* ir
     for i in range(oh):
         base = 2 * i * w
         r0 = xp + base
         r1 = r0 + w
         yr = yp + i * ow
         ir = ip + i * ow
-        for j in range(ow):
-            a = r0[2 * j]
-            b = r0[2 * j + 1]
-            c = r1[2 * j]
-            d = r1[2 * j + 1]
-            m = a
-            k = 0
-            up = _beats(b, m)
-            m = b if up else m
-            k = 1 if up else k
-            up = _beats(c, m)
-            m = c if up else m
-            k = w if up else k
-            up = _beats(d, m)
-            m = d if up else m
-            k = w + 1 if up else k
-            yr[j] = m
-            ir[j] = base + 2 * j + k
+        if ow < _SPAN:
+            _max_span_2x2(r0, r1, yr, ir, base, w, 0, ow)
+            continue
+        j0 = ow - ow % (2 * _SPAN)
+        if j0:
+            _max_span_2x2(r0, r1, yr, ir, base, w, 0, j0)
+        while j0 + _SPAN <= ow:
+            _max_span_2x2(r0, r1, yr, ir, base, w, j0, _SPAN)
+            j0 += _SPAN
+        if j0 < ow:
+            _max_span_2x2(r0, r1, yr, ir, base, w, ow - _SPAN, _SPAN)
 
 
 cdef void _max_fwd_2x2_noidx(const real_t* xp, real_t* yp, Py_ssize_t w,
                              Py_ssize_t oh, Py_ssize_t ow) noexcept nogil:
-    cdef Py_ssize_t i, j
+    cdef Py_ssize_t i, j0
     cdef const real_t* r0
     cdef const real_t* r1
     cdef real_t* yr
-    cdef real_t b, c, d, m
     for i in range(oh):
         r0 = xp + 2 * i * w
         r1 = r0 + w
         yr = yp + i * ow
-        for j in range(ow):
-            m = r0[2 * j]
-            b = r0[2 * j + 1]
-            c = r1[2 * j]
-            d = r1[2 * j + 1]
-            m = b if _beats(b, m) else m
-            m = c if _beats(c, m) else m
-            m = d if _beats(d, m) else m
-            yr[j] = m
+        if ow < _SPAN:
+            _max_span_2x2_noidx(r0, r1, yr, 0, ow)
+            continue
+        j0 = ow - ow % (2 * _SPAN)
+        if j0:
+            _max_span_2x2_noidx(r0, r1, yr, 0, j0)
+        while j0 + _SPAN <= ow:
+            _max_span_2x2_noidx(r0, r1, yr, j0, _SPAN)
+            j0 += _SPAN
+        if j0 < ow:
+            _max_span_2x2_noidx(r0, r1, yr, ow - _SPAN, _SPAN)
 
 
 cdef void _max_fwd_generic(const real_t* xp, real_t* yp, Py_ssize_t* ip, Py_ssize_t w,
@@ -216,8 +264,11 @@ def max_pool2d_forward(const real_t[:, :, :, ::1] x,        # IN  (N, C, H, W)
 
 cdef Py_ssize_t _max_bwd_scatter(const real_t* gp, const Py_ssize_t* ip, real_t* gxp,
                                  Py_ssize_t hw, Py_ssize_t ohw) noexcept nogil:
-    # General case (any window, overlapping or not, any in-range index): zero, then add in
-    # output order. Returns the number of out-of-range indices, which are skipped.
+    # Zero, then add in output order: right for any window, overlapping or not, and for any
+    # in-range index. A select-based 2x2 gather was tried and measured 4-16x slower than this
+    # (its selects became mispredicted branches), so the scatter is also the 2x2 path; its
+    # range test is a branch that real indices always predict. Returns the number of
+    # out-of-range indices, which are skipped.
     cdef Py_ssize_t o, k
     cdef Py_ssize_t bad = 0
     memset(gxp, 0, hw * sizeof(real_t))
@@ -230,58 +281,13 @@ cdef Py_ssize_t _max_bwd_scatter(const real_t* gp, const Py_ssize_t* ip, real_t*
     return bad
 
 
-cdef Py_ssize_t _max_bwd_2x2(const real_t* gp, const Py_ssize_t* ip, real_t* gxp,
-                             Py_ssize_t h, Py_ssize_t w,
-                             Py_ssize_t oh, Py_ssize_t ow) noexcept nogil:
-    # Non-overlapping 2x2 windows: every input element belongs to at most one window, so the
-    # scatter is a gather that writes each element once, with selects instead of indexed
-    # stores. Returns how many indices point outside their own window; the caller then redoes
-    # the plane with the general scatter (which also catches out-of-range ones).
-    cdef Py_ssize_t i, j, off
-    cdef Py_ssize_t miss = 0
-    cdef real_t* r0
-    cdef real_t* r1
-    cdef real_t g
-    for i in range(oh):
-        r0 = gxp + 2 * i * w
-        r1 = r0 + w
-        # One loop per input row: writing both rows in one loop needs alias checks between
-        # them (w is unknown) that stopped gcc from vectorizing.
-        for j in range(ow):
-            g = gp[i * ow + j]
-            off = ip[i * ow + j] - (2 * i * w + 2 * j)
-            r0[2 * j] = g if off == 0 else 0
-            r0[2 * j + 1] = g if off == 1 else 0
-            miss += (off != 0) & (off != 1) & (off != w) & (off != w + 1)
-        for j in range(ow):
-            g = gp[i * ow + j]
-            off = ip[i * ow + j] - (2 * i * w + 2 * j)
-            r1[2 * j] = g if off == w else 0
-            r1[2 * j + 1] = g if off == w + 1 else 0
-        for j in range(2 * ow, w):
-            r0[j] = 0
-            r1[j] = 0
-    if 2 * oh < h:
-        memset(gxp + 2 * oh * w, 0, (h - 2 * oh) * w * sizeof(real_t))
-    return miss
-
-
-cdef Py_ssize_t _max_bwd_plane(const real_t* gp, const Py_ssize_t* ip, real_t* gxp,
-                               Py_ssize_t h, Py_ssize_t w, Py_ssize_t oh, Py_ssize_t ow,
-                               bint two_by_two) noexcept nogil:
-    if two_by_two and _max_bwd_2x2(gp, ip, gxp, h, w, oh, ow) == 0:
-        return 0
-    return _max_bwd_scatter(gp, ip, gxp, h * w, oh * ow)
-
-
 def max_pool2d_backward(const real_t[:, :, :, ::1] grad_out,       # IN  (N, C, OH, OW)
                         const Py_ssize_t[:, :, :, ::1] indices,    # IN  (N, C, OH, OW)
                         real_t[:, :, :, ::1] grad_x,               # OUT (N, C, H, W)
                         int n_threads):
     """grad_x[n,c].flat[indices[n,c,i,j]] += grad_out[n,c,i,j]; grad_x is 0 elsewhere.
 
-    When the shapes fit 2x2/2 pooling, a plane whose indices all lie in their own 2x2 window
-    takes the gather path; any other plane takes the general scatter. Returns the number of indices outside ``[0, H*W)``; those are skipped, never written.
+    Returns the number of indices outside ``[0, H*W)``; those are skipped, never written.
     """
     cdef Py_ssize_t planes = grad_x.shape[0] * grad_x.shape[1]
     cdef Py_ssize_t h = grad_x.shape[2], w = grad_x.shape[3]
@@ -292,16 +298,15 @@ def max_pool2d_backward(const real_t[:, :, :, ::1] grad_out,       # IN  (N, C, 
     cdef Py_ssize_t pl
     cdef Py_ssize_t bad = 0
     cdef int nt = _team(planes * h * w, n_threads)
-    cdef bint two_by_two = oh == h // 2 and ow == w // 2
     if nt > 1:
         for pl in prange(planes, schedule='static', nogil=True, num_threads=nt):
-            bad += _max_bwd_plane(gp + pl * oh * ow, ip + pl * oh * ow, gxp + pl * h * w,
-                                  h, w, oh, ow, two_by_two)
+            bad += _max_bwd_scatter(gp + pl * oh * ow, ip + pl * oh * ow, gxp + pl * h * w,
+                                    h * w, oh * ow)
     else:
         with nogil:
             for pl in range(planes):
-                bad += _max_bwd_plane(gp + pl * oh * ow, ip + pl * oh * ow, gxp + pl * h * w,
-                                      h, w, oh, ow, two_by_two)
+                bad += _max_bwd_scatter(gp + pl * oh * ow, ip + pl * oh * ow, gxp + pl * h * w,
+                                        h * w, oh * ow)
     return bad
 
 
