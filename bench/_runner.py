@@ -365,6 +365,9 @@ class DaskExecutor:
     the task elsewhere (the run resumes from its checkpoint when storage is shared); a task
     that still cannot complete, or raises, is recorded as failed and the other runs go on.
 
+    Workers must be able to import ``bench`` (the repository on shared storage or on their
+    ``PYTHONPATH``) and ``fastconv``: the task is sent by reference, not by value.
+
     Parameters
     ----------
     address : str or distributed.Client
@@ -372,10 +375,14 @@ class DaskExecutor:
     threads : int
         Kernel threads per run (one task per worker thread slot is the usual setup).
     retries : int
-        Extra attempts for a task that raised (worker loss is retried by the scheduler).
+        Extra attempts, by the scheduler, of a task that raised.
+    worker_loss_retries : int
+        Fresh submissions of a run whose task the scheduler gave up on after worker deaths
+        (``KilledWorker``), on top of the scheduler's own ``allowed-failures``.
     """
 
-    def __init__(self, address, threads=1, train_fn=DEFAULT_TRAIN_FN, retries=1):
+    def __init__(self, address, threads=1, train_fn=DEFAULT_TRAIN_FN, retries=1,
+                 worker_loss_retries=2):
         try:
             from dask.distributed import Client
         except ImportError as exc:
@@ -386,21 +393,25 @@ class DaskExecutor:
         self.threads = max(1, int(threads))
         self.train_fn = train_fn
         self.retries = retries
+        self.worker_loss_retries = worker_loss_retries
+
+    def _submit(self, run, out, attempt):
+        return self.client.submit(_dask_task, run.config, os.path.abspath(out), run.key,
+                                  self.threads, self.train_fn, _REPO,
+                                  key=f"fastconv-run-{run.key}-{attempt}", pure=False,
+                                  retries=self.retries)
 
     def run(self, runs, out, progress):
         from dask.distributed import as_completed
 
         futures = {}
         for run in runs:
-            fut = self.client.submit(_dask_task, run.config, os.path.abspath(out), run.key,
-                                     self.threads, self.train_fn, _REPO,
-                                     key=f"fastconv-run-{run.key}", pure=False,
-                                     retries=self.retries)
-            futures[fut] = run
+            futures[self._submit(run, out, 0)] = (run, 0)
             progress.started()
         results = {}
-        for fut in as_completed(futures):
-            run = futures[fut]
+        pending = as_completed(futures)
+        for fut in pending:
+            run, attempt = futures.pop(fut)
             try:
                 record = fut.result()
                 stored = RunDir(out, run.key)
@@ -409,6 +420,15 @@ class DaskExecutor:
                     write_metrics(stored.file("metrics.csv"), record.get("history", []))
                     write_json(stored.file("final.json"), record)
             except Exception as exc:  # KilledWorker, a raising task: record it and go on
+                if (type(exc).__name__ == "KilledWorker"
+                        and attempt < self.worker_loss_retries):
+                    # The scheduler gave up after its own allowed-failures: the worker may
+                    # have died for reasons unrelated to this run (another task, the OOM
+                    # killer), so give the run a fresh task before declaring it failed.
+                    retry = self._submit(run, out, attempt + 1)
+                    futures[retry] = (run, attempt + 1)
+                    pending.add(retry)
+                    continue
                 record = _record_lost(out, run.key, run.config,
                                       f"dask task failed: {type(exc).__name__}: {exc}",
                                       self.threads)
