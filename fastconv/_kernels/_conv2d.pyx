@@ -1,0 +1,601 @@
+"""2-D convolution (cross-correlation, as in Torch and PyTorch) through im2col and GEMM.
+
+Design
+------
+(a) Ops, each one call into nogil code:
+    conv2d_forward          y = weight * x + bias
+    conv2d_backward_input   grad_x = weight^T * grad_y          (col2im of a GEMM)
+    conv2d_backward         grad_weight, grad_bias and, optionally, grad_x, sharing each
+                            sample's im2col matrix (backward_weight is this without grad_x)
+(b) Layout: NCHW, C-contiguous, float32 or float64 (one compiled specialisation each).
+    weight (F, C, KH, KW) is read as the row-major matrix (F, K), K = C*KH*KW. The im2col
+    matrix of one sample is (K, P), P = OH*OW: row k = (c*KH + u)*KW + v holds
+    x[c, i*sh + u - ph, j*sw + v - pw] at column p = i*OW + j, zero in the padding. Then
+    y[n] = weight @ col(x[n]) is one GEMM whose result is already NCHW.
+(c) Threading: OpenMP only; SciPy's BLAS is pinned to one thread (fastconv._threads) and is
+    called from inside the parallel regions. A batch of N samples on T threads runs in two
+    phases so that all threads stay busy for every N:
+    - batch phase: the first N - N % T samples, a contiguous equal share per thread, one
+      sample at a time through the thread's own im2col buffer (K*P elements, so the buffer
+      stays cache-sized; no buffer ever spans the batch);
+    - split phase: each of the N % T remaining samples (all of them at N = 1) is shared by
+      the threads. Each GEMM C = A @ B is cut along the dimension whose cost is least:
+      cutting C's rows duplicates the packing of B in every thread, cutting its columns
+      duplicates A (and makes the threads write neighbouring parts of each row of C),
+      cutting the inner dimension leaves partial C's to add. So the forward pass cuts the
+      output pixels (columns) when K <= P, as in a first layer, and otherwise the rows of the
+      im2col matrix (inner dimension) with a reduction of the (F, P) partials; the weight
+      gradient (inner dimension P) cuts the output pixels with a reduction of (F, K)
+      partials when K <= P, and otherwise its columns, each thread building only its rows of
+      the im2col matrix; the input gradient cuts the rows of weight^T @ grad_y, then, after a
+      barrier, the channels of col2im.
+    No two threads ever write the same element: backward gives each thread of the batch
+    phase its own partial weight gradient (thread 0 writes the output itself), and the
+    partials are then added in thread order 1, 2, ..., T-1. Results are therefore
+    bitwise reproducible for a given thread count; different counts differ by rounding.
+(d) col2im adds each channel's contributions in the order (u, v, i), whatever the split.
+(e) Inner loops run over contiguous output columns, with the padding handled by computing the
+    valid ranges once per row instead of a branch per element, so they vectorize.
+Nothing is saved between calls: conv2d_backward recomputes im2col per sample, which costs
+far less than the memory a saved batch-wide im2col matrix would take.
+"""
+from cython.parallel cimport prange
+from libc.stdlib cimport malloc, free
+from libc.string cimport memcpy, memset
+
+from ._types cimport real_t
+from ._blas cimport gemm_rm
+
+
+cdef struct Geom:
+    int c, h, w          # input channels and size
+    int f, kh, kw        # filters and kernel size
+    int sh, sw, ph, pw   # stride and zero padding
+    int oh, ow           # output size
+    int k                # c*kh*kw: rows of the im2col matrix
+    int p                # oh*ow: columns of the im2col matrix
+
+
+# ---------------------------------------------------------------------------------------------
+# Small helpers
+# ---------------------------------------------------------------------------------------------
+
+cdef inline int _split(int total, int t, int n_parts) noexcept nogil:
+    """Start of part t when [0, total) is cut into n_parts contiguous near-equal parts."""
+    return <int>((<long long>total * t) // n_parts)
+
+
+cdef inline void _valid_range(int size, int out_size, int stride, int pad, int offset,
+                              int* lo, int* hi) noexcept nogil:
+    """[lo, hi): outputs i < out_size with 0 <= i*stride + offset - pad < size."""
+    cdef int a = pad - offset
+    cdef int b = size + pad - offset
+    if stride == 1:
+        lo[0] = max(a, 0)
+        hi[0] = min(out_size, b)
+    else:
+        lo[0] = (a + stride - 1) // stride if a > 0 else 0
+        hi[0] = min(out_size, (b - 1) // stride + 1) if b > 0 else 0
+    if hi[0] < lo[0]:
+        hi[0] = lo[0]
+
+
+cdef inline Py_ssize_t _slice_size(Py_ssize_t n, size_t itemsize) noexcept nogil:
+    """Elements per thread slice of a workspace: n rounded up to whole cache lines, plus one
+    more line so that neighbouring threads never share a cache line."""
+    cdef Py_ssize_t line = 64 // itemsize
+    return (n + line - 1) // line * line + line
+
+
+# Rows of an im2col matrix are short (ow elements, 10 for the 64->64 layer of the homework's
+# ConvNet), so per-row loop overhead rivals the copy itself. These helpers move fixed 32-byte
+# blocks through memcpy with a constant size, which compilers turn into single vector moves.
+
+cdef inline void _copy_row(real_t* dst, const real_t* src, Py_ssize_t n) noexcept nogil:
+    """dst[:n] = src[:n] (no overlap); the last block overlaps the previous one instead of
+    ending in a scalar tail."""
+    cdef Py_ssize_t block = 32 // sizeof(real_t)
+    cdef Py_ssize_t j = 0
+    if n < block:
+        for j in range(n):
+            dst[j] = src[j]
+        return
+    while j + block < n:
+        memcpy(dst + j, src + j, 32)
+        j += block
+    memcpy(dst + n - block, src + n - block, 32)
+
+
+cdef inline void _add_row(real_t* dst, const real_t* src, Py_ssize_t n) noexcept nogil:
+    """dst[:n] += src[:n] (no overlap), in blocks through local copies that the compiler
+    keeps in vector registers."""
+    cdef real_t a[8]    # one 32-byte block of float (8) or double (4)
+    cdef real_t b[8]
+    cdef Py_ssize_t block = 32 // sizeof(real_t)
+    cdef Py_ssize_t j = 0
+    cdef Py_ssize_t l
+    while j + block <= n:
+        memcpy(a, dst + j, 32)
+        memcpy(b, src + j, 32)
+        for l in range(<Py_ssize_t>(32 // sizeof(real_t))):
+            a[l] += b[l]
+        memcpy(dst + j, a, 32)
+        j += block
+    while j < n:
+        dst[j] += src[j]
+        j += 1
+
+
+cdef void _add_bias(real_t* y, const real_t* bias, int nf, Py_ssize_t ldy, Py_ssize_t n,
+                    int first) noexcept nogil:
+    """y[i, :n] += bias[i] for i < nf, y row-major with row stride ldy, rows taken in the order
+    first, first+1, ..., nf-1, 0, ..., first-1.
+
+    Threads that share the columns of y start at different rows, so that they do not write
+    the cache line where their columns meet, in the same row, at the same time.
+    """
+    cdef Py_ssize_t r, i, j
+    cdef real_t b
+    cdef real_t* row
+    for r in range(nf):
+        i = first + r if first + r < nf else first + r - nf
+        b = bias[i]
+        row = y + i * ldy
+        for j in range(n):
+            row[j] += b
+
+
+cdef void _add_row_sums(const real_t* a, int rows, Py_ssize_t cols, Py_ssize_t lda,
+                        real_t* out) noexcept nogil:
+    """out[i] += sum(a[i, :cols]), a row-major with row stride lda.
+
+    Sixteen independent partial sums let the compiler vectorize without reassociating
+    (fastconv builds without -ffast-math); they are combined in a fixed order.
+    """
+    cdef real_t acc[16]
+    cdef real_t s
+    cdef const real_t* row
+    cdef Py_ssize_t i, j, l
+    for i in range(rows):
+        row = a + i * lda
+        for l in range(16):
+            acc[l] = 0
+        j = 0
+        while j + 16 <= cols:
+            for l in range(16):
+                acc[l] += row[j + l]
+            j += 16
+        s = 0
+        for l in range(16):
+            s += acc[l]
+        while j < cols:
+            s += row[j]
+            j += 1
+        out[i] += s
+
+
+cdef void _add_partials(real_t* out, const real_t* partials, Py_ssize_t stride, int n_partials,
+                        Py_ssize_t e0, Py_ssize_t e1) noexcept nogil:
+    """out[e] += partials[1*stride + e] + ... in that order, for e in [e0, e1)."""
+    cdef int t
+    cdef Py_ssize_t e
+    cdef const real_t* src
+    for t in range(1, n_partials):
+        src = partials + t * stride
+        for e in range(e0, e1):
+            out[e] += src[e]
+
+
+# ---------------------------------------------------------------------------------------------
+# im2col / col2im for one sample
+# ---------------------------------------------------------------------------------------------
+
+cdef void _im2col(const real_t* x, real_t* col, const Geom* g, int k0, int k1,
+                  int i0, int i1) noexcept nogil:
+    """col[k - k0, (i - i0)*ow + j] = x[c, i*sh + u - ph, j*sw + v - pw] (0 in the padding)
+    for k = (c*kh + u)*kw + v in [k0, k1), output rows i in [i0, i1) and j < ow: a block of
+    the im2col matrix of one sample x (c, h, w), with rows (i1 - i0)*ow long.
+
+    Rows of an im2col matrix are made of short runs (ow elements), so loop overhead matters
+    as much as the copies: a row that touches the padding is zeroed once with one memset
+    rather than per run, indices advance incrementally rather than by division, and the run
+    loop does little but copy.
+    """
+    cdef int k, c, u, v, ia, ib, lo, hi
+    cdef Py_ssize_t i, j
+    cdef Py_ssize_t ow = g.ow, sw = g.sw
+    cdef Py_ssize_t row_step = <Py_ssize_t>g.sh * g.w
+    cdef Py_ssize_t length = (i1 - i0) * ow
+    cdef real_t* dst
+    cdef const real_t* src
+    if i1 <= i0:
+        return
+    v = k0 % g.kw
+    u = (k0 // g.kw) % g.kh
+    c = k0 // (g.kw * g.kh)
+    for k in range(k0, k1):
+        _valid_range(g.w, g.ow, g.sw, g.pw, v, &lo, &hi)
+        _valid_range(g.h, g.oh, g.sh, g.ph, u, &ia, &ib)
+        dst = col + (k - k0) * length
+        if lo > 0 or hi < g.ow or ia > i0 or ib < i1:
+            memset(dst, 0, length * sizeof(real_t))
+        if hi > lo:
+            # dst[(i - i0)*ow + j] copies src[i*row_step + j*sw]. Both bases may lie outside
+            # their buffers (i0 > 0, u < ph, v < pw); every element accessed is inside.
+            # Integer offsets instead cost about 30% here: under -fwrapv the compiler
+            # cannot fold them into one pointer per run.
+            dst -= i0 * ow
+            src = x + (<Py_ssize_t>c * g.h + u - g.ph) * g.w + (v - g.pw)
+            for i in range(max(ia, i0), min(ib, i1)):
+                if sw == 1:
+                    _copy_row(dst + i * ow + lo, src + i * row_step + lo, hi - lo)
+                else:
+                    for j in range(lo, hi):
+                        dst[i * ow + j] = src[i * row_step + j * sw]
+        v += 1
+        if v == g.kw:
+            v = 0
+            u += 1
+            if u == g.kh:
+                u = 0
+                c += 1
+
+
+cdef void _col2im(const real_t* col, real_t* x, const Geom* g, int c0, int c1) noexcept nogil:
+    """x[c, hin, win] = sum of col[(c*kh + u)*kw + v, i*ow + j] over all (u, v, i, j) with
+    i*sh + u - ph = hin and j*sw + v - pw = win, for channels c in [c0, c1).
+
+    The adjoint of _im2col. Channels are disjoint, so threads split them without races, and
+    each element's terms are added in the order (u, v) whatever the split. The loop order
+    (u, v, then output rows i) reads col sequentially and makes consecutive
+    read-modify-writes of x fall in different input rows: shifted, overlapping updates of
+    one short row in a row (v, v+1, ...) would stall on store-to-load forwarding.
+    """
+    cdef int c, u, v, i, ilo, ihi, lo, hi
+    cdef Py_ssize_t j
+    cdef real_t* dst
+    cdef const real_t* src
+    if c1 <= c0:
+        return
+    memset(x + <Py_ssize_t>c0 * g.h * g.w, 0, <Py_ssize_t>(c1 - c0) * g.h * g.w * sizeof(real_t))
+    for c in range(c0, c1):
+        for u in range(g.kh):
+            _valid_range(g.h, g.oh, g.sh, g.ph, u, &ilo, &ihi)
+            for v in range(g.kw):
+                _valid_range(g.w, g.ow, g.sw, g.pw, v, &lo, &hi)
+                if hi <= lo:
+                    continue
+                src = col + (<Py_ssize_t>(c * g.kh + u) * g.kw + v) * g.p
+                for i in range(ilo, ihi):
+                    # dst[j*sw] is x[c, i*sh + u - ph, j*sw + v - pw], the column j = lo
+                    # first; src[j] is col at (i, j).
+                    dst = x + ((<Py_ssize_t>c * g.h + i * g.sh + u - g.ph) * g.w
+                               + lo * g.sw + v - g.pw)
+                    if g.sw == 1:
+                        _add_row(dst, src + <Py_ssize_t>i * g.ow + lo, hi - lo)
+                    else:
+                        for j in range(lo, hi):
+                            dst[(j - lo) * g.sw] += src[<Py_ssize_t>i * g.ow + j]
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-thread work. x, y, grad_x and grad_y point to one sample unless named *_batch.
+# ---------------------------------------------------------------------------------------------
+
+cdef void _forward_block(const real_t* x, const real_t* weight, const real_t* bias, real_t* y,
+                         const Geom* g, int k0, int k1, int i0, int i1, real_t beta,
+                         int first_bias_row, real_t* col) noexcept nogil:
+    """y[:, i0*ow:i1*ow] = beta*y[...] + weight[:, k0:k1] @ col(x)[k0:k1, i0*ow:i1*ow] (+ bias
+    unless bias is NULL): a block of one sample's output from a block of its im2col matrix."""
+    cdef Py_ssize_t n = (i1 - i0) * <Py_ssize_t>g.ow
+    if n <= 0:
+        return
+    _im2col(x, col, g, k0, k1, i0, i1)
+    gemm_rm(False, False, g.f, n, k1 - k0, 1, weight + k0, g.k, col, n,
+            beta, y + i0 * <Py_ssize_t>g.ow, g.p)
+    if bias != NULL:
+        _add_bias(y + i0 * <Py_ssize_t>g.ow, bias, g.f, g.p, n, first_bias_row)
+
+
+cdef void _weight_grad_block(const real_t* x, const real_t* grad_y, real_t* grad_weight,
+                             real_t* grad_bias, real_t beta, const Geom* g, int k0, int k1,
+                             int i0, int i1, int f0, int f1, real_t* col) noexcept nogil:
+    """grad_weight[:, k0:k1] = beta*grad_weight[:, k0:k1] + grad_y[:, P'] @ col(x)[k0:k1, P']^T
+    with P' = [i0*ow, i1*ow), and grad_bias[f0:f1] += the row sums of grad_y[f0:f1, P']."""
+    cdef Py_ssize_t n = (i1 - i0) * <Py_ssize_t>g.ow
+    cdef const real_t* gy = grad_y + i0 * <Py_ssize_t>g.ow
+    _im2col(x, col, g, k0, k1, i0, i1)
+    gemm_rm(False, True, g.f, k1 - k0, <int>n, 1, gy, g.p, col, <int>max(n, 1),
+            beta, grad_weight + k0, g.k)
+    _add_row_sums(gy + f0 * <Py_ssize_t>g.p, f1 - f0, n, g.p, grad_bias + f0)
+
+
+cdef void _input_grad(const real_t* grad_y, const real_t* weight, real_t* grad_x,
+                      const Geom* g, real_t* col) noexcept nogil:
+    """grad_x = col2im(weight^T @ grad_y) for one sample, through col."""
+    gemm_rm(True, False, g.k, g.p, g.f, 1, weight, g.k, grad_y, g.p, 0, col, g.p)
+    _col2im(col, grad_x, g, 0, g.c)
+
+
+cdef void _forward_samples(const real_t* x_batch, const real_t* weight, const real_t* bias,
+                           real_t* y_batch, const Geom* g, int n0, int n1,
+                           real_t* col) noexcept nogil:
+    """Batch phase of the forward pass on one thread: samples [n0, n1) through col."""
+    cdef Py_ssize_t n
+    for n in range(n0, n1):
+        _forward_block(x_batch + n * g.c * g.h * g.w, weight, bias, y_batch + n * g.f * g.p, g,
+                       0, g.k, 0, g.oh, 0, 0, col)
+
+
+cdef void _backward_samples(const real_t* x_batch, const real_t* grad_y_batch,
+                            const real_t* weight, real_t* grad_x_batch, real_t* grad_weight,
+                            real_t* grad_bias, real_t beta, const Geom* g, int n0, int n1,
+                            real_t* col) noexcept nogil:
+    """Batch phase of the backward pass on one thread: samples [n0, n1) through col.
+
+    Unless grad_weight is NULL, grad_weight = beta*grad_weight + sum_n grad_y[n] @ col(x[n])^T
+    and grad_bias (+)= the row sums of each grad_y[n], grad_bias overwritten when beta == 0.
+    Unless grad_x_batch is NULL, grad_x[n] = col2im(weight^T @ grad_y[n]).
+    """
+    cdef Py_ssize_t n
+    cdef Py_ssize_t xs = <Py_ssize_t>g.c * g.h * g.w
+    cdef Py_ssize_t ys = <Py_ssize_t>g.f * g.p
+    if n1 <= n0:
+        return
+    if grad_weight != NULL and beta == 0:
+        memset(grad_bias, 0, g.f * sizeof(real_t))
+    for n in range(n0, n1):
+        if grad_weight != NULL:
+            _weight_grad_block(x_batch + n * xs, grad_y_batch + n * ys, grad_weight, grad_bias,
+                               beta, g, 0, g.k, 0, g.oh, 0, g.f, col)
+            beta = 1
+        if grad_x_batch != NULL:
+            _input_grad(grad_y_batch + n * ys, weight, grad_x_batch + n * xs, g, col)
+
+
+# ---------------------------------------------------------------------------------------------
+# Phases on T threads
+# ---------------------------------------------------------------------------------------------
+
+cdef struct Workspace:
+    # Per thread t: an im2col buffer at col + t*stride, and, where a phase needs them, partial
+    # results: a (F, K) weight gradient and an (F,) bias gradient at grad_weight + t*stride and
+    # grad_bias + t*stride, an (F, P) output at y + t*stride.
+    Py_ssize_t stride, col, grad_weight, grad_bias, y     # offsets in elements
+
+
+cdef void _forward_split(const real_t* x, const real_t* weight, const real_t* bias, real_t* y,
+                         const Geom* g, int T, real_t* ws, const Workspace* w) noexcept nogil:
+    """One sample's forward pass shared by T threads (see the design notes)."""
+    cdef int t
+    if g.k <= g.p:
+        for t in prange(T, num_threads=T, schedule="static", chunksize=1):
+            _forward_block(x, weight, bias, y, g, 0, g.k, _split(g.oh, t, T),
+                           _split(g.oh, t + 1, T), 0, _split(g.f, t, T),
+                           ws + t * w.stride + w.col)
+        return
+    for t in prange(T, num_threads=T, schedule="static", chunksize=1):
+        _forward_block(x, weight, NULL, y if t == 0 else ws + t * w.stride + w.y, g,
+                       _split(g.k, t, T), _split(g.k, t + 1, T), 0, g.oh, 0, 0,
+                       ws + t * w.stride + w.col)
+    for t in prange(T, num_threads=T, schedule="static", chunksize=1):
+        _add_partials(y, ws + w.y, w.stride, T, _split(g.f, t, T) * <Py_ssize_t>g.p,
+                      _split(g.f, t + 1, T) * <Py_ssize_t>g.p)
+        if bias != NULL:
+            _add_bias(y + _split(g.f, t, T) * <Py_ssize_t>g.p, bias + _split(g.f, t, T),
+                      _split(g.f, t + 1, T) - _split(g.f, t, T), g.p, g.p, 0)
+
+
+cdef void _weight_grad_split(const real_t* x, const real_t* grad_y, real_t* grad_weight,
+                             real_t* grad_bias, real_t beta, const Geom* g, int T,
+                             real_t* ws, const Workspace* w) noexcept nogil:
+    """One sample's weight and bias gradients shared by T threads (see the design notes).
+    grad_bias is added to whatever beta is."""
+    cdef int t
+    cdef Py_ssize_t wsize = <Py_ssize_t>g.f * g.k
+    if g.k > g.p:
+        for t in prange(T, num_threads=T, schedule="static", chunksize=1):
+            _weight_grad_block(x, grad_y, grad_weight, grad_bias, beta, g,
+                               _split(g.k, t, T), _split(g.k, t + 1, T), 0, g.oh,
+                               _split(g.f, t, T), _split(g.f, t + 1, T),
+                               ws + t * w.stride + w.col)
+        return
+    for t in prange(T, num_threads=T, schedule="static", chunksize=1):
+        if t > 0:
+            memset(ws + t * w.stride + w.grad_bias, 0, g.f * sizeof(real_t))
+        _weight_grad_block(x, grad_y,
+                           grad_weight if t == 0 else ws + t * w.stride + w.grad_weight,
+                           grad_bias if t == 0 else ws + t * w.stride + w.grad_bias,
+                           beta if t == 0 else 0, g, 0, g.k,
+                           _split(g.oh, t, T), _split(g.oh, t + 1, T), 0, g.f,
+                           ws + t * w.stride + w.col)
+    for t in prange(T, num_threads=T, schedule="static", chunksize=1):
+        _add_partials(grad_weight, ws + w.grad_weight, w.stride, T,
+                      _split(wsize, t, T), _split(wsize, t + 1, T))
+    _add_partials(grad_bias, ws + w.grad_bias, w.stride, T, 0, g.f)
+
+
+cdef void _input_grad_split(const real_t* grad_y, const real_t* weight, real_t* grad_x,
+                            const Geom* g, int T, real_t* col) noexcept nogil:
+    """One sample's input gradient shared by T threads: rows of weight^T @ grad_y into the
+    shared (k, p) buffer col, then, after the barrier, channels of col2im."""
+    cdef int t
+    for t in prange(T, num_threads=T, schedule="static", chunksize=1):
+        gemm_rm(True, False, _split(g.k, t + 1, T) - _split(g.k, t, T), g.p, g.f, 1,
+                weight + _split(g.k, t, T), g.k, grad_y, g.p,
+                0, col + _split(g.k, t, T) * <Py_ssize_t>g.p, g.p)
+    for t in prange(T, num_threads=T, schedule="static", chunksize=1):
+        _col2im(col, grad_x, g, _split(g.c, t, T), _split(g.c, t + 1, T))
+
+
+cdef void _forward_impl(const real_t* x, const real_t* weight, const real_t* bias, real_t* y,
+                        const Geom* g, int n_batch, int T, real_t* ws,
+                        const Workspace* w) noexcept nogil:
+    """y = conv(x) + bias for the batch on T threads."""
+    cdef int nb = n_batch - n_batch % T
+    cdef int n, t
+    if nb > 0:
+        for t in prange(T, num_threads=T, schedule="static", chunksize=1):
+            _forward_samples(x, weight, bias, y, g, _split(nb, t, T), _split(nb, t + 1, T),
+                             ws + t * w.stride + w.col)
+    for n in range(nb, n_batch):
+        _forward_split(x + n * <Py_ssize_t>g.c * g.h * g.w, weight, bias,
+                       y + n * <Py_ssize_t>g.f * g.p, g, T, ws, w)
+
+
+cdef void _backward_impl(const real_t* x, const real_t* grad_y, const real_t* weight,
+                         real_t* grad_x, real_t* grad_weight, real_t* grad_bias,
+                         bint accumulate, const Geom* g, int n_batch, int T,
+                         real_t* ws, const Workspace* w) noexcept nogil:
+    """Gradients for the batch on T threads: grad_weight and grad_bias unless grad_weight is
+    NULL (then x is not read), grad_x unless it is NULL (then weight is not read).
+
+    In the batch phase thread 0 accumulates into grad_weight and grad_bias themselves and
+    threads 1.. into their partials, which are then added in thread order.
+    """
+    cdef int nb = n_batch - n_batch % T
+    cdef int n, t
+    cdef Py_ssize_t xs = <Py_ssize_t>g.c * g.h * g.w
+    cdef Py_ssize_t ys = <Py_ssize_t>g.f * g.p
+    cdef Py_ssize_t wsize = <Py_ssize_t>g.f * g.k
+    cdef real_t beta = 1 if accumulate else 0
+    if nb > 0:
+        for t in prange(T, num_threads=T, schedule="static", chunksize=1):
+            _backward_samples(
+                x, grad_y, weight, grad_x,
+                NULL if grad_weight == NULL else (
+                    grad_weight if t == 0 else ws + t * w.stride + w.grad_weight),
+                NULL if grad_weight == NULL else (
+                    grad_bias if t == 0 else ws + t * w.stride + w.grad_bias),
+                beta if t == 0 else 0, g, _split(nb, t, T), _split(nb, t + 1, T),
+                ws + t * w.stride + w.col)
+        if grad_weight != NULL and T > 1:
+            for t in prange(T, num_threads=T, schedule="static", chunksize=1):
+                _add_partials(grad_weight, ws + w.grad_weight, w.stride, T,
+                              _split(wsize, t, T), _split(wsize, t + 1, T))
+            _add_partials(grad_bias, ws + w.grad_bias, w.stride, T, 0, g.f)
+        beta = 1
+    elif grad_weight != NULL and not accumulate:
+        memset(grad_bias, 0, g.f * sizeof(real_t))
+        if n_batch == 0:
+            memset(grad_weight, 0, wsize * sizeof(real_t))
+    for n in range(nb, n_batch):
+        if grad_weight != NULL:
+            _weight_grad_split(x + n * xs, grad_y + n * ys, grad_weight, grad_bias, beta, g, T,
+                               ws, w)
+            beta = 1
+        if grad_x != NULL:
+            _input_grad_split(grad_y + n * ys, weight, grad_x + n * xs, g, T, ws + w.col)
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry points (arguments validated by fastconv.functional._conv)
+# ---------------------------------------------------------------------------------------------
+
+cdef Geom _geometry(const Py_ssize_t* x_shape, const Py_ssize_t* w_shape,
+                   int sh, int sw, int ph, int pw) noexcept:
+    """Sizes of a convolution of an (N, C, H, W) input by an (F, C, KH, KW) kernel."""
+    cdef Geom g
+    g.c, g.h, g.w = x_shape[1], x_shape[2], x_shape[3]
+    g.f, g.kh, g.kw = w_shape[0], w_shape[2], w_shape[3]
+    g.sh, g.sw, g.ph, g.pw = sh, sw, ph, pw
+    g.oh = (g.h + 2 * ph - g.kh) // sh + 1
+    g.ow = (g.w + 2 * pw - g.kw) // sw + 1
+    g.k = g.c * g.kh * g.kw
+    g.p = g.oh * g.ow
+    return g
+
+
+cdef real_t* _workspace(const Geom* g, int T, bint weight_grads, bint outputs,
+                        Workspace* w, real_t dummy) except NULL:
+    """malloc T slices of [im2col buffer | partial grad_weight and grad_bias (weight_grads) |
+    partial output (outputs)], each part rounded to whole cache lines; raise MemoryError."""
+    cdef Py_ssize_t n = 0
+    cdef size_t item = sizeof(real_t)
+    cdef real_t* ws
+    w.col = n
+    n += _slice_size(<Py_ssize_t>g.k * g.p, item)
+    w.grad_weight = n
+    w.grad_bias = n + _slice_size(<Py_ssize_t>g.f * g.k, item)
+    if weight_grads:
+        n = w.grad_bias + _slice_size(g.f, item)
+    w.y = n
+    if outputs:
+        n += _slice_size(<Py_ssize_t>g.f * g.p, item)
+    w.stride = n
+    ws = <real_t*>malloc(T * n * item)
+    if ws == NULL:
+        raise MemoryError(f"conv2d: cannot allocate a workspace of {T} x {n} elements")
+    return ws
+
+
+def conv2d_forward(const real_t[:, :, :, ::1] x,        # IN  (N, C, H, W)
+                   const real_t[:, :, :, ::1] weight,   # IN  (F, C, KH, KW)
+                   const real_t[::1] bias,              # IN  (F,) or None
+                   real_t[:, :, :, ::1] y,              # OUT (N, F, OH, OW)
+                   int sh, int sw, int ph, int pw, int n_threads):
+    """y[n,f,i,j] = bias[f] + sum_{c,u,v} weight[f,c,u,v] * x[n,c,i*sh+u-ph, j*sw+v-pw]."""
+    cdef Geom g = _geometry(x.shape, weight.shape, sh, sw, ph, pw)
+    cdef Workspace w
+    cdef real_t* ws
+    if x.shape[0] == 0:
+        return
+    ws = _workspace(&g, n_threads, False, True, &w, <real_t>0)
+    try:
+        with nogil:
+            _forward_impl(&x[0, 0, 0, 0], &weight[0, 0, 0, 0],
+                          &bias[0] if bias is not None else NULL, &y[0, 0, 0, 0], &g,
+                          x.shape[0], n_threads, ws, &w)
+    finally:
+        free(ws)
+
+
+def conv2d_backward_input(const real_t[:, :, :, ::1] grad_y,   # IN  (N, F, OH, OW)
+                          const real_t[:, :, :, ::1] weight,   # IN  (F, C, KH, KW)
+                          real_t[:, :, :, ::1] grad_x,         # OUT (N, C, H, W)
+                          int sh, int sw, int ph, int pw, int n_threads):
+    """grad_x[n,c,h,w] = sum over (f,u,v,i,j) with i*sh+u-ph = h and j*sw+v-pw = w of
+    weight[f,c,u,v] * grad_y[n,f,i,j]: the adjoint of conv2d_forward without bias."""
+    cdef Geom g = _geometry(grad_x.shape, weight.shape, sh, sw, ph, pw)
+    cdef Workspace w
+    cdef real_t* ws
+    if grad_x.shape[0] == 0:
+        return
+    ws = _workspace(&g, n_threads, False, False, &w, <real_t>0)
+    try:
+        with nogil:
+            _backward_impl(NULL, &grad_y[0, 0, 0, 0], &weight[0, 0, 0, 0], &grad_x[0, 0, 0, 0],
+                           NULL, NULL, False, &g, grad_x.shape[0], n_threads, ws, &w)
+    finally:
+        free(ws)
+
+
+def conv2d_backward(const real_t[:, :, :, ::1] x,           # IN  (N, C, H, W)
+                    const real_t[:, :, :, ::1] grad_y,      # IN  (N, F, OH, OW)
+                    const real_t[:, :, :, ::1] weight,      # IN  (F, C, KH, KW) or None
+                    real_t[:, :, :, ::1] grad_x,            # OUT (N, C, H, W) or None
+                    real_t[:, :, :, ::1] grad_weight,       # OUT (F, C, KH, KW)
+                    real_t[::1] grad_bias,                  # OUT (F,)
+                    bint accumulate,
+                    int sh, int sw, int ph, int pw, int n_threads):
+    """grad_weight[f,c,u,v] (+)= sum_{n,i,j} grad_y[n,f,i,j] * x[n,c,i*sh+u-ph, j*sw+v-pw],
+    grad_bias[f] (+)= sum_{n,i,j} grad_y[n,f,i,j], the sums added to the arrays' contents when
+    accumulate is true; and, unless grad_x is None, grad_x as in conv2d_backward_input.
+
+    weight is read only for grad_x, and may be None when grad_x is.
+    """
+    cdef Geom g = _geometry(x.shape, grad_weight.shape, sh, sw, ph, pw)
+    cdef int n_batch = x.shape[0]
+    cdef bint with_x = grad_x is not None
+    cdef Workspace w
+    cdef real_t* ws = _workspace(&g, n_threads, True, False, &w, <real_t>0)
+    try:
+        with nogil:
+            _backward_impl(&x[0, 0, 0, 0] if n_batch > 0 else NULL,
+                           &grad_y[0, 0, 0, 0] if n_batch > 0 else NULL,
+                           &weight[0, 0, 0, 0] if with_x else NULL,
+                           &grad_x[0, 0, 0, 0] if with_x and n_batch > 0 else NULL,
+                           &grad_weight[0, 0, 0, 0], &grad_bias[0], accumulate, &g, n_batch,
+                           n_threads, ws, &w)
+    finally:
+        free(ws)

@@ -1,0 +1,153 @@
+"""Fully connected layer: y = x @ weight^T + bias, weight (OUT, IN) in Torch's layout.
+
+Design
+------
+(a) Ops, each one call into nogil code:
+    linear_forward    y = x @ weight^T + bias                   one GEMM
+    linear_backward   grad_x = grad_y @ weight                  one GEMM
+                      grad_weight (+)= grad_y^T @ x             one GEMM
+                      grad_bias (+)= column sums of grad_y
+(b) Layout: row-major (N, IN) inputs, float32 or float64.
+(c) Threading: OpenMP only (SciPy's BLAS is pinned to one thread by fastconv._threads). Each
+    GEMM's output is cut into T contiguous blocks along its longer side (rows or columns),
+    one per thread, so no output element is written by two threads and none is a sum of
+    per-thread partials; grad_bias is cut by columns and summed over the batch in sample
+    order. Small products run on one thread: an OpenMP region costs about as much as a
+    few tens of thousands of multiply-adds (see _GRAIN).
+"""
+from cython.parallel cimport prange
+
+from ._types cimport real_t
+from ._blas cimport gemm_rm
+
+
+cdef enum:
+    # Multiply-adds per thread below which splitting a GEMM does not pay for the parallel
+    # region (about 1-2 microseconds to open and join on this project's 2-core machines).
+    _GRAIN = 1 << 16
+
+
+cdef inline int _split(int total, int t, int n_parts) noexcept nogil:
+    """Start of part t when [0, total) is cut into n_parts contiguous near-equal parts."""
+    return <int>((<long long>total * t) // n_parts)
+
+
+cdef int _useful_threads(long long work, int n_threads) noexcept nogil:
+    """Threads worth using for ``work`` multiply-adds, at most n_threads."""
+    cdef long long t = work // _GRAIN
+    return <int>max(1, min(<long long>n_threads, t))
+
+
+cdef void _block(int t, int T, int m, int n, int* r0, int* r1, int* c0,
+                 int* c1) noexcept nogil:
+    """Block t of T of an (m, n) matrix cut along its longer side: [r0, r1) x [c0, c1)."""
+    r0[0], r1[0], c0[0], c1[0] = 0, m, 0, n
+    if m >= n:
+        r0[0], r1[0] = _split(m, t, T), _split(m, t + 1, T)
+    else:
+        c0[0], c1[0] = _split(n, t, T), _split(n, t + 1, T)
+
+
+cdef void _gemm_part(int t, int T, bint trans_a, bint trans_b, int m, int n, int k,
+                     const real_t* a, int lda, const real_t* b, int ldb,
+                     real_t beta, real_t* c, int ldc) noexcept nogil:
+    """Block t of T (see _block) of C[m, n] := op(A)[m, k] @ op(B)[k, n] + beta*C."""
+    cdef int r0, r1, c0, c1
+    _block(t, T, m, n, &r0, &r1, &c0, &c1)
+    gemm_rm(trans_a, trans_b, r1 - r0, c1 - c0, k, 1,
+            a + (r0 if trans_a else <Py_ssize_t>r0 * lda), lda,
+            b + (<Py_ssize_t>c0 * ldb if trans_b else c0), ldb,
+            beta, c + <Py_ssize_t>r0 * ldc + c0, ldc)
+
+
+cdef void _forward_part(int t, int T, const real_t* x, const real_t* weight,
+                        const real_t* bias, real_t* y, int n_batch, int n_in,
+                        int n_out) noexcept nogil:
+    """Block t of T of y = x @ weight^T + bias."""
+    cdef int i, o, r0, r1, c0, c1
+    _gemm_part(t, T, False, True, n_batch, n_out, n_in, x, n_in, weight, n_in, 0, y, n_out)
+    if bias == NULL:
+        return
+    _block(t, T, n_batch, n_out, &r0, &r1, &c0, &c1)
+    for i in range(r0, r1):
+        for o in range(c0, c1):
+            y[<Py_ssize_t>i * n_out + o] += bias[o]
+
+
+def linear_forward(const real_t[:, ::1] x,        # IN  (N, IN)
+                   const real_t[:, ::1] weight,   # IN  (OUT, IN)
+                   const real_t[::1] bias,        # IN  (OUT,) or None
+                   real_t[:, ::1] y,              # OUT (N, OUT)
+                   int n_threads):
+    """y[n, o] = bias[o] + sum_i x[n, i] * weight[o, i]."""
+    cdef int n_batch = x.shape[0]
+    cdef int n_in = x.shape[1]
+    cdef int n_out = weight.shape[0]
+    cdef int T = _useful_threads(<long long>n_batch * n_in * n_out, n_threads)
+    cdef int t
+    cdef const real_t* xp = &x[0, 0] if n_batch > 0 else NULL
+    cdef const real_t* wp = &weight[0, 0]
+    cdef const real_t* bp = &bias[0] if bias is not None else NULL
+    cdef real_t* yp = &y[0, 0] if n_batch > 0 else NULL
+    if n_batch == 0:
+        return
+    with nogil:
+        if T == 1:
+            _forward_part(0, 1, xp, wp, bp, yp, n_batch, n_in, n_out)
+        else:
+            for t in prange(T, num_threads=T, schedule="static", chunksize=1):
+                _forward_part(t, T, xp, wp, bp, yp, n_batch, n_in, n_out)
+
+
+cdef void _backward_part(int t, int T, const real_t* x, const real_t* weight,
+                         const real_t* grad_y, real_t* grad_x, real_t* grad_weight,
+                         real_t* grad_bias, real_t beta, int n_batch, int n_in,
+                         int n_out) noexcept nogil:
+    """Block t of T of each of linear_backward's three results."""
+    cdef int i, o, o0, o1
+    cdef const real_t* row
+    if n_batch > 0:
+        _gemm_part(t, T, False, False, n_batch, n_in, n_out, grad_y, n_out, weight, n_in,
+                   0, grad_x, n_in)
+    _gemm_part(t, T, True, False, n_out, n_in, n_batch, grad_y, n_out, x, n_in,
+               beta, grad_weight, n_in)
+    o0, o1 = _split(n_out, t, T), _split(n_out, t + 1, T)
+    if beta == 0:
+        for o in range(o0, o1):
+            grad_bias[o] = 0
+    # Sample by sample, so the loop over o vectorizes and each sum runs in sample order.
+    for i in range(n_batch):
+        row = grad_y + <Py_ssize_t>i * n_out
+        for o in range(o0, o1):
+            grad_bias[o] += row[o]
+
+
+def linear_backward(const real_t[:, ::1] x,             # IN  (N, IN)
+                    const real_t[:, ::1] weight,        # IN  (OUT, IN)
+                    const real_t[:, ::1] grad_y,        # IN  (N, OUT)
+                    real_t[:, ::1] grad_x,              # OUT (N, IN)
+                    real_t[:, ::1] grad_weight,         # OUT (OUT, IN)
+                    real_t[::1] grad_bias,              # OUT (OUT,)
+                    bint accumulate, int n_threads):
+    """grad_x = grad_y @ weight; grad_weight (+)= grad_y^T @ x; grad_bias (+)= sum_n grad_y[n],
+    the sums added to the arrays' contents when accumulate is true."""
+    cdef int n_batch = x.shape[0]
+    cdef int n_in = x.shape[1]
+    cdef int n_out = weight.shape[0]
+    cdef int T = _useful_threads(2 * <long long>n_batch * n_in * n_out, n_threads)
+    cdef int t
+    cdef real_t beta = 1 if accumulate else 0
+    cdef const real_t* xp = &x[0, 0] if n_batch > 0 else NULL
+    cdef const real_t* gyp = &grad_y[0, 0] if n_batch > 0 else NULL
+    cdef real_t* gxp = &grad_x[0, 0] if n_batch > 0 else NULL
+    cdef real_t* gwp = &grad_weight[0, 0]
+    cdef real_t* gbp = &grad_bias[0]
+    cdef const real_t* wp = &weight[0, 0]
+    with nogil:
+        if T == 1:
+            _backward_part(0, 1, xp, wp, gyp, gxp, gwp, gbp, beta,
+                           n_batch, n_in, n_out)
+        else:
+            for t in prange(T, num_threads=T, schedule="static", chunksize=1):
+                _backward_part(t, T, xp, wp, gyp, gxp, gwp, gbp, beta,
+                               n_batch, n_in, n_out)

@@ -1,0 +1,259 @@
+"""2-D convolution: validated wrappers around :mod:`fastconv._kernels._conv2d`.
+
+The convolution is a cross-correlation, as in Torch and PyTorch::
+
+    y[n, f, i, j] = bias[f] + sum_{c, u, v} weight[f, c, u, v] * x[n, c, i*sh + u - ph, j*sw + v - pw]
+
+with x zero outside its bounds. Each function makes one call into nogil code; see the kernel
+module for the threading model (results are reproducible for a given thread count).
+"""
+import numpy as np
+
+from .._kernels import _conv2d
+from .._threads import effective_n_threads
+from .._validation import as_pair, check_array, check_int, check_out, check_shape, output_size
+
+__all__ = ["conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight",
+           "conv2d_backward"]
+
+_X = "(N, C, H, W)"
+_W = "(F, C, KH, KW)"
+_Y = "(N, F, OH, OW)"
+
+
+def _shape4(fn, name, shape, layout):
+    """A 4-tuple of ints >= 0 from a shape argument (a tuple, list or ``ndarray.shape``)."""
+    if not isinstance(shape, (tuple, list)) or len(shape) != 4:
+        raise ValueError(f"{fn}: {name} must be a 4-tuple {layout}; got {shape!r}")
+    return tuple(check_int(fn, name, s, 0) for s in shape)
+
+
+def _conv2d_geometry(fn, x_shape, weight_shape, stride, padding, x_name="x",
+                     weight_name="weight"):
+    """Check the shapes and hyperparameters of one convolution (Torch's ``shapeCheck``).
+
+    Returns ``(stride, padding, y_shape)`` with stride and padding as ``(h, w)`` pairs.
+    """
+    stride = as_pair(fn, "stride", stride, 1)
+    padding = as_pair(fn, "padding", padding, 0)
+    n, c, h, w = x_shape
+    f, wc, kh, kw = weight_shape
+    if min(c, h, w) < 1:
+        raise ValueError(f"{fn}: {x_name} must have C, H, W >= 1 in {_X}; got {tuple(x_shape)}")
+    if min(f, wc, kh, kw) < 1:
+        raise ValueError(f"{fn}: {weight_name} must have every size >= 1 in {_W}; "
+                         f"got {tuple(weight_shape)}")
+    if wc != c:
+        raise ValueError(f"{fn}: {weight_name} has {wc} input channels but {x_name} has {c}; "
+                         f"{weight_name} must have shape ({f}, {c}, {kh}, {kw}) {_W}")
+    oh = output_size(fn, "height", h, kh, stride[0], padding[0])
+    ow = output_size(fn, "width", w, kw, stride[1], padding[1])
+    return stride, padding, (n, f, oh, ow)
+
+
+def conv2d_forward(x, weight, bias=None, stride=1, padding=0, *, out=None, n_threads=None):
+    """2-D convolution (cross-correlation) of a batch.
+
+    ``y[n,f,i,j] = bias[f] + sum_{c,u,v} weight[f,c,u,v] * x[n,c,i*sh+u-ph, j*sw+v-pw]``,
+    x taken as zero in the padding.
+
+    Parameters
+    ----------
+    x : ndarray, float32 or float64
+        Input batch.
+    weight : ndarray, same dtype as x
+        Filters.
+    bias : ndarray or None, same dtype as x
+        One value per filter; None for no bias.
+    stride : int or (int, int)
+        ``(sh, sw)``, each >= 1.
+    padding : int or (int, int)
+        Zero padding ``(ph, pw)`` on both sides, each >= 0.
+    out : ndarray, optional
+        C-contiguous buffer of the output's exact shape and dtype, not overlapping an input.
+    n_threads : int or None
+        Thread count; see :func:`fastconv.set_num_threads`.
+
+    Returns
+    -------
+    y : ndarray
+        ``out`` when given.
+
+    Shape:
+        x (N, C, H, W), weight (F, C, KH, KW), bias (F,) -> y (N, F, OH, OW) with
+        ``OH = (H + 2*ph - KH) // sh + 1`` and ``OW = (W + 2*pw - KW) // sw + 1``;
+        the kernel must fit the padded input.
+    """
+    fn = "conv2d_forward"
+    x = check_array(fn, "x", x, 4, _X)
+    weight = check_array(fn, "weight", weight, 4, _W, x.dtype, "x")
+    if bias is not None:
+        bias = check_array(fn, "bias", bias, 1, "(F,)", x.dtype, "x")
+    (sh, sw), (ph, pw), y_shape = _conv2d_geometry(fn, x.shape, weight.shape, stride, padding)
+    if bias is not None:
+        check_shape(fn, "bias", bias, (weight.shape[0],), "(F,)")
+    out = check_out(fn, out, y_shape, x.dtype, (x, weight, bias))
+    _conv2d.conv2d_forward(x, weight, bias, out, sh, sw, ph, pw, effective_n_threads(n_threads))
+    return out
+
+
+def conv2d_backward_input(grad_out, weight, input_shape, stride=1, padding=0, *, out=None,
+                          n_threads=None):
+    """Gradient of a convolution with respect to its input.
+
+    ``grad_x[n,c,h,w] = sum of weight[f,c,u,v] * grad_out[n,f,i,j]`` over all ``(f,u,v,i,j)``
+    with ``i*sh + u - ph = h`` and ``j*sw + v - pw = w``: the adjoint of
+    :func:`conv2d_forward` without bias.
+
+    Parameters
+    ----------
+    grad_out : ndarray, float32 or float64
+        Gradient of the loss with respect to the convolution's output.
+    weight : ndarray, same dtype
+        The filters of the forward pass.
+    input_shape : tuple of 4 ints
+        Shape of the forward input x. It is needed because with a stride > 1 several input
+        sizes give the same output size.
+    stride, padding, n_threads :
+        As in :func:`conv2d_forward`.
+    out : ndarray, optional
+        Buffer for grad_x, as in :func:`conv2d_forward`.
+
+    Returns
+    -------
+    grad_x : ndarray
+
+    Shape:
+        grad_out (N, F, OH, OW), weight (F, C, KH, KW) -> grad_x = input_shape (N, C, H, W),
+        where (N, F, OH, OW) must be the forward output shape of input_shape.
+    """
+    fn = "conv2d_backward_input"
+    grad_out = check_array(fn, "grad_out", grad_out, 4, _Y)
+    weight = check_array(fn, "weight", weight, 4, _W, grad_out.dtype, "grad_out")
+    input_shape = _shape4(fn, "input_shape", input_shape, _X)
+    (sh, sw), (ph, pw), y_shape = _conv2d_geometry(fn, input_shape, weight.shape, stride,
+                                                   padding, x_name="input_shape")
+    check_shape(fn, "grad_out", grad_out, y_shape, "(the forward output shape)")
+    out = check_out(fn, out, input_shape, grad_out.dtype, (grad_out, weight))
+    _conv2d.conv2d_backward_input(grad_out, weight, out, sh, sw, ph, pw,
+                                  effective_n_threads(n_threads))
+    return out
+
+
+def _gradient_buffers(fn, accumulate_into, weight_shape, dtype, inputs):
+    """Parameter-gradient buffers for a backward kernel, from ``accumulate_into``.
+
+    Returns ``(grad_weight, grad_bias, bias_result, accumulate)``: new arrays when
+    accumulate_into is None, else the validated pair ``(grad_weight, grad_bias or None)``.
+    The kernel always sums grad_bias somewhere; bias_result is what the caller returns.
+    """
+    if accumulate_into is None:
+        gb = np.empty(weight_shape[0], dtype=dtype)
+        return np.empty(weight_shape, dtype=dtype), gb, gb, False
+    if not isinstance(accumulate_into, (tuple, list)) or len(accumulate_into) != 2:
+        raise ValueError(f"{fn}: accumulate_into must be a pair (grad_weight, grad_bias); "
+                         f"got {accumulate_into!r}")
+    gw, gb = accumulate_into
+    gw = check_out(fn, gw, weight_shape, dtype, inputs, name="accumulate_into[0]")
+    if gb is None:
+        # No bias to accumulate into: the kernel still needs somewhere to sum grad_out.
+        return gw, np.zeros(weight_shape[0], dtype=dtype), None, True
+    gb = check_out(fn, gb, (weight_shape[0],), dtype, inputs + (gw,), name="accumulate_into[1]")
+    return gw, gb, gb, True
+
+
+def _backward(fn, x, grad_out, weight, weight_shape, stride, padding, out, accumulate_into,
+              n_threads):
+    """Shared body of conv2d_backward_weight (weight None) and conv2d_backward."""
+    x = check_array(fn, "x", x, 4, _X)
+    grad_out = check_array(fn, "grad_out", grad_out, 4, _Y, x.dtype, "x")
+    if weight is not None:
+        weight = check_array(fn, "weight", weight, 4, _W, x.dtype, "x")
+        weight_shape, weight_name = weight.shape, "weight"
+    else:
+        weight_shape, weight_name = _shape4(fn, "kernel_shape", weight_shape, _W), "kernel_shape"
+    (sh, sw), (ph, pw), y_shape = _conv2d_geometry(fn, x.shape, weight_shape, stride, padding,
+                                                   weight_name=weight_name)
+    check_shape(fn, "grad_out", grad_out, y_shape, "(the forward output shape)")
+    inputs = (x, grad_out, weight)
+    grad_x = None
+    if weight is not None:
+        grad_x = check_out(fn, out, x.shape, x.dtype, inputs)
+    gw, gb, bias_result, accumulate = _gradient_buffers(fn, accumulate_into, weight_shape,
+                                                         x.dtype, inputs + (grad_x,))
+    _conv2d.conv2d_backward(x, grad_out, weight, grad_x, gw, gb, accumulate, sh, sw, ph, pw,
+                            effective_n_threads(n_threads))
+    return grad_x, gw, bias_result
+
+
+def conv2d_backward_weight(x, grad_out, kernel_shape, stride=1, padding=0, *,
+                           accumulate_into=None, n_threads=None):
+    """Gradients of a convolution with respect to its weight and bias.
+
+    ``grad_weight[f,c,u,v] = sum_{n,i,j} grad_out[n,f,i,j] * x[n,c,i*sh+u-ph, j*sw+v-pw]``
+    and ``grad_bias[f] = sum_{n,i,j} grad_out[n,f,i,j]``: sums over the batch, as the
+    gradient of a summed loss.
+
+    Parameters
+    ----------
+    x : ndarray, float32 or float64
+        The forward input.
+    grad_out : ndarray, same dtype
+        Gradient of the loss with respect to the forward output.
+    kernel_shape : tuple of 4 ints
+        The weight's shape (F, C, KH, KW).
+    stride, padding, n_threads :
+        As in :func:`conv2d_forward`.
+    accumulate_into : (ndarray, ndarray or None), optional
+        ``(grad_weight, grad_bias)`` buffers (C-contiguous, exact shape and dtype) to add the
+        gradients to, in place and without a temporary, as a module accumulates its parameter
+        gradients. They are returned. grad_bias may be None (a convolution without bias).
+
+    Returns
+    -------
+    grad_weight : ndarray, shape kernel_shape
+    grad_bias : ndarray (F,), or None when ``accumulate_into[1]`` is None
+
+    Shape:
+        x (N, C, H, W), grad_out (N, F, OH, OW) with OH, OW as in :func:`conv2d_forward`
+        -> grad_weight (F, C, KH, KW), grad_bias (F,).
+
+    Threads of a batch sum their samples into separate buffers that are then added in thread
+    order: results are bitwise reproducible for a given thread count.
+    """
+    _, gw, gb = _backward("conv2d_backward_weight", x, grad_out, None, kernel_shape, stride,
+                          padding, None, accumulate_into, n_threads)
+    return gw, gb
+
+
+def conv2d_backward(x, weight, grad_out, stride=1, padding=0, *, out=None,
+                    accumulate_into=None, n_threads=None):
+    """All three gradients of a convolution in one pass over the batch.
+
+    Equivalent to :func:`conv2d_backward_input` and :func:`conv2d_backward_weight` but builds
+    each sample's im2col matrix once for both.
+
+    Parameters
+    ----------
+    x, weight : ndarray
+        The forward input and filters (float32 or float64, one dtype).
+    grad_out : ndarray
+        Gradient of the loss with respect to the forward output.
+    stride, padding, n_threads :
+        As in :func:`conv2d_forward`.
+    out : ndarray, optional
+        Buffer for grad_x.
+    accumulate_into : (ndarray, ndarray or None), optional
+        As in :func:`conv2d_backward_weight`.
+
+    Returns
+    -------
+    grad_x, grad_weight, grad_bias : ndarray
+        grad_bias is None when ``accumulate_into[1]`` is None.
+
+    Shape:
+        x (N, C, H, W), weight (F, C, KH, KW), grad_out (N, F, OH, OW)
+        -> grad_x (N, C, H, W), grad_weight (F, C, KH, KW), grad_bias (F,).
+    """
+    return _backward("conv2d_backward", x, grad_out, weight, None, stride, padding, out,
+                     accumulate_into, n_threads)
