@@ -27,8 +27,7 @@ def _save(path, mosaic, title):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 6 * mosaic.shape[0] / mosaic.shape[1] + 0.4))
-    cmap = plt.get_cmap("gray").copy()
-    cmap.set_bad("#4060a0")
+    cmap = plt.get_cmap("gray").with_extremes(bad="#4060a0")
     ax.imshow(np.ma.masked_invalid(mosaic), cmap=cmap, interpolation="nearest")
     ax.set_title(title)
     ax.axis("off")
