@@ -16,6 +16,7 @@ __all__ = ["set_num_threads", "get_num_threads", "effective_n_threads", "openmp_
 _lock = threading.Lock()
 _num_threads = None       # None: follow the default (OMP_NUM_THREADS, else usable cores)
 _blas_pinned = False
+_resolved = None          # cache of effective_n_threads(None): every kernel call asks for it
 
 
 def _usable_cores():
@@ -72,18 +73,21 @@ def effective_n_threads(n_threads=None):
     int
         At least 1; 1 when fastconv was built without OpenMP.
     """
-    _pin_scipy_blas()
+    global _resolved
     if n_threads is None:
-        n = _num_threads if _num_threads is not None else _default_threads()
-    else:
-        if isinstance(n_threads, bool) or not isinstance(n_threads, (int,)) and not hasattr(
-                n_threads, "__index__"):
-            raise TypeError(f"n_threads must be an int or None; got {type(n_threads).__name__}")
-        n = int(n_threads)
-        if n == 0:
-            raise ValueError("n_threads must be a non-zero integer; got 0")
-        if n < 0:
-            n = max(1, _usable_cores() + 1 + n)
+        if _resolved is None:
+            _pin_scipy_blas()
+            n = _num_threads if _num_threads is not None else _default_threads()
+            _resolved = n if openmp_enabled() else 1
+        return _resolved
+    _pin_scipy_blas()
+    if isinstance(n_threads, bool) or not hasattr(n_threads, "__index__"):
+        raise TypeError(f"n_threads must be an int or None; got {type(n_threads).__name__}")
+    n = int(n_threads)
+    if n == 0:
+        raise ValueError("n_threads must be a non-zero integer; got 0")
+    if n < 0:
+        n = max(1, _usable_cores() + 1 + n)
     return n if openmp_enabled() else 1
 
 
@@ -97,7 +101,7 @@ def set_num_threads(n):
         else the usable cores). SciPy's BLAS stays pinned to one thread either way, because
         fastconv splits GEMMs between its own OpenMP threads.
     """
-    global _num_threads
+    global _num_threads, _resolved
     if n is not None:
         if isinstance(n, bool) or not hasattr(n, "__index__"):
             raise TypeError(f"set_num_threads: n must be a positive int or None; "
@@ -107,6 +111,7 @@ def set_num_threads(n):
             raise ValueError(f"set_num_threads: n must be >= 1; got {n}")
     with _lock:
         _num_threads = n
+        _resolved = None
     _pin_scipy_blas()
 
 

@@ -141,3 +141,18 @@ GY = np.zeros((2, 3))
 def test_validation(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_backward_without_input_grad_still_accumulates_parameter_grads(dtype, rng):
+    x = rng.standard_normal((5, 7)).astype(dtype)
+    weight = rng.standard_normal((3, 7)).astype(dtype)
+    grad_out = rng.standard_normal((5, 3)).astype(dtype)
+    _, gw_ref, gb_ref = linear_backward(x, weight, grad_out)
+    gw, gb = np.ones_like(gw_ref), np.ones_like(gb_ref)
+    gx, gw2, gb2 = linear_backward(x, weight, grad_out, accumulate_into=(gw, gb),
+                                     need_input_grad=False)
+    assert gx is None and gw2 is gw and gb2 is gb
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(gw, gw_ref + 1, rtol=tol, atol=tol)
+    np.testing.assert_allclose(gb, gb_ref + 1, rtol=tol, atol=tol)

@@ -106,7 +106,7 @@ cdef void _backward_part(int t, int T, const real_t* x, const real_t* weight,
     """Block t of T of each of linear_backward's three results."""
     cdef int i, o, o0, o1
     cdef const real_t* row
-    if n_batch > 0:
+    if n_batch > 0 and grad_x != NULL:
         _gemm_part(t, T, False, False, n_batch, n_in, n_out, grad_y, n_out, weight, n_in,
                    0, grad_x, n_in)
     _gemm_part(t, T, True, False, n_out, n_in, n_batch, grad_y, n_out, x, n_in,
@@ -125,12 +125,12 @@ cdef void _backward_part(int t, int T, const real_t* x, const real_t* weight,
 def linear_backward(const real_t[:, ::1] x,             # IN  (N, IN)
                     const real_t[:, ::1] weight,        # IN  (OUT, IN)
                     const real_t[:, ::1] grad_y,        # IN  (N, OUT)
-                    real_t[:, ::1] grad_x,              # OUT (N, IN)
+                    real_t[:, ::1] grad_x,              # OUT (N, IN) or None
                     real_t[:, ::1] grad_weight,         # OUT (OUT, IN)
                     real_t[::1] grad_bias,              # OUT (OUT,)
                     bint accumulate, int n_threads):
     """grad_x = grad_y @ weight; grad_weight (+)= grad_y^T @ x; grad_bias (+)= sum_n grad_y[n],
-    the sums added to the arrays' contents when accumulate is true."""
+    the sums added to the arrays' contents when accumulate is true. grad_x None skips it."""
     cdef int n_batch = x.shape[0]
     cdef int n_in = x.shape[1]
     cdef int n_out = weight.shape[0]
@@ -139,7 +139,7 @@ def linear_backward(const real_t[:, ::1] x,             # IN  (N, IN)
     cdef real_t beta = 1 if accumulate else 0
     cdef const real_t* xp = &x[0, 0] if n_batch > 0 else NULL
     cdef const real_t* gyp = &grad_y[0, 0] if n_batch > 0 else NULL
-    cdef real_t* gxp = &grad_x[0, 0] if n_batch > 0 else NULL
+    cdef real_t* gxp = &grad_x[0, 0] if n_batch > 0 and grad_x is not None else NULL
     cdef real_t* gwp = &grad_weight[0, 0]
     cdef real_t* gbp = &grad_bias[0]
     cdef const real_t* wp = &weight[0, 0]

@@ -59,7 +59,8 @@ def linear_forward(x, weight, bias=None, *, out=None, n_threads=None):
     return out
 
 
-def linear_backward(x, weight, grad_out, *, accumulate_into=None, n_threads=None):
+def linear_backward(x, weight, grad_out, *, accumulate_into=None, need_input_grad=True,
+                    n_threads=None):
     """Gradients of :func:`linear_forward`.
 
     ``grad_x = grad_out @ weight``, ``grad_weight = grad_out.T @ x`` and
@@ -75,13 +76,17 @@ def linear_backward(x, weight, grad_out, *, accumulate_into=None, n_threads=None
         ``(grad_weight, grad_bias)`` buffers (C-contiguous, exact shape and dtype) to add the
         gradients to, in place, as a module accumulates its parameter gradients. They are
         returned. grad_bias may be None (a layer without bias).
+    need_input_grad : bool
+        False skips grad_x (returned as None): the first layer of a network needs no input
+        gradient.
     n_threads : int or None
         Thread count; see :func:`fastconv.set_num_threads`.
 
     Returns
     -------
     grad_x, grad_weight, grad_bias : ndarray
-        grad_bias is None when ``accumulate_into[1]`` is None.
+        grad_bias is None when ``accumulate_into[1]`` is None; grad_x is None when
+        ``need_input_grad`` is False.
 
     Shape:
         x (N, IN), weight (OUT, IN), grad_out (N, OUT)
@@ -94,7 +99,7 @@ def linear_backward(x, weight, grad_out, *, accumulate_into=None, n_threads=None
                 "(the forward output shape)")
     gw, gb, bias_result, accumulate = _gradient_buffers(fn, accumulate_into, weight.shape,
                                                          x.dtype, (x, weight, grad_out))
-    grad_x = np.empty(x.shape, dtype=x.dtype)
+    grad_x = np.empty(x.shape, dtype=x.dtype) if need_input_grad else None
     _linear.linear_backward(x, weight, grad_out, grad_x, gw, gb, accumulate,
                             effective_n_threads(n_threads))
     return grad_x, gw, bias_result

@@ -56,16 +56,14 @@ class Conv2d(Module):
         return F.conv2d_forward(x, self.weight, self.bias, self.stride, self.padding)
 
     def backward(self, grad_out, need_input_grad=True):
-        x = self._x
-        gw, gb = F.conv2d_backward_weight(x, grad_out, self.weight.shape, self.stride,
-                                          self.padding)
-        self.grad_weight += gw
-        if self.bias is not None:
-            self.grad_bias += gb
+        grads = (self.grad_weight, self.grad_bias)
         if not need_input_grad:
+            F.conv2d_backward_weight(self._x, grad_out, self.weight.shape, self.stride,
+                                     self.padding, accumulate_into=grads)
             return None
-        return F.conv2d_backward_input(grad_out, self.weight, x.shape, self.stride,
-                                       self.padding)
+        grad_x, _, _ = F.conv2d_backward(self._x, self.weight, grad_out, self.stride,
+                                         self.padding, accumulate_into=grads)
+        return grad_x
 
     def get_config(self):
         return {"in_channels": self.in_channels, "out_channels": self.out_channels,

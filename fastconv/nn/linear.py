@@ -40,11 +40,10 @@ class Linear(Module):
         return F.linear_forward(x, self.weight, self.bias)
 
     def backward(self, grad_out, need_input_grad=True):
-        gx, gw, gb = F.linear_backward(self._x, self.weight, grad_out)
-        self.grad_weight += gw
-        if self.bias is not None:
-            self.grad_bias += gb
-        return gx if need_input_grad else None
+        gx, _, _ = F.linear_backward(self._x, self.weight, grad_out,
+                                     accumulate_into=(self.grad_weight, self.grad_bias),
+                                     need_input_grad=need_input_grad)
+        return gx
 
     def get_config(self):
         return {"in_features": self.in_features, "out_features": self.out_features,
