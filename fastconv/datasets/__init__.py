@@ -5,9 +5,9 @@
 """
 from ._idx import DataFileError, read_idx, write_idx
 from .mnist import (FILES, MIRRORS, MNIST, SHA256, DataNotFoundError, Normalization,
-                    cache_dir, gaussian_kernel_1d, load_mnist)
+                    cache_dir, load_mnist)
 
 __all__ = [
     "load_mnist", "MNIST", "Normalization", "read_idx", "write_idx", "DataFileError",
-    "DataNotFoundError", "MIRRORS", "SHA256", "FILES", "cache_dir", "gaussian_kernel_1d",
+    "DataNotFoundError", "MIRRORS", "SHA256", "FILES", "cache_dir",
 ]

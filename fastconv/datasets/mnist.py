@@ -26,7 +26,7 @@ from ._idx import DataFileError, parse_idx, read_bytes
 
 __all__ = [
     "MIRRORS", "SHA256", "FILES", "MNIST", "Normalization", "DataNotFoundError",
-    "load_mnist", "cache_dir", "gaussian_kernel_1d",
+    "load_mnist", "cache_dir",
 ]
 
 log = logging.getLogger("fastconv.datasets")
@@ -60,6 +60,7 @@ _PAD = 2
 _SIDE = 28 + 2 * _PAD
 # Images per call of the local-normalization kernel: bounds its temporaries, not the result.
 _LCN_BLOCK = 4096
+LOCAL_CONTRAST_THRESHOLD = 1.0
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -151,17 +152,6 @@ def cache_dir():
     if not base or not os.path.isabs(base):
         base = os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "fastconv" / "mnist"
-
-
-def gaussian_kernel_1d(size=7, sigma=0.25):
-    """Torch's ``image.gaussian1D(size)``, scaled to sum to 1.
-
-    ``g[i] = exp(-((i - c) / (sigma * size))**2 / 2)`` for ``i = 1..size``, centre
-    ``c = size / 2 + 0.5``; sigma is relative to the width, as in Torch.
-    """
-    i = np.arange(1, size + 1, dtype=np.float64)
-    g = np.exp(-(((i - (size / 2 + 0.5)) / (sigma * size)) ** 2) / 2)
-    return g / g.sum()
 
 
 def _offline_from_env():
@@ -311,18 +301,20 @@ def _to_float(images, dtype, norm):
 
 
 def _local_contrast(x):
-    """Spatial contrastive normalization (7-tap Gaussian) of every image, in blocks."""
-    from .. import functional  # imported here: the kernel may not exist in every build
-    fn = getattr(functional, "spatial_contrastive_normalization_forward", None)
-    if fn is None:
-        raise RuntimeError("load_mnist(local_contrast=True) needs "
-                           "fastconv.functional.spatial_contrastive_normalization_forward, "
-                           "which this build of fastconv does not provide")
-    kernel = gaussian_kernel_1d(7).astype(x.dtype)
+    """Spatial contrastive normalization (7-tap Gaussian) of every image, in blocks.
+
+    The divisive threshold is 1, as in the Torch7 tutorial's data preparation
+    (``nn.SpatialContrastiveNormalization(1, gaussian1D(7), 1)``): on globally normalized
+    images it keeps flat regions (local std below one global std) from being amplified.
+    """
+    from ..functional import (gaussian_kernel_1d,
+                              spatial_contrastive_normalization_forward)
+    kernel = gaussian_kernel_1d(7, dtype=x.dtype)
     out = np.empty_like(x)
     for start in range(0, x.shape[0], _LCN_BLOCK):
         block = slice(start, start + _LCN_BLOCK)
-        fn(x[block], kernel, out=out[block])
+        spatial_contrastive_normalization_forward(x[block], kernel, LOCAL_CONTRAST_THRESHOLD,
+                                                  out=out[block])
     return out
 
 
