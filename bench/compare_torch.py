@@ -33,7 +33,8 @@ Method
    square ``--sgemm-size`` matrices with ``--threads`` threads: NumPy's ``matmul`` (NumPy's
    bundled OpenBLAS, limited with threadpoolctl) and ``scipy.linalg.blas.sgemm`` (SciPy's
    OpenBLAS, the library fastconv's kernels call, limited the same way), best of several. The
-   ceiling is the larger of the two. It runs in its own process because idle OpenBLAS threads
+   ceiling is the larger of the two, measured before and after the timings (the larger of
+   the two measurements is used: a busy moment on a shared machine lowers one). It runs in its own process because idle OpenBLAS threads
    keep spinning for a long while after a GEMM and would steal the cores from the runs that
    follow (found by ``bench/kernels.py``); the process exits before any timing starts.
 2. **Equivalence.** In this process, one training step of each model on the same 8 samples in
@@ -775,7 +776,7 @@ def main(argv=None):
         _log(f"warning: {args.repeats} repeats; use >= 5 for numbers worth quoting")
     t_start = time.perf_counter()
     _log(f"ceiling: float32 GEMM {args.sgemm_size}^3, {args.threads} threads, in a subprocess")
-    ceiling = measure_ceiling(args)
+    ceiling = ceiling_before = measure_ceiling(args)
 
     import fastconv
     checks = {}
@@ -819,6 +820,22 @@ def main(argv=None):
             r["settings"] = {"repeats": args.repeats, "min_time_s": args.min_time,
                              "warmup_s": args.warmup, "quick": args.quick}
             results[name] = r
+    # The ceiling again after the timings: on a shared machine one measurement can land in a
+    # busy moment; the larger of the two is the better estimate of what the cores can do.
+    after = measure_ceiling(args)
+    if after["gflops"] > ceiling["gflops"]:
+        ratio = ceiling["gflops"] / after["gflops"]
+        for r in results.values():
+            r["sgemm_gflops"] = after["gflops"]
+            r["ceiling"] = after
+            for mode in ("train", "infer"):
+                for e in r[mode].values():
+                    for k in ("pct_of_ceiling", "torch_pct_of_ceiling"):
+                        if e[k] is not None:
+                            e[k] *= ratio
+        ceiling = after
+    for r in results.values():
+        r["ceiling_runs_gflops"] = [c["gflops"] for c in (ceiling_before, after)]
     write_json(args.output, results)
     print(format_report(results, ceiling, checks, args, have_torch))
     print(f"\n# wrote {os.path.relpath(args.output)}; {time.perf_counter() - t_start:.0f} s")
