@@ -19,7 +19,8 @@ import hashlib
 import io
 import json
 import os
-import tempfile
+
+from fastconv.serialization import atomic_write_text  # noqa: F401  (re-exported)
 
 __all__ = ["canonical_json", "config_key", "atomic_write_text", "write_json", "read_json",
            "write_metrics", "read_metrics", "RunDir", "METRIC_COLUMNS", "FINISHED", "RunLock"]
@@ -42,30 +43,6 @@ def canonical_json(config):
 def config_key(config):
     """The run's key: the first 16 hex digits of the sha256 of its canonical JSON."""
     return hashlib.sha256(canonical_json(config).encode("utf-8")).hexdigest()[:16]
-
-
-def atomic_write_text(path, text):
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename.
-
-    Readers see the old file or the new one, never a torn one; a crash leaves at most a
-    stray ``*.tmp`` beside it.
-    """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def write_json(path, obj):

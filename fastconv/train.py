@@ -141,23 +141,30 @@ class Trainer:
         self.epoch = 0
         self.step_count = 0
         self.history = []
-        self.optimizer = None
-        self._optimizer_kind = None
+        self.optimizer = None     # the optimizer of the current epoch
+        self._stepper = None      # that optimizer, or a SwitchSchedule holding it
         self._n_train = None
         self.order = None
 
     # -- optimizer ------------------------------------------------------------------------
-    def _kind_for_epoch(self, epoch):
-        k = self.switch_to_lbfgs_after
-        return "lbfgs" if k is not None and epoch > k else self.optimizer_name
+    def _make_stepper(self):
+        """The optimizer, or a SwitchSchedule of it and L-BFGS (``switch_to_lbfgs_after``)."""
+        steps_per_epoch = -(-(self._n_train or 1) // self.batch_size)
+        first = build_optimizer(self.optimizer_name, self.params,
+                                t0=self.t0_epochs * steps_per_epoch, **self.options)
+        if self.switch_to_lbfgs_after is None:
+            return first
+        return optim.SwitchSchedule(
+            first, lambda: build_optimizer("lbfgs", self.params, **self.options),
+            self.switch_to_lbfgs_after)
 
-    def _ensure_optimizer(self, epoch):
-        kind = self._kind_for_epoch(epoch)
-        if self.optimizer is None or kind != self._optimizer_kind:
-            steps_per_epoch = -(-(self._n_train or 1) // self.batch_size)
-            t0 = self.t0_epochs * steps_per_epoch
-            self.optimizer = build_optimizer(kind, self.params, t0=t0, **self.options)
-            self._optimizer_kind = kind
+    def _optimizer_for_epoch(self, epoch):
+        if self._stepper is None:
+            self._stepper = self._make_stepper()
+        if isinstance(self._stepper, optim.SwitchSchedule):
+            self.optimizer = self._stepper.optimizer_for_epoch(epoch)
+        else:
+            self.optimizer = self._stepper
         return self.optimizer
 
     def _averaged(self):
@@ -192,7 +199,7 @@ class Trainer:
     def train_epoch(self, x, y):
         """One pass over ``(x, y)`` in a fresh random order. Returns EpochStats."""
         epoch = self.epoch + 1
-        opt = self._ensure_optimizer(epoch)
+        opt = self._optimizer_for_epoch(epoch)
         n = x.shape[0]
         self.order = self.data_rng.permutation(n)
         confusion = ConfusionMatrix(self._n_classes(y))
@@ -227,8 +234,12 @@ class Trainer:
     def _n_classes(y):
         return max(10, int(y.max()) + 1) if len(y) else 10
 
-    def evaluate(self, x, y, batch_size=1000):
-        """Loss and accuracy on ``(x, y)`` in evaluation mode (ASGD: averaged weights)."""
+    def evaluate(self, x, y, batch_size=250):
+        """Loss and accuracy on ``(x, y)`` in evaluation mode (ASGD: averaged weights).
+
+        Batches of 250 keep the cached activations of the homework's ConvNet near 250 MB;
+        at 1,000 a training run's peak memory passes 1 GiB.
+        """
         confusion = ConfusionMatrix(self._n_classes(y))
         self.model.eval()
         total = 0.0
@@ -243,7 +254,7 @@ class Trainer:
                           mean_class_accuracy=confusion.mean_class_accuracy,
                           confusion=confusion)
 
-    def predict(self, x, batch_size=1000):
+    def predict(self, x, batch_size=250):
         """Predicted class of each row of ``x`` (evaluation mode)."""
         self.model.eval()
         out = []
@@ -316,12 +327,12 @@ class Trainer:
     def save_checkpoint(self):
         """Write ``model.npz`` and ``checkpoint.npz`` (atomically, in that order)."""
         save_model(self._path("model.npz"), self.model, self.model_metadata())
-        opt_state = self.optimizer.state_dict() if self.optimizer is not None else {}
+        opt_state = self._stepper.state_dict() if self._stepper is not None else {}
         arrays = {f"opt/{k}": np.asarray(v) for k, v in opt_state.items()
                   if isinstance(v, np.ndarray)}
         scalars = {k: v for k, v in opt_state.items() if not isinstance(v, np.ndarray)}
         meta = {"epoch": self.epoch, "step": self.step_count, "seed": self.seed,
-                "optimizer_kind": self._optimizer_kind, "optimizer_scalars": scalars,
+                "optimizer_scalars": scalars,
                 "data_rng": self.data_rng.bit_generator.state,
                 "model_rng": self._model_rng_state(), "history": self.history,
                 "dtype": str(self.params.dtype), "n_params": int(self.params.size)}
@@ -358,11 +369,10 @@ class Trainer:
                 if m.stochastic and m.rng is not None:
                     m.rng.bit_generator.state = meta["model_rng"]
                     break
-        if meta["optimizer_kind"] is not None:
-            self.optimizer = None
-            self._ensure_optimizer(self.epoch if self.epoch else 1)
-            if self._optimizer_kind == meta["optimizer_kind"]:
-                self.optimizer.load_state_dict({**meta["optimizer_scalars"], **opt_arrays})
+        if meta["optimizer_scalars"] or opt_arrays:
+            self._stepper = self._make_stepper()
+            self._stepper.load_state_dict({**meta["optimizer_scalars"], **opt_arrays})
+            self._optimizer_for_epoch(max(self.epoch, 1))
         if self.verbose:
             print(f"resumed from {path} at epoch {self.epoch}")
         return True
