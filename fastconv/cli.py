@@ -162,9 +162,15 @@ def _predict_cmd(args):
 
 
 def main(argv=None):
+    from .train import TrainingDiverged
+
     args = build_parser().parse_args(argv)
     try:
         return {"train": _train, "test": _test, "predict": _predict_cmd}[args.command](args)
+    except TrainingDiverged as exc:
+        print(f"fastconv: {exc}; the logs and the last epoch's checkpoint are kept",
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume from the last epoch",
               file=sys.stderr)

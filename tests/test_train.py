@@ -117,3 +117,13 @@ def test_cli_help_lists_every_homework_option(capsys):
                    "--max-iter", "--type", "--save", "--epochs", "--rotate",
                    "--switch-to-lbfgs-after", "--data", "--visualize"):
         assert option in text
+
+
+def test_cli_reports_divergence_and_exits_nonzero(mnist_dir, tmp_path, capsys):
+    save = tmp_path / "diverge"
+    status = cli_main(["train", "--data", mnist_dir, "--size", "small", "--model", "linear",
+                       "--type", "float", "--epochs", "1", "--learning-rate", "1e35",
+                       "--save", str(save), "--progress", "off", "--threads", "1"])
+    assert status == 1
+    err = capsys.readouterr().err
+    assert "training diverged at epoch 1, step" in err and "logs" in err
