@@ -161,3 +161,13 @@ def test_astype_converts_parameters_and_buffers(rng):
     assert all(p.dtype == np.float32 for p in model.params())
     y = model.forward(rng.standard_normal((1, 1, 32, 32)).astype(np.float32))
     assert y.dtype == np.float32
+
+
+def test_model_files_get_ordinary_permissions(tmp_path):
+    import os
+    import stat
+    path = tmp_path / "perm.npz"
+    save_model(path, nn.Sequential(nn.Flatten(), nn.Linear(4, 2, rng=0)))
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o666 & ~mask
