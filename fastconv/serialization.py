@@ -18,6 +18,14 @@ from .nn.module import module_from_config
 
 __all__ = ["save_model", "load_model", "atomic_write_bytes", "atomic_savez", "atomic_write_text"]
 
+def _read_umask():
+    # os.umask can only be read by setting it; do it once, at import, not per write.
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
 FORMAT = "fastconv-model"
 VERSION = 1
 
@@ -34,7 +42,7 @@ def _atomic(path, write):
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=os.path.basename(path) + ".", suffix=".tmp")
     try:
         # mkstemp creates the file 0600; give it the permissions a plain open() would.
-        os.fchmod(fd, 0o666 & ~_umask())
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -46,12 +54,6 @@ def _atomic(path, write):
         except FileNotFoundError:
             pass
         raise
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def atomic_write_bytes(path, data):
