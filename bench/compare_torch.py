@@ -107,6 +107,8 @@ if REPO not in sys.path:
     # Run as a script: make the repository root importable for `fastconv` and `bench`.
     sys.path.insert(0, REPO)
 
+from bench._machine import cpu_model, usable_cores  # noqa: E402
+
 __all__ = ["MODEL_NAMES", "build_fastconv_model", "count_flops", "check_equivalence",
            "main", "parse_args"]
 
@@ -128,31 +130,13 @@ PAUSE_S = 0.05
 DEFAULT_OUTPUT = os.path.join(REPO, "bench", "results", "compare_torch.json")
 
 
-def _usable_cores():
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
-
-
 def _torch_available():
     import importlib.util
     return importlib.util.find_spec("torch") is not None
 
 
-def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _machine():
-    return (f"{_cpu_model()}, {_usable_cores()} usable cores (of {os.cpu_count()}), "
+    return (f"{cpu_model()}, {usable_cores()} usable cores (of {os.cpu_count()}), "
             f"{platform.system()} {platform.machine()}, Python {platform.python_version()}")
 
 
@@ -589,7 +573,7 @@ def measure_model(name, args, ceiling, weights_path, have_torch):
 
 def measure_env_matrix(name, args):
     """fastconv training throughput under OMP_NUM_THREADS x OPENBLAS_NUM_THREADS."""
-    cores = str(_usable_cores())
+    cores = str(usable_cores())
     values = (None, "1", cores)
     small = max(4096, max(args.train_batches))
     workers = [Worker("fastconv", 1, args, env=_clean_env(), dataset_size=small,
@@ -714,7 +698,7 @@ def parse_args(argv=None):
         description="fastconv vs PyTorch CPU on the homework's ConvNets: equivalence check, "
                     "then alternating timings (float32).")
     p.add_argument("--models", nargs="+", choices=MODEL_NAMES, default=list(MODEL_NAMES))
-    p.add_argument("--threads", type=int, default=_usable_cores(),
+    p.add_argument("--threads", type=int, default=usable_cores(),
                    help="threads for both frameworks and for the ceiling (default: usable "
                         "cores)")
     p.add_argument("--repeats", type=int, default=7,

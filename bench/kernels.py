@@ -56,6 +56,7 @@ from threadpoolctl import ThreadpoolController  # noqa: E402
 import fastconv  # noqa: E402
 import fastconv.functional as F  # noqa: E402
 from bench import _numpy_kernels as NP  # noqa: E402
+from bench._machine import cpu_model, usable_cores  # noqa: E402
 
 __all__ = ["Case", "build_cases", "check_case", "time_case", "main", "parse_args"]
 
@@ -268,24 +269,6 @@ def time_case(fc_fn, np_fn, repeats, min_sample_s):
             {"median": 1e3 * statistics.median(np_t), "min": 1e3 * min(np_t)})
 
 
-def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _usable_cores():
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
 def _numpy_blas(controller):
     """threadpoolctl selection of the BLAS numpy itself links (not SciPy's, which fastconv
     pins to one thread for its own use)."""
@@ -340,7 +323,7 @@ def main(argv=None):
     else:
         blas_note = "NumPy BLAS not found by threadpoolctl: NOT pinned"
 
-    print(f"# {_cpu_model()}, {_usable_cores()} usable cores (of {os.cpu_count()}); "
+    print(f"# {cpu_model()}, {usable_cores()} usable cores (of {os.cpu_count()}); "
           f"Python {platform.python_version()}, numpy {np.__version__}, scipy "
           f"{scipy.__version__}, fastconv {fastconv.__version__}")
     print(f"# fastconv threads {n_threads} (OpenMP {'on' if fastconv.openmp_enabled() else 'off'}"
