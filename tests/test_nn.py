@@ -171,3 +171,51 @@ def test_model_files_get_ordinary_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o666 & ~mask
+
+
+def _step_outputs(model, x, target):
+    crit = nn.NLLLoss()
+    _, grads = model.flat_parameters()
+    model.zero_grad()
+    out = model.forward(x)
+    loss = crit.forward(out, target)
+    grad_x = model.backward(crit.backward())
+    return out.copy(), loss, grads.copy(), grad_x.copy()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fast_path_matches_the_validated_path_bitwise(rng, dtype):
+    from fastconv.nn import _fastpath
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, rng=0, dtype=dtype), nn.Tanh(), nn.MaxPool2d(2),
+                          nn.Conv2d(4, 4, 3, padding=1, rng=1, dtype=dtype), nn.ReLU(),
+                          nn.LPPool2d(2, 2), nn.Flatten(), nn.Linear(16, 6, rng=2, dtype=dtype),
+                          nn.Sigmoid(), nn.Linear(6, 3, bias=False, rng=3, dtype=dtype),
+                          nn.LogSoftmax())
+    x = rng.standard_normal((2, 1, 10, 10)).astype(dtype)
+    target = np.array([0, 2])
+    try:
+        _fastpath.set_enabled(False)
+        slow = _step_outputs(model, x, target)
+        _fastpath.set_enabled(True)
+        _step_outputs(model, x, target)            # validated call that records the plans
+        assert model[0]._plan is not None and model[1]._plan is not None
+        fast = _step_outputs(model, x, target)     # the fast path proper
+    finally:
+        _fastpath.set_enabled(True)
+    for a, b in zip(slow, fast):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_fast_path_falls_back_to_validation(rng):
+    conv = nn.Conv2d(2, 3, 3, rng=0)
+    x = rng.standard_normal((2, 2, 6, 6))
+    y = conv.forward(x)
+    # A new batch size, a non-contiguous view and another dtype are all re-validated.
+    assert conv.forward(x[:1]).shape == (1, 3, 4, 4)
+    np.testing.assert_allclose(conv.forward(x[:, :, ::-1][:, :, ::-1]), y)
+    with pytest.raises(TypeError, match="dtype"):
+        conv.forward(x.astype(np.float32))
+    conv.forward(x)
+    conv.weight = np.zeros((3, 1, 3, 3))           # a replaced parameter of another shape
+    with pytest.raises(ValueError, match="input channels"):
+        conv.forward(x)

@@ -1,24 +1,51 @@
 """Activation layers. Each saves its output: the backward passes are written in terms of y."""
+import numpy as np
+
 from .. import functional as F
+from .._kernels import _activation as _k
 from .._validation import check_float
+from . import _fastpath as fast
 from .module import Module, register_module
 
 __all__ = ["Tanh", "Sigmoid", "ReLU", "Softmax", "LogSoftmax"]
 
 
 class _OutputSaving(Module):
+    """A layer whose backward needs only its output y.
+
+    Elementwise ones also name their flat kernels (``_kernel_forward(x, y, n_threads)``,
+    ``_kernel_backward(y, grad_out, grad_x, n_threads)``) for the fast path.
+    """
     _forward = _backward = None
+    _kernel_forward = _kernel_backward = None
 
     def __init__(self):
         super().__init__()
         self._y = None
+        self._plan = None    # (dtype, shape) of the last validated forward
 
     def forward(self, x):
-        self._y = type(self)._forward(x)
-        return self._y
+        kernel, plan = type(self)._kernel_forward, self._plan
+        if kernel is not None and plan is not None and fast.enabled() \
+                and fast.ready(x, plan[1], plan[0]):
+            y = np.empty(x.shape, dtype=x.dtype)
+            kernel(x.reshape(-1), y.reshape(-1), fast.threads())
+        else:
+            y = type(self)._forward(x)
+            self._plan = (y.dtype, y.shape) if y.size else None
+        self._y = y
+        return y
 
     def backward(self, grad_out, need_input_grad=True):
-        return type(self)._backward(self._y, grad_out) if need_input_grad else None
+        if not need_input_grad:
+            return None
+        y, kernel, plan = self._y, type(self)._kernel_backward, self._plan
+        if kernel is not None and plan is not None and fast.enabled() \
+                and fast.ready(y, plan[1], plan[0]) and fast.ready(grad_out, plan[1], plan[0]):
+            grad_x = np.empty(y.shape, dtype=y.dtype)
+            kernel(y.reshape(-1), grad_out.reshape(-1), grad_x.reshape(-1), fast.threads())
+            return grad_x
+        return type(self)._backward(y, grad_out)
 
 
 @register_module
@@ -26,6 +53,8 @@ class Tanh(_OutputSaving):
     """y = tanh(x); dL/dx = dL/dy (1 - y^2)."""
     _forward = F.tanh_forward
     _backward = F.tanh_backward
+    _kernel_forward = _k.tanh_forward
+    _kernel_backward = _k.tanh_backward
 
 
 @register_module
@@ -33,6 +62,8 @@ class Sigmoid(_OutputSaving):
     """y = 1 / (1 + exp(-x)); dL/dx = dL/dy y (1 - y)."""
     _forward = F.sigmoid_forward
     _backward = F.sigmoid_backward
+    _kernel_forward = _k.sigmoid_forward
+    _kernel_backward = _k.sigmoid_backward
 
 
 @register_module
@@ -40,6 +71,8 @@ class ReLU(_OutputSaving):
     """y = max(x, 0); dL/dx = dL/dy [y > 0]."""
     _forward = F.relu_forward
     _backward = F.relu_backward
+    _kernel_forward = _k.relu_forward
+    _kernel_backward = _k.relu_backward
 
 
 @register_module

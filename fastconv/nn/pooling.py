@@ -1,6 +1,10 @@
 """Pooling layers."""
+import numpy as np
+
 from .. import functional as F
+from .._kernels import _pool
 from .._validation import as_pair, check_float
+from . import _fastpath as fast
 from .module import Module, register_module
 
 __all__ = ["MaxPool2d", "LPPool2d"]
@@ -21,16 +25,33 @@ class MaxPool2d(Module):
                        else as_pair("MaxPool2d", "stride", stride, 1))
         self._indices = None
         self._shape = None
+        self._plan = None    # (dtype, x shape, y shape) of the last validated forward
 
     def forward(self, x):
         self._shape = x.shape
+        plan = self._plan
+        if plan is not None and fast.enabled() and fast.ready(x, plan[1], plan[0]):
+            y = np.empty(plan[2], dtype=x.dtype)
+            self._indices = np.empty(plan[2], dtype=np.intp)
+            _pool.max_pool2d_forward(x, y, self._indices, *self.kernel_size, *self.stride,
+                                     fast.threads())
+            return y
         y, self._indices = F.max_pool2d_forward(x, self.kernel_size, self.stride,
                                                 return_indices=True)
+        self._plan = (x.dtype, x.shape, y.shape) if y.size else None
         return y
 
     def backward(self, grad_out, need_input_grad=True):
         if not need_input_grad:
             return None
+        plan = self._plan
+        if plan is not None and fast.enabled() and self._shape == plan[1] \
+                and fast.ready(grad_out, plan[2], plan[0]) \
+                and fast.ready(self._indices, plan[2], np.dtype(np.intp)):
+            grad_x = np.empty(plan[1], dtype=grad_out.dtype)
+            # The kernel skips and counts indices outside the plane; none come from forward.
+            if not _pool.max_pool2d_backward(grad_out, self._indices, grad_x, fast.threads()):
+                return grad_x
         return F.max_pool2d_backward(grad_out, self._indices, self._shape)
 
     def get_config(self):
@@ -54,17 +75,31 @@ class LPPool2d(Module):
         self.stride = (self.kernel_size if stride is None
                        else as_pair("LPPool2d", "stride", stride, 1))
         self._x = self._y = None
+        self._plan = None    # (dtype, x shape, y shape) of the last validated forward
 
     def forward(self, x):
         self._x = x
+        plan = self._plan
+        if plan is not None and fast.enabled() and fast.ready(x, plan[1], plan[0]):
+            self._y = np.empty(plan[2], dtype=x.dtype)
+            _pool.lp_pool2d_forward(x, self._y, self.p, *self.kernel_size, *self.stride,
+                                    fast.threads())
+            return self._y
         self._y = F.lp_pool2d_forward(x, self.p, self.kernel_size, self.stride)
+        self._plan = (x.dtype, x.shape, self._y.shape) if self._y.size else None
         return self._y
 
     def backward(self, grad_out, need_input_grad=True):
         if not need_input_grad:
             return None
-        return F.lp_pool2d_backward(self._x, self._y, grad_out, self.p, self.kernel_size,
-                                    self.stride)
+        plan, x, y = self._plan, self._x, self._y
+        if plan is not None and fast.enabled() and fast.ready(x, plan[1], plan[0]) \
+                and fast.ready(y, plan[2], plan[0]) and fast.ready(grad_out, plan[2], plan[0]):
+            grad_x = np.empty(plan[1], dtype=x.dtype)
+            _pool.lp_pool2d_backward(x, y, grad_out, grad_x, self.p, *self.kernel_size,
+                                     *self.stride, fast.threads())
+            return grad_x
+        return F.lp_pool2d_backward(x, y, grad_out, self.p, self.kernel_size, self.stride)
 
     def get_config(self):
         return {"p": self.p, "kernel_size": list(self.kernel_size), "stride": list(self.stride)}
