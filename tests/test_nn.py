@@ -188,7 +188,9 @@ def test_fast_path_matches_the_validated_path_bitwise(rng, dtype):
     from fastconv.nn import _fastpath
     model = nn.Sequential(nn.Conv2d(1, 4, 3, rng=0, dtype=dtype), nn.Tanh(), nn.MaxPool2d(2),
                           nn.Conv2d(4, 4, 3, padding=1, rng=1, dtype=dtype), nn.ReLU(),
-                          nn.LPPool2d(2, 2), nn.Flatten(), nn.Linear(16, 6, rng=2, dtype=dtype),
+                          nn.LPPool2d(2, 2),
+                          nn.SubtractiveNormalization(kernel=np.array([0.25, 0.5, 0.25])),
+                          nn.Flatten(), nn.Linear(16, 6, rng=2, dtype=dtype),
                           nn.Sigmoid(), nn.Linear(6, 3, bias=False, rng=3, dtype=dtype),
                           nn.LogSoftmax())
     x = rng.standard_normal((2, 1, 10, 10)).astype(dtype)
@@ -198,7 +200,7 @@ def test_fast_path_matches_the_validated_path_bitwise(rng, dtype):
         slow = _step_outputs(model, x, target)
         _fastpath.set_enabled(True)
         _step_outputs(model, x, target)            # validated call that records the plans
-        assert model[0]._plan is not None and model[1]._plan is not None
+        assert all(m._plan is not None for m in model.layers if hasattr(m, "_plan"))
         fast = _step_outputs(model, x, target)     # the fast path proper
     finally:
         _fastpath.set_enabled(True)
@@ -219,3 +221,12 @@ def test_fast_path_falls_back_to_validation(rng):
     conv.weight = np.zeros((3, 1, 3, 3))           # a replaced parameter of another shape
     with pytest.raises(ValueError, match="input channels"):
         conv.forward(x)
+
+
+def test_normalization_fast_path_sees_a_kernel_changed_in_place(rng):
+    layer = nn.SubtractiveNormalization(kernel=np.array([0.25, 0.5, 0.25]))
+    x = rng.standard_normal((2, 3, 7, 7))
+    layer.forward(x)
+    layer.kernel[:] = [0.0, 1.0, 0.0]             # now a pure cross-channel mean
+    expected = x - x.mean(axis=1, keepdims=True)
+    np.testing.assert_allclose(layer.forward(x), expected, atol=1e-12)

@@ -2,7 +2,10 @@
 import numpy as np
 
 from .. import functional as F
+from .._kernels import _normalization as _kernel
 from .._validation import check_float, check_int
+from ..functional._normalization import _prepare
+from . import _fastpath as fast
 from .module import Module, register_module
 
 __all__ = ["SubtractiveNormalization", "ContrastiveNormalization"]
@@ -37,15 +40,38 @@ class SubtractiveNormalization(_LocalNormalization):
     """y = x - (Gaussian-weighted local mean across all channels), border-corrected,
     as Torch7's SpatialSubtractiveNormalization."""
 
+    _plan = None    # (dtype, x shape, kernel copy, prepared kernel arguments)
+
+    def _planned(self, a, kernel):
+        plan = self._plan
+        return (plan is not None and fast.enabled() and fast.ready(a, plan[1], plan[0])
+                and kernel.shape == plan[2].shape and np.array_equal(kernel, plan[2]))
+
     def forward(self, x):
         self._x = x
-        return F.spatial_subtractive_normalization_forward(x, self._kernel_for(x))
+        kernel = self._kernel_for(x)
+        if self._planned(x, kernel):
+            y = np.empty(x.shape, dtype=x.dtype)
+            _kernel.subtractive_forward(x, *self._plan[3], y, fast.threads())
+            return y
+        y = F.spatial_subtractive_normalization_forward(x, kernel)
+        self._plan = None
+        if y.size:
+            fn = "SubtractiveNormalization"
+            _, _, kn, kt, kh, kw, separable, _, _ = _prepare(fn, x, kernel)
+            self._plan = (x.dtype, x.shape, kernel.copy(), (kn, kt, kh, kw, separable))
+        return y
 
     def backward(self, grad_out, need_input_grad=True):
         if not need_input_grad:
             return None
-        return F.spatial_subtractive_normalization_backward(self._x, self._kernel_for(self._x),
-                                                            grad_out)
+        kernel = self._kernel_for(self._x)
+        if self._planned(grad_out, kernel):
+            grad_x = np.empty(grad_out.shape, dtype=grad_out.dtype)
+            # The map is linear: its gradient needs only grad_out and the kernel.
+            _kernel.subtractive_backward(grad_out, *self._plan[3], grad_x, fast.threads())
+            return grad_x
+        return F.spatial_subtractive_normalization_backward(self._x, kernel, grad_out)
 
 
 @register_module
