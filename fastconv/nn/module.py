@@ -8,6 +8,9 @@ gathered into one contiguous vector each (:meth:`Module.flat_parameters`, Torch'
 """
 import numpy as np
 
+from .._kernels import _vector
+from .._threads import effective_n_threads
+
 __all__ = ["Module", "register_module", "module_from_config"]
 
 _REGISTRY = {}
@@ -91,6 +94,10 @@ class Module:
         return [getattr(m, "grad_" + name) for m, name in self._param_slots()]
 
     def zero_grad(self):
+        if self._flat is not None and self._flat_intact():
+            # One pass over the flat vector, split between fastconv's threads.
+            _vector.zero(self._flat[1], effective_n_threads())
+            return
         for g in self.grads():
             g.fill(0)
 

@@ -20,8 +20,9 @@ Torch details kept on purpose (read from ``torch/optim`` ``sgd.lua``):
 * ``lr_decay`` defaults to the homework driver's ``1e-7`` (``sgd.lua``'s own default is 0).
 """
 import numpy as np
-from scipy.linalg import blas as _blas
 
+from .._kernels import _vector
+from .._threads import effective_n_threads
 from ._base import Optimizer, as_scalar, check_real
 
 
@@ -29,15 +30,12 @@ def _axpy(alpha, g, x):
     """x += alpha * g in place, in one pass and without a temporary.
 
     ``x -= lr * g`` allocates and fills a gradient-sized temporary every update, which at
-    batch size 1 costs as much as a small layer. SciPy's BLAS axpy updates x in place when x
-    is contiguous and of its dtype (fastconv keeps that BLAS on one thread).
+    batch size 1 costs as much as a small layer; the kernel also splits the pass between
+    fastconv's threads (it is memory-bound).
     """
-    if x.flags.c_contiguous and g.flags.c_contiguous and g.dtype == x.dtype:
-        fn = _blas.saxpy if x.dtype == np.float32 else _blas.daxpy
-        out = fn(g, x, a=alpha)
-        if out is x or np.shares_memory(out, x):
-            return
-        x[...] = out
+    if (x.flags.c_contiguous and g.flags.c_contiguous and g.dtype == x.dtype
+            and x.ndim == 1 and g.shape == x.shape):
+        _vector.axpy(alpha, g, x, effective_n_threads())
     else:
         x += alpha * g
 
