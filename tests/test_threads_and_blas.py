@@ -62,3 +62,18 @@ def test_scipy_blas_pinned_to_one_thread():
     if not scipy_libs:
         pytest.skip("SciPy's BLAS is not a bundled copy here")
     assert all(i["num_threads"] == 1 for i in scipy_libs)
+
+
+def test_importing_fastconv_alone_pins_scipy_blas():
+    import subprocess
+    import sys
+    code = ("import fastconv\n"
+            "from threadpoolctl import threadpool_info\n"
+            "libs = [i for i in threadpool_info() if i['user_api'] == 'blas'"
+            " and 'scipy.libs' in i['filepath']]\n"
+            "print(len(libs), all(i['num_threads'] == 1 for i in libs))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    if out[0] == "0":
+        pytest.skip("SciPy's BLAS is not a bundled copy here")
+    assert out[1] == "True"
