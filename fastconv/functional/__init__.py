@@ -5,21 +5,18 @@ without the GIL, and raises ``TypeError`` or ``ValueError`` naming the argument,
 and the actual shape or dtype. Arrays are NCHW, float32 or float64; all float arguments of one
 call share a dtype.
 """
-import importlib
+from . import (_activation, _conv, _dropout, _linear, _loss, _normalization, _pool,
+               _rotate)
+from ._activation import *      # noqa: F401,F403
+from ._conv import *            # noqa: F401,F403
+from ._dropout import *         # noqa: F401,F403
+from ._linear import *          # noqa: F401,F403
+from ._loss import *            # noqa: F401,F403
+from ._normalization import *   # noqa: F401,F403
+from ._pool import *            # noqa: F401,F403
+from ._rotate import *          # noqa: F401,F403
 
-# Assembled from one private module per kernel family.
-_MODULES = ["_conv", "_linear", "_pool", "_activation", "_loss", "_dropout",
-            "_rotate", "_normalization"]
-
-__all__ = []
-for _name in _MODULES:
-    try:
-        _mod = importlib.import_module(f"{__name__}.{_name}")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"{__name__}.{_name}":
-            raise
-        continue
-    for _sym in _mod.__all__:
-        globals()[_sym] = getattr(_mod, _sym)
-    __all__ += list(_mod.__all__)
-del importlib, _name
+# One private module per kernel family; each lists its public functions in __all__.
+__all__ = [name for module in (_conv, _linear, _pool, _activation, _loss, _dropout, _rotate,
+                               _normalization)
+           for name in module.__all__]
