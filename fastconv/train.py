@@ -279,7 +279,9 @@ class Trainer:
         while self.epoch < epochs:
             stats = self.train_epoch(train_x, train_y)
             if test_x is not None:
+                start = time.perf_counter()
                 test = self.evaluate(test_x, test_y)
+                test["seconds"] = time.perf_counter() - start
                 stats.update({f"test_{k}": v for k, v in test.items()})
             self.epoch = stats.epoch
             self.history.append({k: v for k, v in stats.items() if k != "confusion"
@@ -318,7 +320,7 @@ class Trainer:
             test_rows = [{"epoch": h["epoch"], "loss": h.get("test_loss", ""),
                           "accuracy": h.get("test_accuracy", ""),
                           "mean_class_accuracy": h.get("test_mean_class_accuracy", ""),
-                          "seconds": h["seconds"]} for h in self.history]
+                          "seconds": h.get("test_seconds", "")} for h in self.history]
             _write_log(self._path("test.log"), test_rows)
 
     def model_metadata(self):

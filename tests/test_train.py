@@ -42,7 +42,12 @@ def test_training_lowers_loss_and_beats_chance(subset, tmp_path):
         rows = list(csv.DictReader(f))
     assert [r["epoch"] for r in rows] == ["1", "2"]
     assert set(rows[0]) == {"epoch", "loss", "accuracy", "mean_class_accuracy", "seconds"}
-    assert (tmp_path / "test.log").exists() and (tmp_path / "model.npz").exists()
+    with open(tmp_path / "test.log") as f:
+        test_rows = list(csv.DictReader(f))
+    assert [r["epoch"] for r in test_rows] == ["1", "2"]
+    # test.log times the evaluation, not the training epoch
+    assert all(0 < float(t["seconds"]) < float(r["seconds"]) for t, r in zip(test_rows, rows))
+    assert (tmp_path / "model.npz").exists()
     loaded, meta = load_model(tmp_path / "model.npz")
     np.testing.assert_array_equal(loaded.forward(subset.test_x[:50]),
                                   model.eval().forward(subset.test_x[:50]))
