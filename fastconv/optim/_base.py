@@ -11,7 +11,7 @@ import numbers
 
 import numpy as np
 
-FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+from .._validation import FLOAT_DTYPES
 
 
 def check_params(cls_name, params):
