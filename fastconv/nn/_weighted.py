@@ -51,7 +51,7 @@ class WeightedLayer(Module):
     def forward(self, x):
         self._x = x
         if self._planned(x):
-            y = np.empty(self._plan[3], dtype=x.dtype)
+            y = self._empty(self._plan[3], x.dtype)
             self._run_forward(x, y)
             return y
         y = self._validated_forward(x)
@@ -61,7 +61,7 @@ class WeightedLayer(Module):
     def backward(self, grad_out, need_input_grad=True):
         x = self._x
         if self._planned_backward(x, grad_out):
-            grad_x = np.empty(x.shape, dtype=x.dtype) if need_input_grad else None
+            grad_x = self._empty(x.shape, x.dtype) if need_input_grad else None
             # The kernels always sum grad_bias somewhere; a layer without bias gets scratch.
             grad_bias = (self.grad_bias if self.bias is not None
                          else np.zeros(self.weight.shape[0], dtype=x.dtype))

@@ -28,7 +28,8 @@ class _OutputSaving(Module):
         kernel, plan = type(self)._kernel_forward, self._plan
         if kernel is not None and plan is not None and fast.enabled() \
                 and fast.ready(x, plan[1], plan[0]):
-            y = np.empty(x.shape, dtype=x.dtype)
+            self._y = None    # so that the previous output can be recycled
+            y = self._empty(x.shape, x.dtype)
             kernel(x.reshape(-1), y.reshape(-1), fast.threads())
         else:
             y = type(self)._forward(x)
@@ -42,7 +43,7 @@ class _OutputSaving(Module):
         y, kernel, plan = self._y, type(self)._kernel_backward, self._plan
         if kernel is not None and plan is not None and fast.enabled() \
                 and fast.ready(y, plan[1], plan[0]) and fast.ready(grad_out, plan[1], plan[0]):
-            grad_x = np.empty(y.shape, dtype=y.dtype)
+            grad_x = self._empty(y.shape, y.dtype)
             kernel(y.reshape(-1), grad_out.reshape(-1), grad_x.reshape(-1), fast.threads())
             return grad_x
         return type(self)._backward(y, grad_out)

@@ -10,6 +10,7 @@ import numpy as np
 
 from .._kernels import _vector
 from .._threads import effective_n_threads
+from ._buffers import BufferPool
 
 __all__ = ["Module", "register_module", "module_from_config"]
 
@@ -47,6 +48,7 @@ class Module:
         self.training = True
         self.rng = None
         self._flat = None
+        self._pool = BufferPool()
 
     # -- the three verbs ----------------------------------------------------------------
     def forward(self, x):
@@ -68,6 +70,18 @@ class Module:
 
     def __call__(self, x):
         return self.forward(x)
+
+    def _empty(self, shape, dtype):
+        """``np.empty(shape, dtype)`` for a result of this layer.
+
+        In training mode the array comes from the layer's :class:`~fastconv.nn._buffers.
+        BufferPool`: a training loop repeats the same shapes every step, and recycling the
+        arrays nobody holds any more spares the allocator's page faults. Evaluation passes
+        allocate plainly, so that a large inference batch is not kept alive afterwards.
+        """
+        if self.training:
+            return self._pool.empty(shape, dtype)
+        return np.empty(shape, dtype=dtype)
 
     # -- structure ----------------------------------------------------------------------
     def children(self):
@@ -105,6 +119,8 @@ class Module:
         """Switch this module and its descendants to training (or evaluation) mode."""
         for m in self.modules():
             m.training = bool(mode)
+            if not mode:
+                m._pool.clear()    # evaluation does not recycle; let the memory go
         return self
 
     def eval(self):

@@ -51,7 +51,7 @@ class SubtractiveNormalization(_LocalNormalization):
         self._x = x
         kernel = self._kernel_for(x)
         if self._planned(x, kernel):
-            y = np.empty(x.shape, dtype=x.dtype)
+            y = self._empty(x.shape, x.dtype)
             _kernel.subtractive_forward(x, *self._plan[3], y, fast.threads())
             return y
         y = F.spatial_subtractive_normalization_forward(x, kernel)
@@ -67,7 +67,7 @@ class SubtractiveNormalization(_LocalNormalization):
             return None
         kernel = self._kernel_for(self._x)
         if self._planned(grad_out, kernel):
-            grad_x = np.empty(grad_out.shape, dtype=grad_out.dtype)
+            grad_x = self._empty(grad_out.shape, grad_out.dtype)
             # The map is linear: its gradient needs only grad_out and the kernel.
             _kernel.subtractive_backward(grad_out, *self._plan[3], grad_x, fast.threads())
             return grad_x

@@ -31,8 +31,9 @@ class MaxPool2d(Module):
         self._shape = x.shape
         plan = self._plan
         if plan is not None and fast.enabled() and fast.ready(x, plan[1], plan[0]):
-            y = np.empty(plan[2], dtype=x.dtype)
-            self._indices = np.empty(plan[2], dtype=np.intp)
+            y = self._empty(plan[2], x.dtype)
+            self._indices = None    # so that the previous indices can be recycled
+            self._indices = self._empty(plan[2], np.dtype(np.intp))
             _pool.max_pool2d_forward(x, y, self._indices, *self.kernel_size, *self.stride,
                                      fast.threads())
             return y
@@ -48,7 +49,7 @@ class MaxPool2d(Module):
         if plan is not None and fast.enabled() and self._shape == plan[1] \
                 and fast.ready(grad_out, plan[2], plan[0]) \
                 and fast.ready(self._indices, plan[2], np.dtype(np.intp)):
-            grad_x = np.empty(plan[1], dtype=grad_out.dtype)
+            grad_x = self._empty(plan[1], grad_out.dtype)
             # The kernel skips and counts indices outside the plane; none come from forward.
             if not _pool.max_pool2d_backward(grad_out, self._indices, grad_x, fast.threads()):
                 return grad_x
@@ -81,7 +82,8 @@ class LPPool2d(Module):
         self._x = x
         plan = self._plan
         if plan is not None and fast.enabled() and fast.ready(x, plan[1], plan[0]):
-            self._y = np.empty(plan[2], dtype=x.dtype)
+            self._y = None    # so that the previous output can be recycled
+            self._y = self._empty(plan[2], x.dtype)
             _pool.lp_pool2d_forward(x, self._y, self.p, *self.kernel_size, *self.stride,
                                     fast.threads())
             return self._y
@@ -95,7 +97,7 @@ class LPPool2d(Module):
         plan, x, y = self._plan, self._x, self._y
         if plan is not None and fast.enabled() and fast.ready(x, plan[1], plan[0]) \
                 and fast.ready(y, plan[2], plan[0]) and fast.ready(grad_out, plan[2], plan[0]):
-            grad_x = np.empty(plan[1], dtype=x.dtype)
+            grad_x = self._empty(plan[1], x.dtype)
             _pool.lp_pool2d_backward(x, y, grad_out, grad_x, self.p, *self.kernel_size,
                                      *self.stride, fast.threads())
             return grad_x

@@ -1,0 +1,107 @@
+"""Where a training step's time goes: per-layer forward/backward and the SGD update.
+
+Runs the benchmark models of ``bench/compare_torch.py`` through fastconv's public layer
+API, one layer call at a time with a clock around each, and prints the median time per
+call and its share of the step::
+
+    python bench/profile_layers.py --model maxpool --batch 1 32 128 --threads 2
+
+The clocks add well under a microsecond per call; the step total is also measured
+unclocked (the plain ``forward``/``backward``/``step`` a user runs) for comparison.
+"""
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import fastconv  # noqa: E402
+from bench.compare_torch import FastconvTrainer, build_fastconv_model  # noqa: E402
+
+
+def profile(name, batch, steps, seed=0):
+    """Median seconds per step of each layer's forward and backward, the loss and the
+    update, and of a whole unclocked step."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, 1, 32, 32)).astype(np.float32)
+    y = rng.integers(0, 10, batch)
+    trainer = FastconvTrainer(build_fastconv_model(name))
+    model, crit, opt = trainer.model, trainer.criterion, trainer.optimizer
+    layers = model.layers
+    rows = [f"{i + 1:2d} {type(m).__name__}" for i, m in enumerate(layers)]
+    fwd = np.zeros((steps, len(layers)))
+    bwd = np.zeros((steps, len(layers)))
+    other = np.zeros((steps, 3))        # zero_grad, loss forward+backward, update
+    clock = time.perf_counter
+    for s in range(-3, steps):          # three warm-up steps
+        def closure():
+            t0 = clock()
+            model.zero_grad()
+            t1 = clock()
+            h = x
+            for i, m in enumerate(layers):
+                a = clock()
+                h = m.forward(h)
+                if s >= 0:
+                    fwd[s, i] = clock() - a
+            a = clock()
+            loss = crit.forward(h, y)
+            g = crit.backward()
+            t2 = clock() - a
+            for i in range(len(layers) - 1, -1, -1):
+                a = clock()
+                g = layers[i].backward(g, need_input_grad=i > 0)
+                if s >= 0:
+                    bwd[s, i] = clock() - a
+            if s >= 0:
+                other[s, 0], other[s, 1] = t1 - t0, t2
+            return loss, trainer.grads
+        t_closure = [0.0]
+
+        def timed():
+            a = clock()
+            r = closure()
+            t_closure[0] = clock() - a
+            return r
+        a = clock()
+        opt.step(timed)
+        if s >= 0:
+            other[s, 2] = clock() - a - t_closure[0]
+    plain = []
+    for s in range(steps):
+        a = clock()
+        trainer.step(x, y)
+        plain.append(clock() - a)
+    return rows, np.median(fwd, 0), np.median(bwd, 0), np.median(other, 0), np.median(plain)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", choices=("maxpool", "convnet"), default="maxpool")
+    p.add_argument("--batch", type=int, nargs="+", default=[1, 32, 128])
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--steps", type=int, default=None,
+                   help="timed steps per batch size (default: about 2 s of work)")
+    args = p.parse_args(argv)
+    if args.threads:
+        fastconv.set_num_threads(args.threads)
+    print(f"model {args.model}, {fastconv.get_num_threads()} threads; microseconds per sample")
+    for batch in args.batch:
+        steps = args.steps or max(5, 2000 // batch)
+        rows, f, b, o, plain = profile(args.model, batch, steps)
+        total = f.sum() + b.sum() + o.sum()
+        us = 1e6 / batch
+        print(f"\nbatch {batch}: clocked step {total * us:.1f} us/sample, "
+              f"unclocked {plain * us:.1f} us/sample ({batch / plain:.0f} samples/s)")
+        print(f"{'layer':18s} {'forward':>9s} {'backward':>9s} {'share':>6s}")
+        for r, fi, bi in zip(rows, f, b):
+            print(f"{r:18s} {fi * us:9.1f} {bi * us:9.1f} {(fi + bi) / total:6.1%}")
+        for label, v in zip(("zero_grad", "loss fwd+bwd", "SGD update"), o):
+            print(f"{label:18s} {v * us:9.1f} {'':9s} {v / total:6.1%}")
+
+
+if __name__ == "__main__":
+    main()
