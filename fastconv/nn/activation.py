@@ -18,13 +18,17 @@ class _OutputSaving(Module):
     """
     _forward = _backward = None
     _kernel_forward = _kernel_backward = None
+    # Non-decreasing elementwise maps commute with max pooling: see MaxPool2d.forward_fused.
+    monotonic = False
 
     def __init__(self):
         super().__init__()
         self._y = None
         self._plan = None    # (dtype, shape) of the last validated forward
+        self._fused = False  # the last forward ran inside MaxPool2d.forward_fused
 
     def forward(self, x):
+        self._fused = False
         kernel, plan = type(self)._kernel_forward, self._plan
         if kernel is not None and plan is not None and fast.enabled() \
                 and fast.ready(x, plan[1], plan[0]):
@@ -40,6 +44,10 @@ class _OutputSaving(Module):
     def backward(self, grad_out, need_input_grad=True):
         if not need_input_grad:
             return None
+        if self._y is None and self._fused:
+            raise RuntimeError(f"{type(self).__name__}.backward: its last forward ran fused with "
+                               f"the max pooling after it (inside Sequential), which keeps no "
+                               f"full output; call the Sequential's backward")
         y, kernel, plan = self._y, type(self)._kernel_backward, self._plan
         if kernel is not None and plan is not None and fast.enabled() \
                 and fast.ready(y, plan[1], plan[0]) and fast.ready(grad_out, plan[1], plan[0]):
@@ -52,6 +60,7 @@ class _OutputSaving(Module):
 @register_module
 class Tanh(_OutputSaving):
     """y = tanh(x); dL/dx = dL/dy (1 - y^2)."""
+    monotonic = True
     _forward = F.tanh_forward
     _backward = F.tanh_backward
     _kernel_forward = _k.tanh_forward
@@ -61,6 +70,7 @@ class Tanh(_OutputSaving):
 @register_module
 class Sigmoid(_OutputSaving):
     """y = 1 / (1 + exp(-x)); dL/dx = dL/dy y (1 - y)."""
+    monotonic = True
     _forward = F.sigmoid_forward
     _backward = F.sigmoid_backward
     _kernel_forward = _k.sigmoid_forward
@@ -70,6 +80,7 @@ class Sigmoid(_OutputSaving):
 @register_module
 class ReLU(_OutputSaving):
     """y = max(x, 0); dL/dx = dL/dy [y > 0]."""
+    monotonic = True
     _forward = F.relu_forward
     _backward = F.relu_backward
     _kernel_forward = _k.relu_forward

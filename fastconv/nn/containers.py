@@ -32,17 +32,42 @@ class Sequential(Module):
             raise TypeError(f"Sequential.add: expected a Module; got {type(module).__name__}")
         self.layers.append(module)
         self._flat = None
+        self._fused_pairs = set()
         return self
 
     def forward(self, x):
-        for m in self.layers:
-            x = m.forward(x)
+        """Run the layers in order. A pair that has a fused form (a layer whose
+        :meth:`~Module.forward_fused` accepts its predecessor, such as max pooling after
+        tanh) runs as one; :meth:`backward` then runs the pair's fused backward."""
+        layers = self.layers
+        n = len(layers)
+        fused = self._fused_pairs = set()
+        i = 0
+        while i < n:
+            if i + 1 < n:
+                y = layers[i + 1].forward_fused(layers[i], x)
+                if y is not None:
+                    fused.add(i)
+                    x = y
+                    i += 2
+                    continue
+            x = layers[i].forward(x)
+            i += 1
         return x
 
     def backward(self, grad_out, need_input_grad=True):
+        layers = self.layers
+        fused = getattr(self, "_fused_pairs", ())
         g = grad_out
-        for i in range(len(self.layers) - 1, -1, -1):
-            g = self.layers[i].backward(g, need_input_grad=need_input_grad or i > 0)
+        i = len(layers) - 1
+        while i >= 0:
+            if i - 1 in fused and layers[i].fused_with(layers[i - 1]):
+                g = layers[i].backward_fused(layers[i - 1], g,
+                                             need_input_grad=need_input_grad or i > 1)
+                i -= 2
+            else:
+                g = layers[i].backward(g, need_input_grad=need_input_grad or i > 0)
+                i -= 1
         return g
 
     def config(self):

@@ -71,6 +71,22 @@ class Module:
     def __call__(self, x):
         return self.forward(x)
 
+    # -- fusion with the previous layer (used by Sequential) ------------------------------
+    def forward_fused(self, prev, x):
+        """``self.forward(prev.forward(x))`` in one go, or None when this pair has no fused
+        form (the default). A layer that returns an array here must accept
+        :meth:`backward_fused` for the same pair next."""
+        return None
+
+    def fused_with(self, prev):
+        """True when the last forward of this layer and of ``prev`` was one
+        :meth:`forward_fused` (layers may have been called one by one since)."""
+        return False
+
+    def backward_fused(self, prev, grad_out, need_input_grad=True):
+        """``prev.backward(self.backward(grad_out))`` after :meth:`forward_fused`."""
+        raise NotImplementedError
+
     def _empty(self, shape, dtype):
         """``np.empty(shape, dtype)`` for a result of this layer.
 

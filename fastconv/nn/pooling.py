@@ -26,9 +26,11 @@ class MaxPool2d(Module):
         self._indices = None
         self._shape = None
         self._plan = None    # (dtype, x shape, y shape) of the last validated forward
+        self._act_y = None   # the fused activation's pooled output (forward_fused)
 
     def forward(self, x):
         self._shape = x.shape
+        self._act_y = None
         plan = self._plan
         if plan is not None and fast.enabled() and fast.ready(x, plan[1], plan[0]):
             y = self._empty(plan[2], x.dtype)
@@ -54,6 +56,60 @@ class MaxPool2d(Module):
             if not _pool.max_pool2d_backward(grad_out, self._indices, grad_x, fast.threads()):
                 return grad_x
         return F.max_pool2d_backward(grad_out, self._indices, self._shape)
+
+    def forward_fused(self, act, x):
+        """``self.forward(act.forward(x))`` for a non-decreasing elementwise activation
+        (tanh, sigmoid, ReLU), computed as ``act(max_pool(x))``.
+
+        The two are equal because the activation preserves order, and the fused form
+        applies the activation to a quarter of the elements (2x2 pooling) and never stores
+        its full-size output; backward likewise applies the activation's derivative to the
+        pooled gradient only and scatters it once. One difference remains: when the
+        activation rounds two different inputs of one window to the same value, the
+        unfused pair sends the gradient to the first of them and the fused pair to the
+        larger input; the gradient's value is the same.
+
+        Returns None (run the pair unfused) unless the layer has a validated plan that x
+        matches.
+        """
+        plan = self._plan
+        if not (getattr(act, "monotonic", False) and plan is not None and fast.enabled()
+                and fast.ready(x, plan[1], plan[0])):
+            return None
+        n_threads = fast.threads()
+        self._shape = x.shape
+        act._y = self._act_y = None    # so that their previous arrays can be recycled
+        y = self._empty(plan[2], x.dtype)
+        self._indices = None
+        self._indices = self._empty(plan[2], np.dtype(np.intp))
+        _pool.max_pool2d_forward(x, y, self._indices, *self.kernel_size, *self.stride,
+                                 n_threads)
+        flat = y.reshape(-1)
+        type(act)._kernel_forward(flat, flat, n_threads)    # elementwise, so in place is safe
+        act._fused = True
+        self._act_y = y
+        return y
+
+    def fused_with(self, act):
+        return self._act_y is not None and getattr(act, "_fused", False)
+
+    def backward_fused(self, act, grad_out, need_input_grad=True):
+        """``act.backward(self.backward(grad_out))`` after :meth:`forward_fused`."""
+        if not need_input_grad:
+            return None
+        plan, y = self._plan, self._act_y
+        if y is None:
+            raise RuntimeError("MaxPool2d.backward_fused: the last forward was not fused")
+        if fast.enabled() and fast.ready(grad_out, plan[2], plan[0]) \
+                and fast.ready(self._indices, plan[2], np.dtype(np.intp)):
+            n_threads = fast.threads()
+            grad_y = self._empty(plan[2], y.dtype)
+            type(act)._kernel_backward(y.reshape(-1), grad_out.reshape(-1), grad_y.reshape(-1),
+                                 n_threads)
+            grad_x = self._empty(plan[1], y.dtype)
+            if not _pool.max_pool2d_backward(grad_y, self._indices, grad_x, n_threads):
+                return grad_x
+        return F.max_pool2d_backward(type(act)._backward(y, grad_out), self._indices, self._shape)
 
     def get_config(self):
         return {"kernel_size": list(self.kernel_size), "stride": list(self.stride)}
