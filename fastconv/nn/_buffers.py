@@ -23,14 +23,17 @@ MIN_BYTES = 1 << 16
 CAPACITY = 4
 
 
-def _refs(arrays, i):
-    """References to arrays[i], counting the list's and getrefcount's argument."""
-    return sys.getrefcount(arrays[i])
+def _free_count():
+    """sys.getrefcount of an array that only its list refers to, seen from a ``for a in
+    arrays`` loop (the list, the loop variable, the call's argument): measured with the
+    same construct as :meth:`BufferPool.empty`, not assumed, since it depends on the
+    interpreter."""
+    arrays = [np.empty(1)]
+    for a in arrays:
+        return sys.getrefcount(a)
 
 
-# The count of an array that only its list refers to: measured, not assumed, because it
-# depends on the interpreter.
-_FREE = _refs([np.empty(1)], 0)
+_FREE = _free_count()
 
 
 class BufferPool:
@@ -44,11 +47,11 @@ class BufferPool:
     def empty(self, shape, dtype):
         """An uninitialized array of this shape and dtype that no one else holds."""
         arrays = self._arrays
-        for i in range(len(arrays)):
-            if _refs(arrays, i) == _FREE:
-                a = arrays[i]
-                if a.shape == shape and a.dtype == dtype:
-                    return a
+        getrefcount = sys.getrefcount
+        for a in arrays:
+            if getrefcount(a) == _FREE and a.shape == shape and a.dtype == dtype:
+                return a
+        a = None
         new = np.empty(shape, dtype=dtype)
         if new.nbytes >= MIN_BYTES:
             if len(arrays) < CAPACITY:
@@ -56,10 +59,12 @@ class BufferPool:
             else:
                 # Make room by dropping an unused array (one of an old shape, say); when all
                 # are in use the new one simply is not kept.
-                for i in range(len(arrays)):
-                    if _refs(arrays, i) == _FREE:
+                i = 0
+                for a in arrays:
+                    if getrefcount(a) == _FREE:
                         arrays[i] = new
                         break
+                    i += 1
         return new
 
     def clear(self):

@@ -9,8 +9,7 @@ kernel itself. Anything else - a new batch size, a view, another dtype, a replac
 goes through the validating function again, so a kernel never sees an argument the
 validation would have refused.
 """
-import numpy as np
-
+from .._kernels._fastcheck import ready
 from .._threads import effective_n_threads
 
 __all__ = ["ready", "threads", "enabled", "set_enabled"]
@@ -28,10 +27,8 @@ def set_enabled(flag):
     _ENABLED = bool(flag)
 
 
-def ready(a, shape, dtype):
-    """True when ``a`` can go straight to a kernel expecting this C-contiguous array."""
-    return (type(a) is np.ndarray and a.shape == shape and a.dtype == dtype
-            and a.flags.c_contiguous)
-
+# ready(a, shape, dtype): True when ``a`` can go straight to a kernel expecting this
+# C-contiguous array (an exact ndarray of that shape and numpy dtype); compiled, because it
+# runs for every array of every layer call.
 
 threads = effective_n_threads

@@ -13,13 +13,19 @@ __all__ = ["Tanh", "Sigmoid", "ReLU", "Softmax", "LogSoftmax"]
 class _OutputSaving(Module):
     """A layer whose backward needs only its output y.
 
-    Elementwise ones also name their flat kernels (``_kernel_forward(x, y, n_threads)``,
-    ``_kernel_backward(y, grad_out, grad_x, n_threads)``) for the fast path.
+    Most also name their kernels (``_kernel_forward(x, y, n_threads)``,
+    ``_kernel_backward(y, grad_out, grad_x, n_threads)``) for the fast path; those see flat
+    views, or (rows, last axis) views when ``_rows`` is set (softmax-like layers).
     """
     _forward = _backward = None
     _kernel_forward = _kernel_backward = None
     # Non-decreasing elementwise maps commute with max pooling: see MaxPool2d.forward_fused.
     monotonic = False
+    _rows = False
+
+    @classmethod
+    def _view(cls, a):
+        return a.reshape(-1, a.shape[-1]) if cls._rows else a.reshape(-1)
 
     def __init__(self):
         super().__init__()
@@ -34,7 +40,7 @@ class _OutputSaving(Module):
                 and fast.ready(x, plan[1], plan[0]):
             self._y = None    # so that the previous output can be recycled
             y = self._empty(x.shape, x.dtype)
-            kernel(x.reshape(-1), y.reshape(-1), fast.threads())
+            kernel(self._view(x), self._view(y), fast.threads())
         else:
             y = type(self)._forward(x)
             self._plan = (y.dtype, y.shape) if y.size else None
@@ -52,7 +58,7 @@ class _OutputSaving(Module):
         if kernel is not None and plan is not None and fast.enabled() \
                 and fast.ready(y, plan[1], plan[0]) and fast.ready(grad_out, plan[1], plan[0]):
             grad_x = self._empty(y.shape, y.dtype)
-            kernel(y.reshape(-1), grad_out.reshape(-1), grad_x.reshape(-1), fast.threads())
+            kernel(self._view(y), self._view(grad_out), self._view(grad_x), fast.threads())
             return grad_x
         return type(self)._backward(y, grad_out)
 
@@ -92,6 +98,9 @@ class LogSoftmax(_OutputSaving):
     """y = x - logsumexp(x) over the last axis."""
     _forward = F.log_softmax_forward
     _backward = F.log_softmax_backward
+    _kernel_forward = _k.log_softmax_forward
+    _kernel_backward = _k.log_softmax_backward
+    _rows = True
 
 
 @register_module

@@ -104,16 +104,23 @@ class Module:
         return []
 
     def modules(self):
-        """This module and all its descendants, depth first."""
-        yield self
-        for child in self.children():
-            yield from child.modules()
+        """This module and all its descendants, depth first (a list)."""
+        # A list built by an explicit stack: zero_grad walks the tree every step, and
+        # nested generators cost several times more.
+        out, stack = [], [self]
+        while stack:
+            m = stack.pop()
+            out.append(m)
+            stack.extend(reversed(m.children()))
+        return out
 
     def _param_slots(self):
+        slots = []
         for m in self.modules():
             for name in m.param_names:
                 if getattr(m, name, None) is not None:
-                    yield m, name
+                    slots.append((m, name))
+        return slots
 
     def params(self):
         """List of parameter arrays, in a fixed order."""
@@ -212,8 +219,10 @@ class Module:
 
     def _flat_intact(self):
         flat_p, flat_g = self._flat
-        return all(getattr(m, n).base is flat_p and getattr(m, "grad_" + n).base is flat_g
-                   for m, n in self._param_slots())
+        for m, n in self._param_slots():
+            if getattr(m, n).base is not flat_p or getattr(m, "grad_" + n).base is not flat_g:
+                return False
+        return True
 
     def n_parameters(self):
         return int(sum(p.size for p in self.params()))

@@ -9,6 +9,8 @@ from .module import Module, register_module
 
 __all__ = ["MaxPool2d", "LPPool2d"]
 
+_INTP = np.dtype(np.intp)
+
 
 @register_module
 class MaxPool2d(Module):
@@ -35,7 +37,7 @@ class MaxPool2d(Module):
         if plan is not None and fast.enabled() and fast.ready(x, plan[1], plan[0]):
             y = self._empty(plan[2], x.dtype)
             self._indices = None    # so that the previous indices can be recycled
-            self._indices = self._empty(plan[2], np.dtype(np.intp))
+            self._indices = self._empty(plan[2], _INTP)
             _pool.max_pool2d_forward(x, y, self._indices, *self.kernel_size, *self.stride,
                                      fast.threads())
             return y
@@ -50,7 +52,7 @@ class MaxPool2d(Module):
         plan = self._plan
         if plan is not None and fast.enabled() and self._shape == plan[1] \
                 and fast.ready(grad_out, plan[2], plan[0]) \
-                and fast.ready(self._indices, plan[2], np.dtype(np.intp)):
+                and fast.ready(self._indices, plan[2], _INTP):
             grad_x = self._empty(plan[1], grad_out.dtype)
             # The kernel skips and counts indices outside the plane; none come from forward.
             if not _pool.max_pool2d_backward(grad_out, self._indices, grad_x, fast.threads()):
@@ -81,7 +83,7 @@ class MaxPool2d(Module):
         act._y = self._act_y = None    # so that their previous arrays can be recycled
         y = self._empty(plan[2], x.dtype)
         self._indices = None
-        self._indices = self._empty(plan[2], np.dtype(np.intp))
+        self._indices = self._empty(plan[2], _INTP)
         _pool.max_pool2d_forward(x, y, self._indices, *self.kernel_size, *self.stride,
                                  n_threads)
         flat = y.reshape(-1)
@@ -101,7 +103,7 @@ class MaxPool2d(Module):
         if y is None:
             raise RuntimeError("MaxPool2d.backward_fused: the last forward was not fused")
         if fast.enabled() and fast.ready(grad_out, plan[2], plan[0]) \
-                and fast.ready(self._indices, plan[2], np.dtype(np.intp)):
+                and fast.ready(self._indices, plan[2], _INTP):
             n_threads = fast.threads()
             grad_y = self._empty(plan[2], y.dtype)
             type(act)._kernel_backward(y.reshape(-1), grad_out.reshape(-1), grad_y.reshape(-1),
