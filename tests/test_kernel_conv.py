@@ -14,7 +14,8 @@ TOL = {np.float32: 2e-5, np.float64: 1e-12}
 # paddings, a kernel as large as the (padded) input, padding as wide as the kernel (outputs
 # that see only zeros), N = 1 and C = 1, and batches that do not divide by the thread count
 # (the kernels' batch and split phases), with K = C*KH*KW both below and above
-# P = OH*OW (the split phase cuts its GEMMs differently), and a single output row.
+# P = OH*OW (the split phase cuts its GEMMs differently), a single output row, and batches
+# that the batch phase runs as several multi-sample GEMMs plus a smaller last one.
 CASES = [
     (2, 3, 7, 6, 4, 3, 3, 1, 0),
     (3, 2, 9, 8, 3, 3, 2, 2, 1),
@@ -26,9 +27,12 @@ CASES = [
     (3, 4, 6, 6, 1, 3, 3, 2, 2),
     (2, 2, 4, 4, 3, 2, 2, 1, 3),
     (1, 1, 3, 40, 2, 3, 3, 1, 0),
+    (11, 3, 7, 6, 4, 3, 3, 1, 1),
+    (14, 2, 6, 5, 3, 2, 3, (2, 1), (1, 0)),
 ]
 IDS = ["basic", "stride2-pad1", "kernel=input", "kernel=padded-input", "asymmetric",
-       "stride3-pad2-N5", "1x1-pad", "F1-pad2", "pad>kernel", "one-output-row"]
+       "stride3-pad2-N5", "1x1-pad", "F1-pad2", "pad>kernel", "one-output-row",
+       "N11-chunked", "N14-chunked-stride"]
 
 
 def make(case, dtype=np.float64, seed=0):
