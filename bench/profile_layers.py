@@ -7,7 +7,8 @@ call and its share of the step::
     python bench/profile_layers.py --model maxpool --batch 1 32 128 --threads 2
 
 The clocks add well under a microsecond per call; the step total is also measured
-unclocked (the plain ``forward``/``backward``/``step`` a user runs) for comparison.
+unclocked (the plain ``forward``/``backward``/``step`` a user runs) for comparison. Pairs
+that ``Sequential`` runs fused (an activation followed by max pooling) are timed as one row.
 """
 import argparse
 import os
@@ -31,9 +32,23 @@ def profile(name, batch, steps, seed=0):
     trainer = FastconvTrainer(build_fastconv_model(name))
     model, crit, opt = trainer.model, trainer.criterion, trainer.optimizer
     layers = model.layers
-    rows = [f"{i + 1:2d} {type(m).__name__}" for i, m in enumerate(layers)]
-    fwd = np.zeros((steps, len(layers)))
-    bwd = np.zeros((steps, len(layers)))
+    model.forward(x)                    # validated calls: every layer gets its plan
+    h, groups = x, []                   # groups: (first, last) layer index run as one
+    i = 0
+    while i < len(layers):
+        out = layers[i + 1].forward_fused(layers[i], h) if i + 1 < len(layers) else None
+        if out is not None:
+            groups.append((i, i + 1))
+            i += 2
+        else:
+            out = layers[i].forward(h)
+            groups.append((i, i))
+            i += 1
+        h = out
+    rows = [f"{a + 1:2d} " + "+".join(type(m).__name__ for m in layers[a:b + 1])
+            for a, b in groups]
+    fwd = np.zeros((steps, len(groups)))
+    bwd = np.zeros((steps, len(groups)))
     other = np.zeros((steps, 3))        # zero_grad, loss forward+backward, update
     clock = time.perf_counter
     for s in range(-3, steps):          # three warm-up steps
@@ -42,18 +57,26 @@ def profile(name, batch, steps, seed=0):
             model.zero_grad()
             t1 = clock()
             h = x
-            for i, m in enumerate(layers):
+            for i, (first, last) in enumerate(groups):
                 a = clock()
-                h = m.forward(h)
+                if first == last:
+                    h = layers[first].forward(h)
+                else:
+                    h = layers[last].forward_fused(layers[first], h)
                 if s >= 0:
                     fwd[s, i] = clock() - a
             a = clock()
             loss = crit.forward(h, y)
             g = crit.backward()
             t2 = clock() - a
-            for i in range(len(layers) - 1, -1, -1):
+            for i in range(len(groups) - 1, -1, -1):
+                first, last = groups[i]
                 a = clock()
-                g = layers[i].backward(g, need_input_grad=i > 0)
+                if first == last:
+                    g = layers[first].backward(g, need_input_grad=first > 0)
+                else:
+                    g = layers[last].backward_fused(layers[first], g,
+                                                    need_input_grad=first > 0)
                 if s >= 0:
                     bwd[s, i] = clock() - a
             if s >= 0:
@@ -96,11 +119,11 @@ def main(argv=None):
         us = 1e6 / batch
         print(f"\nbatch {batch}: clocked step {total * us:.1f} us/sample, "
               f"unclocked {plain * us:.1f} us/sample ({batch / plain:.0f} samples/s)")
-        print(f"{'layer':18s} {'forward':>9s} {'backward':>9s} {'share':>6s}")
+        print(f"{'layer':24s} {'forward':>9s} {'backward':>9s} {'share':>6s}")
         for r, fi, bi in zip(rows, f, b):
-            print(f"{r:18s} {fi * us:9.1f} {bi * us:9.1f} {(fi + bi) / total:6.1%}")
+            print(f"{r:24s} {fi * us:9.1f} {bi * us:9.1f} {(fi + bi) / total:6.1%}")
         for label, v in zip(("zero_grad", "loss fwd+bwd", "SGD update"), o):
-            print(f"{label:18s} {v * us:9.1f} {'':9s} {v / total:6.1%}")
+            print(f"{label:24s} {v * us:9.1f} {'':9s} {v / total:6.1%}")
 
 
 if __name__ == "__main__":

@@ -417,3 +417,12 @@ def test_exported_from_fastconv_functional():
               log_softmax_nll_backward, mse_loss_forward, mse_loss_backward,
               margin_loss_forward, margin_loss_backward):
         assert getattr(fastconv.functional, f.__name__) is f
+
+
+def test_labels_in_range_kernel():
+    from fastconv._kernels._loss import labels_in_range
+    t = np.array([0, 3, 9, 4], dtype=np.intp)
+    assert labels_in_range(t, 10)
+    assert not labels_in_range(t, 9)
+    assert not labels_in_range(np.array([0, -1], dtype=np.intp), 10)
+    assert labels_in_range(np.array([], dtype=np.intp), 1)

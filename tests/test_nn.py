@@ -230,3 +230,24 @@ def test_normalization_fast_path_sees_a_kernel_changed_in_place(rng):
     layer.kernel[:] = [0.0, 1.0, 0.0]             # now a pure cross-channel mean
     expected = x - x.mean(axis=1, keepdims=True)
     np.testing.assert_allclose(layer.forward(x), expected, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_nll_loss_fast_path_matches_validation_and_still_checks_labels(rng, dtype):
+    from fastconv import functional as F
+    crit = nn.NLLLoss()
+    logp = F.log_softmax_forward(rng.standard_normal((6, 5)).astype(dtype))
+    target = np.array([0, 4, 2, 2, 1, 3])
+    first = crit.forward(logp, target), crit.backward()
+    assert crit._plan is not None and not crit._fast
+    second = crit.forward(logp, target), crit.backward(0.5)
+    assert crit._fast
+    assert first[0] == second[0]
+    np.testing.assert_array_equal(0.5 * first[1], second[1])
+    # Labels are range-checked on the fast path too, before any row is indexed.
+    for bad in (np.array([0, 5, 2, 2, 1, 3]), np.array([0, -1, 2, 2, 1, 3])):
+        with pytest.raises(ValueError, match="labels must lie in"):
+            crit.forward(logp, bad)
+    # Other label dtypes go through validation and give the same loss.
+    assert crit.forward(logp, target.astype(np.int32)) == first[0]
+    assert not crit._fast

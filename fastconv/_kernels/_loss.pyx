@@ -49,6 +49,20 @@ cdef inline real_t _exp(real_t v) noexcept nogil:
 # NLL
 # ---------------------------------------------------------------------------------------
 
+def labels_in_range(const Py_ssize_t[::1] target, Py_ssize_t k):
+    """True when every label lies in [0, k): the check a caller's fast path makes before
+    indexing rows by labels (the same condition as fastconv._validation.check_target)."""
+    cdef Py_ssize_t i
+    cdef bint ok = True
+    with nogil:
+        for i in range(target.shape[0]):
+            if target[i] < 0 or target[i] >= k:
+                ok = False
+                break
+    return ok
+
+
+
 def nll_loss_forward(const real_t[:, ::1] logp,           # IN  (N, K) log-probabilities
                      const Py_ssize_t[::1] target):        # IN  (N,) labels
     """L = -1/N sum_n logp[n, target[n]] (N >= 1); O(N), so serial."""

@@ -7,7 +7,11 @@ log-probabilities (the model ends in LogSoftmax), ``mse`` expects tanh outputs c
 import numpy as np
 
 from .. import functional as F
+from .._kernels import _loss as _k
 from .._validation import check_float, check_target
+from . import _fastpath as fast
+
+_INTP = np.dtype(np.intp)
 
 __all__ = ["NLLLoss", "MSELoss", "MarginLoss", "make_loss", "LOSSES"]
 
@@ -15,6 +19,7 @@ __all__ = ["NLLLoss", "MSELoss", "MarginLoss", "make_loss", "LOSSES"]
 class _Criterion:
     def __init__(self):
         self._output = self._target = None
+        self._fast = False
 
     def __call__(self, output, target):
         return self.forward(output, target)
@@ -29,12 +34,32 @@ class NLLLoss(_Criterion):
     name = "nll"
     head = "LogSoftmax"
 
+    _plan = None    # (dtype, shape) of the last validated call
+
+    def _planned(self, logp, target):
+        """True when logp matches the last validated call and target is a C-contiguous
+        intp vector of labels in range: then the kernels can be called directly."""
+        plan = self._plan
+        return (plan is not None and fast.enabled() and fast.ready(logp, plan[1], plan[0])
+                and fast.ready(target, plan[1][:1], _INTP)
+                and _k.labels_in_range(target, plan[1][1]))
+
     def forward(self, logp, target):
         self._output, self._target = logp, target
-        return F.nll_loss_forward(logp, target)
+        self._fast = self._planned(logp, target)
+        if self._fast:
+            return float(_k.nll_loss_forward(logp, target))
+        loss = F.nll_loss_forward(logp, target)
+        self._plan = (logp.dtype, logp.shape) if logp.size else None
+        return loss
 
     def backward(self, grad_out=1.0):
-        return F.nll_loss_backward(self._output, self._target, grad_out)
+        logp = self._output
+        if self._fast and type(grad_out) is float:
+            grad = np.empty(logp.shape, dtype=logp.dtype)
+            _k.nll_loss_backward(self._target, grad_out / logp.shape[0], grad, fast.threads())
+            return grad
+        return F.nll_loss_backward(logp, self._target, grad_out)
 
 
 class MSELoss(_Criterion):
