@@ -592,8 +592,14 @@ def measure_env_matrix(name, args):
             runs = alternate(workers, name, "train", b, args.repeats)
             med = {k: _median(v) for k, v in runs.items()}
             ref, best = med["set_num_threads(1)"], max(med.values())
+            # Each round runs every worker back to back, so the ratio of a setting's run
+            # to the reference's run of the same round cancels the machine's slow drifts.
+            paired = {k: [a / r for a, r in zip(runs[k], runs["set_num_threads(1)"])]
+                      for k in runs}
             out[str(b)] = {k: {"samples_per_s": v, "vs_set_num_threads_1": v / ref,
-                               "vs_best": v / best, "runs": runs[k]} for k, v in med.items()}
+                               "vs_best": v / best, "runs": runs[k],
+                               "paired_vs_set_num_threads_1": paired[k]}
+                           for k, v in med.items()}
             _log(f"  {name} env matrix batch {b}: done")
         out["threads"] = {w.label: w.call(op="info")["threads"] for w in workers}
     finally:
@@ -664,8 +670,18 @@ def format_report(results, ceiling, checks, args, have_torch):
             for k in em["1"]:
                 e1, e128 = em["1"][k], em["128"][k]
                 worst = min(e1["vs_set_num_threads_1"], e128["vs_set_num_threads_1"])
-                verdict = "ok" if worst >= 1.0 else ("within 5%" if worst >= 0.95
-                                                     else "SLOWER than 1 thread")
+                # Slower only when every paired round says so (a sign test: 5 of 5 rounds
+                # below 1 by chance has probability 1/32); otherwise report the rounds.
+                slower = [sum(p < 1 for p in e.get("paired_vs_set_num_threads_1", []))
+                          for e in (e1, e128)]
+                n_rounds = len(e1.get("paired_vs_set_num_threads_1", [])) or 1
+                if worst >= 1.0:
+                    verdict = "ok"
+                elif max(slower) < n_rounds:
+                    verdict = (f"ok within noise ({slower[0]}/{n_rounds}, "
+                               f"{slower[1]}/{n_rounds} rounds slower)")
+                else:
+                    verdict = "SLOWER than 1 thread in every round"
                 if k == "OMP=unset OPENBLAS=unset":
                     vb = min(e1["vs_best"], e128["vs_best"])
                     verdict += f"; {100 * vb:.0f}% of best (target >= 90%)"
