@@ -35,6 +35,19 @@ IDS = ["basic", "stride2-pad1", "kernel=input", "kernel=padded-input", "asymmetr
        "N11-chunked", "N14-chunked-stride"]
 
 
+@pytest.fixture(autouse=True, params=["blocks-default", "blocks-per-channel"])
+def im2col_blocks(request):
+    """Run every test twice: with the default im2col block of the batch phase, and with
+    one input channel per block (many blocks, partial sums over blocks)."""
+    from fastconv._kernels._conv2d import _set_block_elements
+    if request.param == "blocks-default":
+        yield
+        return
+    old = _set_block_elements(1)
+    yield
+    _set_block_elements(old)
+
+
 def make(case, dtype=np.float64, seed=0):
     n, c, h, w, f, kh, kw, stride, padding = case
     rng = np.random.default_rng(seed)

@@ -16,8 +16,9 @@ Design
     called from inside the parallel regions. A batch of N samples on T threads runs in two
     phases so that all threads stay busy for every N:
     - batch phase: the first N - N % T samples, a contiguous equal share per thread, one
-      sample at a time through the thread's own im2col buffer (K*P elements, so the buffer
-      stays cache-sized; no buffer ever spans the batch);
+      sample at a time through the thread's own im2col buffer, and each sample in blocks of
+      input channels (about 2^14 elements of im2col, see _block_channels) so that a block
+      is consumed by its GEMM while still in L1/L2; no buffer ever spans the batch;
     - split phase: each of the N % T remaining samples (all of them at N = 1) is shared by
       the threads. Each GEMM C = A @ B is cut along the dimension whose cost is least:
       cutting C's rows duplicates the packing of B in every thread, cutting its columns
@@ -27,8 +28,10 @@ Design
       im2col matrix (inner dimension) with a reduction of the (F, P) partials; the weight
       gradient (inner dimension P) cuts the output pixels with a reduction of (F, K)
       partials when K <= P, and otherwise its columns, each thread building only its rows of
-      the im2col matrix; the input gradient cuts the rows of weight^T @ grad_y, then, after a
-      barrier, the channels of col2im.
+      the im2col matrix; the input gradient cuts the input channels (rows of weight^T @
+      grad_y and col2im of those channels, no barrier between). Where the inner dimension
+      is cut, it is cut by input channels when C >= T, each thread walking its channels in
+      the same cache-sized blocks as the batch phase.
     No two threads ever write the same element: backward gives each thread of the batch
     phase its own partial weight gradient (thread 0 writes the output itself), and the
     partials are then added in thread order 1, 2, ..., T-1. Results are therefore
@@ -241,9 +244,11 @@ cdef void _im2col(const real_t* x, real_t* col, const Geom* g, int k0, int k1,
                 c += 1
 
 
-cdef void _col2im(const real_t* col, real_t* x, const Geom* g, int c0, int c1) noexcept nogil:
-    """x[c, hin, win] = sum of col[(c*kh + u)*kw + v, i*ow + j] over all (u, v, i, j) with
-    i*sh + u - ph = hin and j*sw + v - pw = win, for channels c in [c0, c1).
+cdef void _col2im(const real_t* col, real_t* x, const Geom* g, int c0, int c1,
+                  int row0) noexcept nogil:
+    """x[c, hin, win] = sum of col[(c*kh + u)*kw + v - row0, i*ow + j] over all (u, v, i, j)
+    with i*sh + u - ph = hin and j*sw + v - pw = win, for channels c in [c0, c1): col holds
+    the im2col rows from row0 on.
 
     The adjoint of _im2col. Channels are disjoint, so threads split them without races, and
     each element's terms are added in the order (u, v) whatever the split. The loop order
@@ -265,7 +270,7 @@ cdef void _col2im(const real_t* col, real_t* x, const Geom* g, int c0, int c1) n
                 _valid_range(g.w, g.ow, g.sw, g.pw, v, &lo, &hi)
                 if hi <= lo:
                     continue
-                src = col + (<Py_ssize_t>(c * g.kh + u) * g.kw + v) * g.p
+                src = col + (<Py_ssize_t>(c * g.kh + u) * g.kw + v - row0) * g.p
                 for i in range(ilo, ihi):
                     # dst[j*sw] is x[c, i*sh + u - ph, j*sw + v - pw], the column j = lo
                     # first; src[j] is col at (i, j).
@@ -310,11 +315,90 @@ cdef void _weight_grad_block(const real_t* x, const real_t* grad_y, real_t* grad
     _add_row_sums(gy + f0 * <Py_ssize_t>g.p, f1 - f0, n, g.p, grad_bias + f0)
 
 
-cdef void _input_grad(const real_t* grad_y, const real_t* weight, real_t* grad_x,
-                      const Geom* g, real_t* col) noexcept nogil:
-    """grad_x = col2im(weight^T @ grad_y) for one sample, through col."""
-    gemm_rm(True, False, g.k, g.p, g.f, 1, weight, g.k, grad_y, g.p, 0, col, g.p)
-    _col2im(col, grad_x, g, 0, g.c)
+# Elements of the im2col block that one thread builds and consumes at a time.
+cdef long long _BLOCK_ELEMENTS = 1 << 14
+
+
+def _set_block_elements(long long n):
+    """Set the im2col block size (elements, >= 1); returns the previous one. For tests: a
+    tiny block makes every geometry run through many channel blocks."""
+    global _BLOCK_ELEMENTS
+    if n < 1:
+        raise ValueError(f"_set_block_elements: n must be >= 1; got {n}")
+    old = _BLOCK_ELEMENTS
+    _BLOCK_ELEMENTS = n
+    return old
+
+
+cdef inline int _block_channels(const Geom* g) noexcept nogil:
+    """Input channels per block of im2col rows.
+
+    One sample's whole im2col matrix of the homework's 64->64 layer is 640 KB (float32);
+    with the weights (400 KB) and the weight gradient (400 KB) it overflows a 1 MB L2
+    cache. Built and consumed in blocks of whole channels (so that col2im can finish them)
+    of about _BLOCK_ELEMENTS, the block stays in L1/L2 between im2col and the GEMM, and
+    the GEMMs, which take K in blocks of a few hundred anyway, lose nothing. Measured on
+    the max-pool ConvNet (2 threads, alternating runs): 2^14 elements (6 channels of that
+    layer) beat the whole matrix by 5-11% at batch 32 and 128, 2^15 by 4-6%; 2^14.6 was
+    worse than 2^14."""
+    cdef long long per_channel = <long long>g.kh * g.kw * g.p
+    if per_channel <= 0:
+        return max(g.c, 1)
+    return <int>max(1, min(g.c, _BLOCK_ELEMENTS // per_channel))
+
+
+cdef void _forward_channels(const real_t* x, const real_t* weight, const real_t* bias,
+                            real_t* y, const Geom* g, int c0, int c1,
+                            real_t* col) noexcept nogil:
+    """y (F, P) = weight[:, K'] @ col(x)[K', :] (+ bias unless NULL) for the rows K' of
+    input channels [c0, c1), in channel blocks through col; y = 0 (+ bias) if c1 <= c0."""
+    cdef int cb = _block_channels(g)
+    cdef int ck = g.kh * g.kw
+    cdef int a = c0, b
+    if c1 <= c0:
+        memset(y, 0, <Py_ssize_t>g.f * g.p * sizeof(real_t))
+        if bias != NULL:
+            _add_bias(y, bias, g.f, g.p, g.p, 0)
+        return
+    while a < c1:
+        b = min(c1, a + cb)
+        _forward_block(x, weight, bias if b == c1 else NULL, y, g, a * ck, b * ck, 0, g.oh,
+                       0 if a == c0 else 1, 0, col)
+        a = b
+
+
+cdef void _weight_grad_channels(const real_t* x, const real_t* grad_y, real_t* grad_weight,
+                                real_t* grad_bias, real_t beta, const Geom* g, int c0, int c1,
+                                int f0, int f1, real_t* col) noexcept nogil:
+    """Columns K' of grad_weight = beta*grad_weight + grad_y @ col(x)[K', :]^T for the rows
+    K' of input channels [c0, c1), in channel blocks through col, and grad_bias[f0:f1] +=
+    the row sums of grad_y[f0:f1] (once)."""
+    cdef int cb = _block_channels(g)
+    cdef int ck = g.kh * g.kw
+    cdef int a = c0, b
+    if c1 <= c0:
+        _add_row_sums(grad_y + f0 * <Py_ssize_t>g.p, f1 - f0, g.p, g.p, grad_bias + f0)
+        return
+    while a < c1:
+        b = min(c1, a + cb)
+        _weight_grad_block(x, grad_y, grad_weight, grad_bias, beta, g, a * ck, b * ck,
+                           0, g.oh, f0 if a == c0 else 0, f1 if a == c0 else 0, col)
+        a = b
+
+
+cdef void _input_grad_channels(const real_t* grad_y, const real_t* weight, real_t* grad_x,
+                               const Geom* g, int c0, int c1, real_t* col) noexcept nogil:
+    """Channels [c0, c1) of grad_x = col2im(weight^T @ grad_y), in channel blocks: the rows
+    of weight^T @ grad_y for a block into col, then col2im of that block."""
+    cdef int cb = _block_channels(g)
+    cdef int ck = g.kh * g.kw
+    cdef int a = c0, b
+    while a < c1:
+        b = min(c1, a + cb)
+        gemm_rm(True, False, (b - a) * ck, g.p, g.f, 1, weight + a * ck, g.k, grad_y, g.p,
+                0, col, g.p)
+        _col2im(col, grad_x, g, a, b, a * ck)
+        a = b
 
 
 cdef void _forward_samples(const real_t* x_batch, const real_t* weight, const real_t* bias,
@@ -323,8 +407,8 @@ cdef void _forward_samples(const real_t* x_batch, const real_t* weight, const re
     """Batch phase of the forward pass on one thread: samples [n0, n1) through col."""
     cdef Py_ssize_t n
     for n in range(n0, n1):
-        _forward_block(x_batch + n * g.c * g.h * g.w, weight, bias, y_batch + n * g.f * g.p, g,
-                       0, g.k, 0, g.oh, 0, 0, col)
+        _forward_channels(x_batch + n * g.c * g.h * g.w, weight, bias,
+                          y_batch + n * g.f * g.p, g, 0, g.c, col)
 
 
 cdef void _backward_samples(const real_t* x_batch, const real_t* grad_y_batch,
@@ -346,11 +430,12 @@ cdef void _backward_samples(const real_t* x_batch, const real_t* grad_y_batch,
         memset(grad_bias, 0, g.f * sizeof(real_t))
     for n in range(n0, n1):
         if grad_weight != NULL:
-            _weight_grad_block(x_batch + n * xs, grad_y_batch + n * ys, grad_weight, grad_bias,
-                               beta, g, 0, g.k, 0, g.oh, 0, g.f, col)
+            _weight_grad_channels(x_batch + n * xs, grad_y_batch + n * ys, grad_weight,
+                                  grad_bias, beta, g, 0, g.c, 0, g.f, col)
             beta = 1
         if grad_x_batch != NULL:
-            _input_grad(grad_y_batch + n * ys, weight, grad_x_batch + n * xs, g, col)
+            _input_grad_channels(grad_y_batch + n * ys, weight, grad_x_batch + n * xs, g,
+                                 0, g.c, col)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -374,10 +459,17 @@ cdef void _forward_split(const real_t* x, const real_t* weight, const real_t* bi
                            _split(g.oh, t + 1, T), 0, _split(g.f, t, T),
                            ws + t * w.stride + w.col)
         return
+    # The inner dimension is cut by input channels when there are enough of them (each
+    # thread then works through its channels in cache-sized blocks), else by rows.
     for t in prange(T, num_threads=T, schedule="static", chunksize=1):
-        _forward_block(x, weight, NULL, y if t == 0 else ws + t * w.stride + w.y, g,
-                       _split(g.k, t, T), _split(g.k, t + 1, T), 0, g.oh, 0, 0,
-                       ws + t * w.stride + w.col)
+        if g.c >= T:
+            _forward_channels(x, weight, NULL, y if t == 0 else ws + t * w.stride + w.y, g,
+                              _split(g.c, t, T), _split(g.c, t + 1, T),
+                              ws + t * w.stride + w.col)
+        else:
+            _forward_block(x, weight, NULL, y if t == 0 else ws + t * w.stride + w.y, g,
+                           _split(g.k, t, T), _split(g.k, t + 1, T), 0, g.oh, 0, 0,
+                           ws + t * w.stride + w.col)
     for t in prange(T, num_threads=T, schedule="static", chunksize=1):
         _add_partials(y, ws + w.y, w.stride, T, _split(g.f, t, T) * <Py_ssize_t>g.p,
                       _split(g.f, t + 1, T) * <Py_ssize_t>g.p)
@@ -395,10 +487,16 @@ cdef void _weight_grad_split(const real_t* x, const real_t* grad_y, real_t* grad
     cdef Py_ssize_t wsize = <Py_ssize_t>g.f * g.k
     if g.k > g.p:
         for t in prange(T, num_threads=T, schedule="static", chunksize=1):
-            _weight_grad_block(x, grad_y, grad_weight, grad_bias, beta, g,
-                               _split(g.k, t, T), _split(g.k, t + 1, T), 0, g.oh,
-                               _split(g.f, t, T), _split(g.f, t + 1, T),
-                               ws + t * w.stride + w.col)
+            if g.c >= T:
+                _weight_grad_channels(x, grad_y, grad_weight, grad_bias, beta, g,
+                                      _split(g.c, t, T), _split(g.c, t + 1, T),
+                                      _split(g.f, t, T), _split(g.f, t + 1, T),
+                                      ws + t * w.stride + w.col)
+            else:
+                _weight_grad_block(x, grad_y, grad_weight, grad_bias, beta, g,
+                                   _split(g.k, t, T), _split(g.k, t + 1, T), 0, g.oh,
+                                   _split(g.f, t, T), _split(g.f, t + 1, T),
+                                   ws + t * w.stride + w.col)
         return
     for t in prange(T, num_threads=T, schedule="static", chunksize=1):
         if t > 0:
@@ -416,16 +514,14 @@ cdef void _weight_grad_split(const real_t* x, const real_t* grad_y, real_t* grad
 
 
 cdef void _input_grad_split(const real_t* grad_y, const real_t* weight, real_t* grad_x,
-                            const Geom* g, int T, real_t* col) noexcept nogil:
-    """One sample's input gradient shared by T threads: rows of weight^T @ grad_y into the
-    shared (k, p) buffer col, then, after the barrier, channels of col2im."""
+                            const Geom* g, int T, real_t* ws,
+                            const Workspace* w) noexcept nogil:
+    """One sample's input gradient shared by T threads: each thread takes a range of input
+    channels, whose rows of weight^T @ grad_y and col2im need nothing from the others."""
     cdef int t
     for t in prange(T, num_threads=T, schedule="static", chunksize=1):
-        gemm_rm(True, False, _split(g.k, t + 1, T) - _split(g.k, t, T), g.p, g.f, 1,
-                weight + _split(g.k, t, T), g.k, grad_y, g.p,
-                0, col + _split(g.k, t, T) * <Py_ssize_t>g.p, g.p)
-    for t in prange(T, num_threads=T, schedule="static", chunksize=1):
-        _col2im(col, grad_x, g, _split(g.c, t, T), _split(g.c, t + 1, T))
+        _input_grad_channels(grad_y, weight, grad_x, g, _split(g.c, t, T),
+                             _split(g.c, t + 1, T), ws + t * w.stride + w.col)
 
 
 cdef void _forward_impl(const real_t* x, const real_t* weight, const real_t* bias, real_t* y,
@@ -485,7 +581,7 @@ cdef void _backward_impl(const real_t* x, const real_t* grad_y, const real_t* we
                                ws, w)
             beta = 1
         if grad_x != NULL:
-            _input_grad_split(grad_y + n * ys, weight, grad_x + n * xs, g, T, ws + w.col)
+            _input_grad_split(grad_y + n * ys, weight, grad_x + n * xs, g, T, ws, w)
 
 
 # ---------------------------------------------------------------------------------------------
