@@ -9,6 +9,9 @@ kernel itself. Anything else - a new batch size, a view, another dtype, a replac
 goes through the validating function again, so a kernel never sees an argument the
 validation would have refused.
 """
+# ready(a, shape, dtype): True when ``a`` can go straight to a kernel expecting this
+# C-contiguous array (an exact ndarray of that shape and numpy dtype); compiled, because it
+# runs for every array of every layer call.
 from .._kernels._fastcheck import ready
 from .._threads import effective_n_threads
 
@@ -26,9 +29,5 @@ def set_enabled(flag):
     global _ENABLED
     _ENABLED = bool(flag)
 
-
-# ready(a, shape, dtype): True when ``a`` can go straight to a kernel expecting this
-# C-contiguous array (an exact ndarray of that shape and numpy dtype); compiled, because it
-# runs for every array of every layer call.
 
 threads = effective_n_threads

@@ -142,8 +142,9 @@ class Module:
         """Switch this module and its descendants to training (or evaluation) mode."""
         for m in self.modules():
             m.training = bool(mode)
-            if not mode:
-                m._pool.clear()    # evaluation does not recycle; let the memory go
+            pool = getattr(m, "_pool", None)
+            if not mode and pool is not None:
+                pool.clear()    # evaluation does not recycle; let the memory go
         return self
 
     def eval(self):
