@@ -33,18 +33,10 @@ def profile(name, batch, steps, seed=0):
     model, crit, opt = trainer.model, trainer.criterion, trainer.optimizer
     layers = model.layers
     model.forward(x)                    # validated calls: every layer gets its plan
-    h, groups = x, []                   # groups: (first, last) layer index run as one
-    i = 0
-    while i < len(layers):
-        out = layers[i + 1].forward_fused(layers[i], h) if i + 1 < len(layers) else None
-        if out is not None:
-            groups.append((i, i + 1))
-            i += 2
-        else:
-            out = layers[i].forward(h)
-            groups.append((i, i))
-            i += 1
-        h = out
+    model.forward(x)                    # planned: the pairs Sequential runs fused
+    fused = model._fused_pairs
+    groups = [(i, i + 1) if i in fused else (i, i) for i in range(len(layers))
+              if i - 1 not in fused]    # (first, last) layer index run as one
     rows = [f"{a + 1:2d} " + "+".join(type(m).__name__ for m in layers[a:b + 1])
             for a, b in groups]
     fwd = np.zeros((steps, len(groups)))

@@ -24,7 +24,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench._runner import (DEFAULT_TRAIN_FN, DaskExecutor, LocalExecutor, Progress,  # noqa: E402
-                           threads_per_job, usable_cores)
+                           usable_cores)
 from bench._store import FINISHED, RunDir  # noqa: E402
 from bench.experiments import FAMILIES, PRESETS, build_matrix, unique_runs  # noqa: E402
 

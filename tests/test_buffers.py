@@ -29,7 +29,12 @@ def test_never_hands_out_an_array_that_is_still_referenced(hold):
     pool = BufferPool()
     a = pool.empty(BIG, np.float32)
     ref = weakref.ref(a)
-    keep = {"view": lambda: a[1:], "list": lambda: [a], "memoryview": lambda: memoryview(a)}[hold]()
+    if hold == "view":
+        keep = a[1:]
+    elif hold == "list":
+        keep = [a]
+    else:
+        keep = memoryview(a)
     del a
     assert pool.empty(BIG, np.float32) is not ref()
     del keep

@@ -365,7 +365,7 @@ def test_class_loss_validation(fn, arg, call):
         call(x, t[:2])
     with pytest.raises(ValueError, match=rf"{fn}: target labels must lie in \[0, 4\); got 4"):
         call(x, np.array([0, 4, 1]))
-    with pytest.raises(ValueError, match=rf"target labels must lie in \[0, 4\); got -1"):
+    with pytest.raises(ValueError, match=r"target labels must lie in \[0, 4\); got -1"):
         call(x, np.array([0, -1, 1]))
 
 

@@ -351,15 +351,10 @@ cdef void _forward_channels(const real_t* x, const real_t* weight, const real_t*
                             real_t* y, const Geom* g, int c0, int c1,
                             real_t* col) noexcept nogil:
     """y (F, P) = weight[:, K'] @ col(x)[K', :] (+ bias unless NULL) for the rows K' of
-    input channels [c0, c1), in channel blocks through col; y = 0 (+ bias) if c1 <= c0."""
+    input channels [c0, c1), c0 < c1, in channel blocks through col."""
     cdef int cb = _block_channels(g)
     cdef int ck = g.kh * g.kw
     cdef int a = c0, b
-    if c1 <= c0:
-        memset(y, 0, <Py_ssize_t>g.f * g.p * sizeof(real_t))
-        if bias != NULL:
-            _add_bias(y, bias, g.f, g.p, g.p, 0)
-        return
     while a < c1:
         b = min(c1, a + cb)
         _forward_block(x, weight, bias if b == c1 else NULL, y, g, a * ck, b * ck, 0, g.oh,
@@ -371,14 +366,11 @@ cdef void _weight_grad_channels(const real_t* x, const real_t* grad_y, real_t* g
                                 real_t* grad_bias, real_t beta, const Geom* g, int c0, int c1,
                                 int f0, int f1, real_t* col) noexcept nogil:
     """Columns K' of grad_weight = beta*grad_weight + grad_y @ col(x)[K', :]^T for the rows
-    K' of input channels [c0, c1), in channel blocks through col, and grad_bias[f0:f1] +=
-    the row sums of grad_y[f0:f1] (once)."""
+    K' of input channels [c0, c1), c0 < c1, in channel blocks through col, and
+    grad_bias[f0:f1] += the row sums of grad_y[f0:f1] (once)."""
     cdef int cb = _block_channels(g)
     cdef int ck = g.kh * g.kw
     cdef int a = c0, b
-    if c1 <= c0:
-        _add_row_sums(grad_y + f0 * <Py_ssize_t>g.p, f1 - f0, g.p, g.p, grad_bias + f0)
-        return
     while a < c1:
         b = min(c1, a + cb)
         _weight_grad_block(x, grad_y, grad_weight, grad_bias, beta, g, a * ck, b * ck,

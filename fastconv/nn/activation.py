@@ -1,6 +1,4 @@
 """Activation layers. Each saves its output: the backward passes are written in terms of y."""
-import numpy as np
-
 from .. import functional as F
 from .._kernels import _activation as _k
 from .._validation import check_float

@@ -30,25 +30,23 @@ class MaxPool2d(Module):
         self._plan = None    # (dtype, x shape, y shape) of the last validated forward
         self._act_y = None   # the fused activation's pooled output (forward_fused)
 
-    def forward(self, x):
-        self._shape = x.shape
-        self._act_y = None
+    def _pool_planned(self, x):
+        """Max-pool x straight through the kernel (indices kept for backward) when it
+        matches the validated plan; else None."""
         plan = self._plan
-        if plan is not None and fast.enabled() and fast.ready(x, plan[1], plan[0]):
-            y = self._empty(plan[2], x.dtype)
-            self._indices = None    # so that the previous indices can be recycled
-            self._indices = self._empty(plan[2], _INTP)
-            _pool.max_pool2d_forward(x, y, self._indices, *self.kernel_size, *self.stride,
-                                     fast.threads())
-            return y
-        y, self._indices = F.max_pool2d_forward(x, self.kernel_size, self.stride,
-                                                return_indices=True)
-        self._plan = (x.dtype, x.shape, y.shape) if y.size else None
+        if plan is None or not fast.enabled() or not fast.ready(x, plan[1], plan[0]):
+            return None
+        self._shape = x.shape
+        y = self._empty(plan[2], x.dtype)
+        self._indices = None    # so that the previous indices can be recycled
+        self._indices = self._empty(plan[2], _INTP)
+        _pool.max_pool2d_forward(x, y, self._indices, *self.kernel_size, *self.stride,
+                                 fast.threads())
         return y
 
-    def backward(self, grad_out, need_input_grad=True):
-        if not need_input_grad:
-            return None
+    def _unpool_planned(self, grad_out):
+        """Scatter grad_out to the arg-max positions straight through the kernel when it
+        matches the plan; else None."""
         plan = self._plan
         if plan is not None and fast.enabled() and self._shape == plan[1] \
                 and fast.ready(grad_out, plan[2], plan[0]) \
@@ -57,6 +55,25 @@ class MaxPool2d(Module):
             # The kernel skips and counts indices outside the plane; none come from forward.
             if not _pool.max_pool2d_backward(grad_out, self._indices, grad_x, fast.threads()):
                 return grad_x
+        return None
+
+    def forward(self, x):
+        self._act_y = None
+        y = self._pool_planned(x)
+        if y is not None:
+            return y
+        self._shape = x.shape
+        y, self._indices = F.max_pool2d_forward(x, self.kernel_size, self.stride,
+                                                return_indices=True)
+        self._plan = (x.dtype, x.shape, y.shape) if y.size else None
+        return y
+
+    def backward(self, grad_out, need_input_grad=True):
+        if not need_input_grad:
+            return None
+        grad_x = self._unpool_planned(grad_out)
+        if grad_x is not None:
+            return grad_x
         return F.max_pool2d_backward(grad_out, self._indices, self._shape)
 
     def forward_fused(self, act, x):
@@ -74,21 +91,15 @@ class MaxPool2d(Module):
         Returns None (run the pair unfused) unless the layer has a validated plan that x
         matches.
         """
-        plan = self._plan
-        if not (getattr(act, "monotonic", False) and plan is not None and fast.enabled()
-                and fast.ready(x, plan[1], plan[0])):
+        if not getattr(act, "monotonic", False):
             return None
-        n_threads = fast.threads()
-        self._shape = x.shape
-        act._y = self._act_y = None    # so that their previous arrays can be recycled
-        y = self._empty(plan[2], x.dtype)
-        self._indices = None
-        self._indices = self._empty(plan[2], _INTP)
-        _pool.max_pool2d_forward(x, y, self._indices, *self.kernel_size, *self.stride,
-                                 n_threads)
+        self._act_y = None    # so that the previous pooled output can be recycled
+        y = self._pool_planned(x)
+        if y is None:
+            return None
         flat = y.reshape(-1)
-        type(act)._kernel_forward(flat, flat, n_threads)    # elementwise, so in place is safe
-        act._fused = True
+        type(act)._kernel_forward(flat, flat, fast.threads())  # elementwise: in place is safe
+        act._y, act._fused = None, True
         self._act_y = y
         return y
 
@@ -102,16 +113,16 @@ class MaxPool2d(Module):
         plan, y = self._plan, self._act_y
         if y is None:
             raise RuntimeError("MaxPool2d.backward_fused: the last forward was not fused")
-        if fast.enabled() and fast.ready(grad_out, plan[2], plan[0]) \
-                and fast.ready(self._indices, plan[2], _INTP):
-            n_threads = fast.threads()
+        if fast.enabled() and fast.ready(grad_out, plan[2], plan[0]):
             grad_y = self._empty(plan[2], y.dtype)
             type(act)._kernel_backward(y.reshape(-1), grad_out.reshape(-1), grad_y.reshape(-1),
-                                 n_threads)
-            grad_x = self._empty(plan[1], y.dtype)
-            if not _pool.max_pool2d_backward(grad_y, self._indices, grad_x, n_threads):
-                return grad_x
-        return F.max_pool2d_backward(type(act)._backward(y, grad_out), self._indices, self._shape)
+                                       fast.threads())
+        else:
+            grad_y = type(act)._backward(y, grad_out)
+        grad_x = self._unpool_planned(grad_y)
+        if grad_x is not None:
+            return grad_x
+        return F.max_pool2d_backward(grad_y, self._indices, self._shape)
 
     def get_config(self):
         return {"kernel_size": list(self.kernel_size), "stride": list(self.stride)}

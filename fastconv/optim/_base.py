@@ -127,6 +127,11 @@ class Optimizer:
         return arr
 
 
+def dot(a, b):
+    """<a, b> as a float64 scalar (the line searches' curvature and slope terms)."""
+    return np.float64(np.dot(a, b))
+
+
 def axpy(y, a, x):
     """``y += a * x`` in place, with the scalar rounded to ``y``'s dtype first.
 

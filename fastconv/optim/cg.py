@@ -35,11 +35,7 @@ Two deliberate departures from the Lua text, both restoring ``minimize.m``'s beh
 """
 import numpy as np
 
-from ._base import Optimizer, as_scalar, axpy, check_count, check_real
-
-
-def _dot(a, b):
-    return np.float64(np.dot(a, b))
+from ._base import Optimizer, as_scalar, axpy, check_count, check_real, dot
 
 
 class CG(Optimizer):
@@ -114,7 +110,7 @@ class CG(Optimizer):
         fx = [float(f1)]
         i += 1
         s = -df1
-        d1 = -_dot(s, s)
+        d1 = -dot(s, s)
         z1 = 1.0 / (1.0 - d1)
 
         while i < abs(max_eval):
@@ -125,7 +121,7 @@ class CG(Optimizer):
             axpy(x, z1, s)
             f2, df2 = self._eval(closure)
             i += 1
-            d2 = _dot(df2, s)
+            d2 = dot(df2, s)
             # Point 3 starts at point 1; z3 is kept relative to the current point 2.
             f3, d3, z3 = f1, d1, -z1
             m = min(max_iter, max_eval - i)
@@ -150,7 +146,7 @@ class CG(Optimizer):
                     f2, df2 = self._eval(closure)
                     i += 1
                     m -= 1
-                    d2 = _dot(df2, s)
+                    d2 = dot(df2, s)
                     z3 = z3 - z2
                 if f2 > f1 + z1 * rho * d1 or d2 > -sig * d1:
                     break
@@ -179,19 +175,19 @@ class CG(Optimizer):
                 f2, df2 = self._eval(closure)
                 i += 1
                 m -= 1
-                d2 = _dot(df2, s)
+                d2 = dot(df2, s)
 
             if success:
                 f1 = f2
                 fx.append(float(f1))
-                beta = (_dot(df2, df2) - _dot(df2, df1)) / _dot(df1, df1)
+                beta = (dot(df2, df2) - dot(df2, df1)) / dot(df1, df1)
                 s *= s.dtype.type(beta)
                 s -= df2
                 df1, df2 = df2, df1
-                d2 = _dot(df1, s)
+                d2 = dot(df1, s)
                 if d2 > 0:
                     s = -df1
-                    d2 = -_dot(s, s)
+                    d2 = -dot(s, s)
                 # 1e-320 (from cg.lua; realmin in minimize.m) keeps the ratio finite.
                 z1 = z1 * min(self.ratio, d1 / (d2 - 1e-320))
                 d1 = d2
@@ -205,7 +201,7 @@ class CG(Optimizer):
                 # of the rejected point; kept for fidelity.
                 df1, df2 = df2, df1
                 s = -df1
-                d1 = -_dot(s, s)
+                d1 = -dot(s, s)
                 z1 = 1.0 / (1.0 - d1)
                 ls_failed = True
         return fx

@@ -25,11 +25,7 @@ used up. ``n_correction`` defaults to the homework's 10 (``lbfgs.lua`` says 100)
 """
 import numpy as np
 
-from ._base import Optimizer, as_scalar, axpy, check_count, check_real
-
-
-def _dot(a, b):
-    return np.float64(np.dot(a, b))
+from ._base import Optimizer, as_scalar, axpy, check_count, check_real, dot
 
 
 def _l1(a):
@@ -141,7 +137,7 @@ def strong_wolfe(evaluate, x, t, d, f, g, gtd, c1=1e-4, c2=0.9, tol_x=1e-9, max_
         x[...] = x_init
         axpy(x, step, d)
         f_step, g_step = evaluate()
-        return f_step, g_step, _dot(g_step, d)
+        return f_step, g_step, dot(g_step, d)
 
     f_new, g_new, gtd_new = try_step(t)
     n_evals = 1
@@ -324,29 +320,29 @@ class LBFGS(Optimizer):
             else:
                 y = g - g_old
                 s = d * dtype(t)
-                ys = _dot(y, s)
+                ys = dot(y, s)
                 if ys > 1e-10:
                     if len(old_dirs) == self.n_correction:
                         old_dirs.pop(0)
                         old_steps.pop(0)
                     old_dirs.append(s)
                     old_steps.append(y)
-                    hdiag = ys / _dot(y, y)
+                    hdiag = ys / dot(y, y)
                 k = len(old_dirs)
-                ro = [1 / _dot(old_steps[i], old_dirs[i]) for i in range(k)]
+                ro = [1 / dot(old_steps[i], old_dirs[i]) for i in range(k)]
                 al = [0.0] * k
                 q = -g
                 for i in range(k - 1, -1, -1):
-                    al[i] = _dot(old_dirs[i], q) * ro[i]
+                    al[i] = dot(old_dirs[i], q) * ro[i]
                     axpy(q, -al[i], old_steps[i])
                 d = q * dtype(hdiag)
                 for i in range(k):
-                    be_i = _dot(old_steps[i], d) * ro[i]
+                    be_i = dot(old_steps[i], d) * ro[i]
                     axpy(d, al[i] - be_i, old_dirs[i])
             # g is rebound by every evaluation, never written in place: no copy needed.
             g_old, f_old = g, f
 
-            gtd = _dot(g, d)
+            gtd = dot(g, d)
             if gtd > -self.tol_x:
                 break
             if self.n_iter == 1:
