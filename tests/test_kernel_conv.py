@@ -29,23 +29,32 @@ CASES = [
     (1, 1, 3, 40, 2, 3, 3, 1, 0),
     (11, 3, 7, 6, 4, 3, 3, 1, 1),
     (14, 2, 6, 5, 3, 2, 3, (2, 1), (1, 0)),
+    (3, 8, 9, 9, 5, 4, 4, 1, 1),
+    (1, 9, 6, 7, 4, 4, 4, 1, 0),
 ]
 IDS = ["basic", "stride2-pad1", "kernel=input", "kernel=padded-input", "asymmetric",
        "stride3-pad2-N5", "1x1-pad", "F1-pad2", "pad>kernel", "one-output-row",
-       "N11-chunked", "N14-chunked-stride"]
+       "N11-chunked", "N14-chunked-stride", "K128>P", "K144>P-N1"]
 
 
-@pytest.fixture(autouse=True, params=["blocks-default", "blocks-per-channel"])
+@pytest.fixture(autouse=True, params=["blocks-default", "blocks-per-channel",
+                                      "grad-transposed"])
 def im2col_blocks(request):
-    """Run every test twice: with the default im2col block of the batch phase, and with
-    one input channel per block (many blocks, partial sums over blocks)."""
-    from fastconv._kernels._conv2d import _set_block_elements
+    """Run every test three times: with the default im2col block of the batch phase and the
+    default choice of weight-gradient product; with one input channel per block (many
+    blocks, partial sums over blocks); and with grad_y transposed for the weight gradient
+    whatever K is (by default only layers with K >= 128 take that product)."""
+    from fastconv._kernels._conv2d import _set_block_elements, _set_transpose_min_k
     if request.param == "blocks-default":
         yield
-        return
-    old = _set_block_elements(1)
-    yield
-    _set_block_elements(old)
+    elif request.param == "blocks-per-channel":
+        old = _set_block_elements(1)
+        yield
+        _set_block_elements(old)
+    else:
+        old = _set_transpose_min_k(0)
+        yield
+        _set_transpose_min_k(old)
 
 
 def make(case, dtype=np.float64, seed=0):
