@@ -5,7 +5,7 @@ import pytest
 from fastconv.functional import (conv2d_backward, conv2d_backward_input,
                                  conv2d_backward_weight, conv2d_forward)
 from tests.gradcheck import check_adjoint, check_vjp
-from tests.reference_conv import conv2d_reference
+from tests.reference_conv import conv2d_backward_reference, conv2d_reference
 
 # Per-dtype tolerance against the float64 reference, relative to the output's magnitude.
 TOL = {np.float32: 2e-5, np.float64: 1e-12}
@@ -232,6 +232,58 @@ def test_thread_counts_agree_and_each_is_deterministic(n, c, h, rng):
     for t in (2, 3, 4):
         for got, ref in zip(results[t], results[1]):
             assert_close(got, ref, np.float32)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("n", [1, 3])
+def test_backward_homework_layer(n, n_threads, dtype, rng):
+    """All three gradients of the 64->64 5x5 layer (K = 1600: the transposed weight-gradient
+    product by default) against the tap-by-tap reference."""
+    x, weight, _, _, _ = make((n, 64, 14, 14, 64, 5, 5, 1, 0), dtype)
+    grad_out = rng.standard_normal((n, 64, 10, 10)).astype(dtype)
+    got = conv2d_backward(x, weight, grad_out, n_threads=n_threads)
+    for g, r in zip(got, conv2d_backward_reference(x, weight, grad_out)):
+        assert_close(g, r, dtype)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_backward_random_geometries(seed):
+    """Random sizes, strides and paddings (padding up to the kernel size and beyond, rows
+    wider than the 8- and 16-element chunks of the unit-stride col2im), float64."""
+    rng = np.random.default_rng(seed)
+    kh, kw = rng.integers(1, 6, size=2)
+    sh, sw = rng.integers(1, 4, size=2)
+    ph, pw = rng.integers(0, 6, size=2)
+    h, w = kh + rng.integers(0, 12), kw + rng.integers(0, 30)
+    n, c, f = rng.integers(1, 4), rng.integers(1, 5), rng.integers(1, 5)
+    x = rng.standard_normal((n, c, h, w))
+    weight = rng.standard_normal((f, c, kh, kw))
+    stride, padding = (int(sh), int(sw)), (int(ph), int(pw))
+    y_shape = conv2d_reference(x, weight, None, stride, padding).shape
+    grad_out = rng.standard_normal(y_shape)
+    for n_threads in (1, 2, 3):
+        got = conv2d_backward(x, weight, grad_out, stride, padding, n_threads=n_threads)
+        for g, r in zip(got, conv2d_backward_reference(x, weight, grad_out, stride, padding)):
+            assert_close(g, r, np.float64)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+@pytest.mark.parametrize("padding", [0, 2])
+def test_nonfinite_grad_out_reaches_only_its_window(value, padding):
+    """One non-finite output gradient reaches exactly the inputs its window covers: the
+    col2im reads past the rows it adds and must drop what it reads there, NaN or inf."""
+    x = np.ones((1, 3, 14, 14), dtype=np.float32)
+    weight = np.ones((4, 3, 5, 5), dtype=np.float32)
+    oh = 14 + 2 * padding - 4
+    grad_out = np.ones((1, 4, oh, oh), dtype=np.float32)
+    i, j = 3, oh - 1
+    grad_out[0, 1, i, j] = value
+    grad_x = conv2d_backward_input(grad_out, weight, x.shape, padding=padding)
+    hit = np.zeros((14, 14), dtype=bool)
+    hit[max(0, i - padding):max(0, i - padding + 5), max(0, j - padding):j - padding + 5] = True
+    for ch in range(3):
+        np.testing.assert_array_equal(~np.isfinite(grad_x[0, ch]), hit)
 
 
 # --- accumulate_into and out= -------------------------------------------------------------
