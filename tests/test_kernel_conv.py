@@ -393,3 +393,18 @@ GY = np.zeros((2, 4, 6, 6))
 def test_validation(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+def test_kernel_refuses_a_short_im2col_buffer():
+    """The layer's kept im2col buffer is checked against K*P before any nogil code runs."""
+    from fastconv._kernels import _conv2d
+    x = np.zeros((1, 8, 5, 5), np.float32)
+    w = np.zeros((4, 8, 3, 3), np.float32)
+    y = np.zeros((1, 4, 3, 3), np.float32)
+    short = np.zeros(8 * 9 * 9 - 1, np.float32)
+    with pytest.raises(ValueError, match="K\\*P = 648"):
+        _conv2d.conv2d_forward(x, w, None, y, 1, 1, 0, 0, 2, short)
+    with pytest.raises(ValueError, match="K\\*P = 648"):
+        _conv2d.conv2d_backward(x, y, None, None, np.zeros_like(w), np.zeros(4, np.float32),
+                                True, 1, 1, 0, 0, 2, short)
+    assert _conv2d.conv2d_forward(x, w, None, y, 1, 1, 0, 0, 2, np.zeros(648, np.float32))

@@ -251,3 +251,40 @@ def test_nll_loss_fast_path_matches_validation_and_still_checks_labels(rng, dtyp
     # Other label dtypes go through validation and give the same loss.
     assert crit.forward(logp, target.astype(np.int32)) == first[0]
     assert not crit._fast
+
+
+@pytest.mark.parametrize("n, n_threads", [(1, 2), (3, 2), (1, 3), (2, 3), (4, 2)])
+def test_conv_keeps_the_split_sample_im2col_for_backward(rng, n, n_threads):
+    """A sample that the threads share has its whole im2col matrix kept by the forward pass
+    (K = 72 > P = 9 here, the homework's 64->64 case in small) and read back by the weight
+    gradient: gradients bitwise those of the validated path, which keeps nothing."""
+    import fastconv
+    from fastconv.nn import _fastpath
+    conv = nn.Conv2d(8, 4, 3, padding=0, rng=0, dtype=np.float32)
+    x = rng.standard_normal((n, 8, 5, 5)).astype(np.float32)
+    grad_y = rng.standard_normal((n, 4, 3, 3)).astype(np.float32)
+
+    def step():
+        conv.zero_grad()
+        y = conv.forward(x)
+        gx = conv.backward(grad_y)
+        return y.copy(), gx.copy(), conv.grad_weight.copy(), conv.grad_bias.copy()
+
+    old = fastconv.get_num_threads()
+    try:
+        fastconv.set_num_threads(n_threads)
+        _fastpath.set_enabled(False)
+        slow = step()
+        _fastpath.set_enabled(True)
+        step()                                     # validated: records the plan
+        fast = step()
+        assert conv._col_ready == (n % n_threads != 0)
+        x[...] = rng.standard_normal(x.shape)       # a new input in the same array
+        fresh = step()
+        _fastpath.set_enabled(False)
+        fresh_slow = step()
+    finally:
+        _fastpath.set_enabled(True)
+        fastconv.set_num_threads(old)
+    for a, b in zip(slow + fresh_slow, fast + fresh):
+        np.testing.assert_array_equal(a, b)

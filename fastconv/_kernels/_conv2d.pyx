@@ -39,8 +39,14 @@ Design
 (d) col2im adds each channel's contributions in the order (u, v, i), whatever the split.
 (e) Inner loops run over contiguous output columns, with the padding handled by computing the
     valid ranges once per row instead of a branch per element, so they vectorize.
-Nothing is saved between calls: conv2d_backward recomputes im2col per sample, which costs
-far less than the memory a saved batch-wide im2col matrix would take.
+(f) The weight gradient multiplies by grad_y transposed (copied per sample) when K >= 128:
+    OpenBLAS's product with both operands transposed is much faster there than the plain
+    one (see _weight_grad_block).
+(g) conv2d_backward rebuilds im2col per sample, which costs far less than the memory a
+    saved batch-wide im2col matrix would take, with one exception: a caller may pass a
+    buffer (col_keep / col_kept) for the last sample when the threads share it (batch 1),
+    which the forward pass then builds whole and the weight gradient reads back. Layers do
+    this in training mode (fastconv.nn.Conv2d).
 """
 from cython.parallel cimport prange
 from libc.stdlib cimport malloc, free
@@ -452,7 +458,7 @@ cdef void _forward_block(const real_t* x, const real_t* weight, const real_t* bi
 cdef void _weight_grad_block(const real_t* x, const real_t* grad_y, const real_t* grad_y_t,
                              real_t* grad_weight, real_t* grad_bias, real_t beta,
                              const Geom* g, int k0, int k1, int i0, int i1, int f0, int f1,
-                             real_t* col) noexcept nogil:
+                             real_t* col, bint build=True) noexcept nogil:
     """grad_weight[:, k0:k1] = beta*grad_weight[:, k0:k1] + grad_y[:, P'] @ col(x)[k0:k1, P']^T
     with P' = [i0*ow, i1*ow), and grad_bias[f0:f1] += the row sums of grad_y[f0:f1, P'].
 
@@ -461,10 +467,13 @@ cdef void _weight_grad_block(const real_t* x, const real_t* grad_y, const real_t
     block) at 90-105 GFLOP/s per core for the homework's 64->64 layer and 5x5 blocks of 6
     channels, against 65-70 with grad_y as it is (measured with scipy's sgemm, one thread):
     the plain form takes the library's general packed path.
+
+    Unless build is true, col already holds the block (kept from the forward pass).
     """
     cdef Py_ssize_t n = (i1 - i0) * <Py_ssize_t>g.ow
     cdef const real_t* gy = grad_y + i0 * <Py_ssize_t>g.ow
-    _im2col(x, col, g, k0, k1, i0, i1)
+    if build:
+        _im2col(x, col, g, k0, k1, i0, i1)
     if grad_y_t != NULL:
         gemm_rm(True, True, g.f, k1 - k0, <int>n, 1, grad_y_t + i0 * <Py_ssize_t>g.ow * g.f,
                 g.f, col, <int>max(n, 1), beta, grad_weight + k0, g.k)
@@ -507,34 +516,39 @@ cdef inline int _block_channels(const Geom* g) noexcept nogil:
 
 
 cdef void _forward_channels(const real_t* x, const real_t* weight, const real_t* bias,
-                            real_t* y, const Geom* g, int c0, int c1,
-                            real_t* col) noexcept nogil:
+                            real_t* y, const Geom* g, int c0, int c1, real_t* col,
+                            real_t* keep=NULL) noexcept nogil:
     """y (F, P) = weight[:, K'] @ col(x)[K', :] (+ bias unless NULL) for the rows K' of
-    input channels [c0, c1), c0 < c1, in channel blocks through col."""
+    input channels [c0, c1), c0 < c1, in channel blocks through col; or, unless keep is
+    NULL, built in place in keep, a whole (K, P) im2col matrix, for the backward pass."""
     cdef int cb = _block_channels(g)
     cdef int ck = g.kh * g.kw
     cdef int a = c0, b
     while a < c1:
         b = min(c1, a + cb)
         _forward_block(x, weight, bias if b == c1 else NULL, y, g, a * ck, b * ck, 0, g.oh,
-                       0 if a == c0 else 1, 0, col)
+                       0 if a == c0 else 1, 0,
+                       col if keep == NULL else keep + <Py_ssize_t>a * ck * g.p)
         a = b
 
 
 cdef void _weight_grad_channels(const real_t* x, const real_t* grad_y, const real_t* grad_y_t,
                                 real_t* grad_weight, real_t* grad_bias, real_t beta,
                                 const Geom* g, int c0, int c1, int f0, int f1,
-                                real_t* col) noexcept nogil:
+                                real_t* col, real_t* kept=NULL) noexcept nogil:
     """Columns K' of grad_weight = beta*grad_weight + grad_y @ col(x)[K', :]^T for the rows
-    K' of input channels [c0, c1), c0 < c1, in channel blocks through col, and
-    grad_bias[f0:f1] += the row sums of grad_y[f0:f1] (once)."""
+    K' of input channels [c0, c1), c0 < c1, in channel blocks through col (or read from
+    kept, x's whole im2col matrix, unless NULL), and grad_bias[f0:f1] += the row sums of
+    grad_y[f0:f1] (once)."""
     cdef int cb = _block_channels(g)
     cdef int ck = g.kh * g.kw
     cdef int a = c0, b
     while a < c1:
         b = min(c1, a + cb)
         _weight_grad_block(x, grad_y, grad_y_t, grad_weight, grad_bias, beta, g, a * ck,
-                           b * ck, 0, g.oh, f0 if a == c0 else 0, f1 if a == c0 else 0, col)
+                           b * ck, 0, g.oh, f0 if a == c0 else 0, f1 if a == c0 else 0,
+                           col if kept == NULL else kept + <Py_ssize_t>a * ck * g.p,
+                           kept == NULL)
         a = b
 
 
@@ -610,9 +624,17 @@ cdef struct Workspace:
     Py_ssize_t stride, col, grad_weight, grad_bias, grad_y_t, y     # offsets in elements
 
 
+cdef inline bint _keeps_col(const Geom* g, int T) noexcept nogil:
+    """True when _forward_split, given somewhere to keep it, leaves the sample's whole im2col
+    matrix there (the channel cut: each thread builds its own channels' rows)."""
+    return g.k > g.p and g.c >= T
+
+
 cdef void _forward_split(const real_t* x, const real_t* weight, const real_t* bias, real_t* y,
-                         const Geom* g, int T, real_t* ws, const Workspace* w) noexcept nogil:
-    """One sample's forward pass shared by T threads (see the design notes)."""
+                         const Geom* g, int T, real_t* ws, const Workspace* w,
+                         real_t* keep) noexcept nogil:
+    """One sample's forward pass shared by T threads (see the design notes). Unless keep is
+    NULL, the im2col matrix is built in it where _keeps_col says so."""
     cdef int t
     if g.k <= g.p:
         for t in prange(T, num_threads=T, schedule="static", chunksize=1):
@@ -626,7 +648,7 @@ cdef void _forward_split(const real_t* x, const real_t* weight, const real_t* bi
         if g.c >= T:
             _forward_channels(x, weight, NULL, y if t == 0 else ws + t * w.stride + w.y, g,
                               _split(g.c, t, T), _split(g.c, t + 1, T),
-                              ws + t * w.stride + w.col)
+                              ws + t * w.stride + w.col, keep)
         else:
             _forward_block(x, weight, NULL, y if t == 0 else ws + t * w.stride + w.y, g,
                            _split(g.k, t, T), _split(g.k, t + 1, T), 0, g.oh, 0, 0,
@@ -641,9 +663,10 @@ cdef void _forward_split(const real_t* x, const real_t* weight, const real_t* bi
 
 cdef void _weight_grad_split(const real_t* x, const real_t* grad_y, real_t* grad_weight,
                              real_t* grad_bias, real_t beta, const Geom* g, int T,
-                             real_t* ws, const Workspace* w) noexcept nogil:
+                             real_t* ws, const Workspace* w, real_t* kept) noexcept nogil:
     """One sample's weight and bias gradients shared by T threads (see the design notes).
-    grad_bias is added to whatever beta is."""
+    grad_bias is added to whatever beta is. Unless kept is NULL it holds x's im2col matrix,
+    read where _keeps_col(g, T) instead of built again."""
     cdef int t
     cdef Py_ssize_t wsize = <Py_ssize_t>g.f * g.k
     cdef bint transpose = _transposes_grad(g)
@@ -660,7 +683,7 @@ cdef void _weight_grad_split(const real_t* x, const real_t* grad_y, real_t* grad
                 _weight_grad_channels(x, grad_y, gyt, grad_weight, grad_bias, beta, g,
                                       _split(g.c, t, T), _split(g.c, t + 1, T),
                                       _split(g.f, t, T), _split(g.f, t + 1, T),
-                                      ws + t * w.stride + w.col)
+                                      ws + t * w.stride + w.col, kept)
             else:
                 _weight_grad_block(x, grad_y, gyt, grad_weight, grad_bias, beta, g,
                                    _split(g.k, t, T), _split(g.k, t + 1, T), 0, g.oh,
@@ -698,10 +721,12 @@ cdef void _input_grad_split(const real_t* grad_y, const real_t* weight, real_t* 
                              _split(g.c, t + 1, T), ws + t * w.stride + w.col)
 
 
-cdef void _forward_impl(const real_t* x, const real_t* weight, const real_t* bias, real_t* y,
+cdef bint _forward_impl(const real_t* x, const real_t* weight, const real_t* bias, real_t* y,
                         const Geom* g, int n_batch, int T, real_t* ws,
-                        const Workspace* w) noexcept nogil:
-    """y = conv(x) + bias for the batch on T threads."""
+                        const Workspace* w, real_t* keep) noexcept nogil:
+    """y = conv(x) + bias for the batch on T threads. Unless keep is NULL, the im2col matrix
+    of the last sample is left in it when that sample runs in the split phase and
+    _keeps_col allows; returns whether it was."""
     cdef int nb = n_batch - n_batch % T
     cdef int n, t
     if nb > 0:
@@ -710,15 +735,18 @@ cdef void _forward_impl(const real_t* x, const real_t* weight, const real_t* bia
                              ws + t * w.stride + w.col)
     for n in range(nb, n_batch):
         _forward_split(x + n * <Py_ssize_t>g.c * g.h * g.w, weight, bias,
-                       y + n * <Py_ssize_t>g.f * g.p, g, T, ws, w)
+                       y + n * <Py_ssize_t>g.f * g.p, g, T, ws, w,
+                       keep if n == n_batch - 1 else NULL)
+    return keep != NULL and nb < n_batch and _keeps_col(g, T)
 
 
 cdef void _backward_impl(const real_t* x, const real_t* grad_y, const real_t* weight,
                          real_t* grad_x, real_t* grad_weight, real_t* grad_bias,
                          bint accumulate, const Geom* g, int n_batch, int T,
-                         real_t* ws, const Workspace* w) noexcept nogil:
+                         real_t* ws, const Workspace* w, real_t* kept) noexcept nogil:
     """Gradients for the batch on T threads: grad_weight and grad_bias unless grad_weight is
-    NULL (then x is not read), grad_x unless it is NULL (then weight is not read).
+    NULL (then x is not read), grad_x unless it is NULL (then weight is not read). kept,
+    unless NULL, is the last sample's im2col matrix as _forward_impl left it.
 
     In the batch phase thread 0 accumulates into grad_weight and grad_bias themselves and
     threads 1.. into their partials, which are then added in thread order.
@@ -752,7 +780,7 @@ cdef void _backward_impl(const real_t* x, const real_t* grad_y, const real_t* we
     for n in range(nb, n_batch):
         if grad_weight != NULL:
             _weight_grad_split(x + n * xs, grad_y + n * ys, grad_weight, grad_bias, beta, g, T,
-                               ws, w)
+                               ws, w, kept if n == n_batch - 1 else NULL)
             beta = 1
         if grad_x != NULL:
             _input_grad_split(grad_y + n * ys, weight, grad_x + n * xs, g, T, ws, w)
@@ -805,25 +833,44 @@ cdef real_t* _workspace(const Geom* g, int T, bint weight_grads, bint outputs,
     return ws
 
 
+cdef real_t* _col_keep(real_t[::1] col_keep, const Geom* g, str fn) except? NULL:
+    """Pointer to a buffer for one sample's im2col matrix, NULL for None; ValueError when it
+    is too short."""
+    if col_keep is None:
+        return NULL
+    if col_keep.shape[0] < <Py_ssize_t>g.k * g.p:
+        raise ValueError(f"{fn}: col_keep must hold K*P = {<Py_ssize_t>g.k * g.p} elements; "
+                         f"got {col_keep.shape[0]}")
+    return &col_keep[0]
+
+
 def conv2d_forward(const real_t[:, :, :, ::1] x,        # IN  (N, C, H, W)
                    const real_t[:, :, :, ::1] weight,   # IN  (F, C, KH, KW)
                    const real_t[::1] bias,              # IN  (F,) or None
                    real_t[:, :, :, ::1] y,              # OUT (N, F, OH, OW)
-                   int sh, int sw, int ph, int pw, int n_threads):
-    """y[n,f,i,j] = bias[f] + sum_{c,u,v} weight[f,c,u,v] * x[n,c,i*sh+u-ph, j*sw+v-pw]."""
+                   int sh, int sw, int ph, int pw, int n_threads,
+                   real_t[::1] col_keep=None):          # OUT (>= K*P,) or None
+    """y[n,f,i,j] = bias[f] + sum_{c,u,v} weight[f,c,u,v] * x[n,c,i*sh+u-ph, j*sw+v-pw].
+
+    col_keep, unless None, receives the im2col matrix of the last sample where the split
+    phase builds it whole (see _keeps_col); returns True when it did, for conv2d_backward.
+    """
     cdef Geom g = _geometry(x.shape, weight.shape, sh, sw, ph, pw)
     cdef Workspace w
     cdef real_t* ws
+    cdef real_t* keep = _col_keep(col_keep, &g, "conv2d_forward")
+    cdef bint kept
     if x.shape[0] == 0:
-        return
+        return False
     ws = _workspace(&g, n_threads, False, True, &w, <real_t>0)
     try:
         with nogil:
-            _forward_impl(&x[0, 0, 0, 0], &weight[0, 0, 0, 0],
-                          &bias[0] if bias is not None else NULL, &y[0, 0, 0, 0], &g,
-                          x.shape[0], n_threads, ws, &w)
+            kept = _forward_impl(&x[0, 0, 0, 0], &weight[0, 0, 0, 0],
+                                 &bias[0] if bias is not None else NULL, &y[0, 0, 0, 0], &g,
+                                 x.shape[0], n_threads, ws, &w, keep)
     finally:
         free(ws)
+    return kept
 
 
 def conv2d_backward_input(const real_t[:, :, :, ::1] grad_y,   # IN  (N, F, OH, OW)
@@ -841,7 +888,7 @@ def conv2d_backward_input(const real_t[:, :, :, ::1] grad_y,   # IN  (N, F, OH, 
     try:
         with nogil:
             _backward_impl(NULL, &grad_y[0, 0, 0, 0], &weight[0, 0, 0, 0], &grad_x[0, 0, 0, 0],
-                           NULL, NULL, False, &g, grad_x.shape[0], n_threads, ws, &w)
+                           NULL, NULL, False, &g, grad_x.shape[0], n_threads, ws, &w, NULL)
     finally:
         free(ws)
 
@@ -853,14 +900,18 @@ def conv2d_backward(const real_t[:, :, :, ::1] x,           # IN  (N, C, H, W)
                     real_t[:, :, :, ::1] grad_weight,       # OUT (F, C, KH, KW)
                     real_t[::1] grad_bias,                  # OUT (F,)
                     bint accumulate,
-                    int sh, int sw, int ph, int pw, int n_threads):
+                    int sh, int sw, int ph, int pw, int n_threads,
+                    real_t[::1] col_kept=None):             # IN  (>= K*P,) or None
     """grad_weight[f,c,u,v] (+)= sum_{n,i,j} grad_y[n,f,i,j] * x[n,c,i*sh+u-ph, j*sw+v-pw],
     grad_bias[f] (+)= sum_{n,i,j} grad_y[n,f,i,j], the sums added to the arrays' contents when
     accumulate is true; and, unless grad_x is None, grad_x as in conv2d_backward_input.
 
-    weight is read only for grad_x, and may be None when grad_x is.
+    weight is read only for grad_x, and may be None when grad_x is. col_kept, unless None,
+    is what conv2d_forward left in col_keep for this x when it returned True: the caller
+    vouches for that; the split phase then reads the last sample's im2col rows from it.
     """
     cdef Geom g = _geometry(x.shape, grad_weight.shape, sh, sw, ph, pw)
+    cdef real_t* kept = _col_keep(col_kept, &g, "conv2d_backward")
     cdef int n_batch = x.shape[0]
     cdef bint with_x = grad_x is not None
     cdef Workspace w
@@ -872,6 +923,6 @@ def conv2d_backward(const real_t[:, :, :, ::1] x,           # IN  (N, C, H, W)
                            &weight[0, 0, 0, 0] if with_x else NULL,
                            &grad_x[0, 0, 0, 0] if with_x and n_batch > 0 else NULL,
                            &grad_weight[0, 0, 0, 0], &grad_bias[0], accumulate, &g, n_batch,
-                           n_threads, ws, &w)
+                           n_threads, ws, &w, kept)
     finally:
         free(ws)
