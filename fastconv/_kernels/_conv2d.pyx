@@ -661,12 +661,21 @@ cdef void _forward_split(const real_t* x, const real_t* weight, const real_t* bi
                       _split(g.f, t + 1, T) - _split(g.f, t, T), g.p, g.p, 0)
 
 
+cdef inline bint _input_grad_joins(const Geom* g, int T) noexcept nogil:
+    """True when _weight_grad_split also computes the input gradient: both cut the input
+    channels the same way, so one parallel region does both, with no barrier between."""
+    return g.k > g.p and g.c >= T
+
+
 cdef void _weight_grad_split(const real_t* x, const real_t* grad_y, real_t* grad_weight,
                              real_t* grad_bias, real_t beta, const Geom* g, int T,
-                             real_t* ws, const Workspace* w, real_t* kept) noexcept nogil:
+                             real_t* ws, const Workspace* w, real_t* kept,
+                             const real_t* weight, real_t* grad_x) noexcept nogil:
     """One sample's weight and bias gradients shared by T threads (see the design notes).
     grad_bias is added to whatever beta is. Unless kept is NULL it holds x's im2col matrix,
-    read where _keeps_col(g, T) instead of built again."""
+    read where _keeps_col(g, T) instead of built again. Where _input_grad_joins, grad_x
+    (unless NULL) is computed too, each thread's channels right after their weight
+    gradient."""
     cdef int t
     cdef Py_ssize_t wsize = <Py_ssize_t>g.f * g.k
     cdef bint transpose = _transposes_grad(g)
@@ -684,6 +693,9 @@ cdef void _weight_grad_split(const real_t* x, const real_t* grad_y, real_t* grad
                                       _split(g.c, t, T), _split(g.c, t + 1, T),
                                       _split(g.f, t, T), _split(g.f, t + 1, T),
                                       ws + t * w.stride + w.col, kept)
+                if grad_x != NULL:
+                    _input_grad_channels(grad_y, weight, grad_x, g, _split(g.c, t, T),
+                                         _split(g.c, t + 1, T), ws + t * w.stride + w.col)
             else:
                 _weight_grad_block(x, grad_y, gyt, grad_weight, grad_bias, beta, g,
                                    _split(g.k, t, T), _split(g.k, t + 1, T), 0, g.oh,
@@ -780,8 +792,11 @@ cdef void _backward_impl(const real_t* x, const real_t* grad_y, const real_t* we
     for n in range(nb, n_batch):
         if grad_weight != NULL:
             _weight_grad_split(x + n * xs, grad_y + n * ys, grad_weight, grad_bias, beta, g, T,
-                               ws, w, kept if n == n_batch - 1 else NULL)
+                               ws, w, kept if n == n_batch - 1 else NULL, weight,
+                               grad_x + n * xs if grad_x != NULL else NULL)
             beta = 1
+            if _input_grad_joins(g, T):
+                continue
         if grad_x != NULL:
             _input_grad_split(grad_y + n * ys, weight, grad_x + n * xs, g, T, ws, w)
 
