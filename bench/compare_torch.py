@@ -64,7 +64,14 @@ Method
    ``--env-matrix`` starts fastconv workers that do not call ``set_num_threads`` under every
    combination of ``OMP_NUM_THREADS`` and ``OPENBLAS_NUM_THREADS`` in {unset, 1, cores} and
    compares their training throughput at batch 1 and 128 with ``set_num_threads(1)`` and
-   ``set_num_threads(cores)`` (round robin over all workers, ``--repeats`` rounds).
+   ``set_num_threads(cores)`` (round robin over all workers, ``--repeats`` rounds, the
+   order shuffled each round with a fixed seed so that a periodic load on the host does
+   not always land on the same settings). A setting is reported slower than
+   ``set_num_threads(1)`` when it lost every round to the reference's run of the same round
+   *and* its median paired ratio is below ``1 - SLOWER_MARGIN`` (3%). Settings that ask for
+   one thread run the very same code as the reference, so a loss smaller than that is the
+   host's drift (one such cell in 32 lost 5 of 5 rounds by 1% in a run); oversubscription
+   costs tens of percent.
 
 FLOP counting
 -------------
@@ -110,7 +117,7 @@ if REPO not in sys.path:
 from bench._machine import cpu_model, usable_cores  # noqa: E402
 
 __all__ = ["MODEL_NAMES", "build_fastconv_model", "count_flops", "check_equivalence",
-           "main", "parse_args"]
+           "env_verdict", "main", "parse_args"]
 
 MODEL_NAMES = ("maxpool", "convnet")
 LR = 1e-3
@@ -127,6 +134,8 @@ RSS_TARGET_MIB = 1024.0
 # Pause between alternating runs: libgomp threads spin for a moment after a parallel region
 # before they sleep; this keeps one framework's spinning from landing in the other's run.
 PAUSE_S = 0.05
+# Resolution of the environment matrix's "slower than one thread" verdict (see the docstring).
+SLOWER_MARGIN = 0.03
 DEFAULT_OUTPUT = os.path.join(REPO, "bench", "results", "compare_torch.json")
 
 
@@ -436,16 +445,19 @@ class Worker:
                 self.proc.wait()
 
 
-def alternate(workers, model, mode, batch, repeats):
+def alternate(workers, model, mode, batch, repeats, shuffle_seed=None):
     """Run the case on every worker in turn, ``repeats`` rounds; samples/s lists by label.
 
-    Every worker warms up first, so no round contains a warm-up.
+    Every worker warms up first, so no round contains a warm-up. With ``shuffle_seed`` the
+    order within each round is a seeded random permutation (the lists stay in round order).
     """
     for w in workers:
         w.run(model, mode, batch)
     out = {w.label: [] for w in workers}
+    rng = np.random.default_rng(shuffle_seed) if shuffle_seed is not None else None
     for _ in range(repeats):
-        for w in workers:
+        order = workers if rng is None else [workers[i] for i in rng.permutation(len(workers))]
+        for w in order:
             time.sleep(PAUSE_S)
             out[w.label].append(w.run(model, mode, batch)["samples_per_s"])
     return out
@@ -589,7 +601,7 @@ def measure_env_matrix(name, args):
     out = {}
     try:
         for b in (1, 128):
-            runs = alternate(workers, name, "train", b, args.repeats)
+            runs = alternate(workers, name, "train", b, args.repeats, shuffle_seed=SEED + b)
             med = {k: _median(v) for k, v in runs.items()}
             ref, best = med["set_num_threads(1)"], max(med.values())
             # Each round runs every worker back to back, so the ratio of a setting's run
@@ -610,6 +622,29 @@ def measure_env_matrix(name, args):
 
 def _fmt(v, spec=".0f"):
     return "-" if v is None else format(v, spec)
+
+
+def env_verdict(e1, e128):
+    """The environment matrix's verdict on one setting, from its batch-1 and batch-128
+    entries (``vs_set_num_threads_1`` and the per-round ``paired_vs_set_num_threads_1``).
+
+    Slower only when every paired round says so (a sign test: 5 of 5 rounds below 1 by
+    chance has probability 1/32) and the median paired ratio is below ``1 - SLOWER_MARGIN``;
+    otherwise "ok", or "ok within noise" with the rounds lost.
+    """
+    worst = min(e1["vs_set_num_threads_1"], e128["vs_set_num_threads_1"])
+    paired = [e.get("paired_vs_set_num_threads_1", []) for e in (e1, e128)]
+    slower = [sum(p < 1 for p in ps) for ps in paired]
+    n_rounds = len(paired[0]) or 1
+    lost = [bool(ps) and n == len(ps) and _median(ps) < 1 - SLOWER_MARGIN
+            for n, ps in zip(slower, paired)]
+    if worst >= 1.0:
+        return "ok"
+    if not any(lost):
+        low = min(_median(ps) if ps else 1.0 for ps in paired)
+        return (f"ok within noise ({slower[0]}/{n_rounds}, {slower[1]}/{n_rounds} rounds "
+                f"slower, median paired {low:.2f})")
+    return f"SLOWER than 1 thread in every round, by more than {100 * SLOWER_MARGIN:.0f}%"
 
 
 def format_report(results, ceiling, checks, args, have_torch):
@@ -669,19 +704,7 @@ def format_report(results, ceiling, checks, args, have_torch):
                          f"{'threads':>8}  verdict")
             for k in em["1"]:
                 e1, e128 = em["1"][k], em["128"][k]
-                worst = min(e1["vs_set_num_threads_1"], e128["vs_set_num_threads_1"])
-                # Slower only when every paired round says so (a sign test: 5 of 5 rounds
-                # below 1 by chance has probability 1/32); otherwise report the rounds.
-                slower = [sum(p < 1 for p in e.get("paired_vs_set_num_threads_1", []))
-                          for e in (e1, e128)]
-                n_rounds = len(e1.get("paired_vs_set_num_threads_1", [])) or 1
-                if worst >= 1.0:
-                    verdict = "ok"
-                elif max(slower) < n_rounds:
-                    verdict = (f"ok within noise ({slower[0]}/{n_rounds}, "
-                               f"{slower[1]}/{n_rounds} rounds slower)")
-                else:
-                    verdict = "SLOWER than 1 thread in every round"
+                verdict = env_verdict(e1, e128)
                 if k == "OMP=unset OPENBLAS=unset":
                     vb = min(e1["vs_best"], e128["vs_best"])
                     verdict += f"; {100 * vb:.0f}% of best (target >= 90%)"
