@@ -653,9 +653,12 @@ cdef struct Workspace:
     Py_ssize_t stride, col, grad_weight, grad_bias, grad_y_t, y     # offsets in elements
 
 
-cdef inline bint _keeps_col(const Geom* g, int T) noexcept nogil:
-    """True when _forward_split, given somewhere to keep it, leaves the sample's whole im2col
-    matrix there (the channel cut: each thread builds its own channels' rows)."""
+cdef inline bint _cuts_channels(const Geom* g, int T) noexcept nogil:
+    """True when the split phase cuts the inner dimension K by input channels (K > P and at
+    least one channel per thread). Then each thread builds the im2col rows of its own
+    channels, so _forward_split, given somewhere to keep it, leaves the whole matrix there;
+    and the weight and input gradients cut the channels the same way, so one parallel
+    region does both (_weight_grad_split), with no barrier between."""
     return g.k > g.p and g.c >= T
 
 
@@ -663,7 +666,7 @@ cdef void _forward_split(const real_t* x, const real_t* weight, const real_t* bi
                          const Geom* g, int T, real_t* ws, const Workspace* w,
                          real_t* keep) noexcept nogil:
     """One sample's forward pass shared by T threads (see the design notes). Unless keep is
-    NULL, the im2col matrix is built in it where _keeps_col says so."""
+    NULL, the im2col matrix is built in it where _cuts_channels says so."""
     cdef int t
     if g.k <= g.p:
         for t in prange(T, num_threads=T, schedule="static", chunksize=1):
@@ -690,19 +693,13 @@ cdef void _forward_split(const real_t* x, const real_t* weight, const real_t* bi
                       _split(g.f, t + 1, T) - _split(g.f, t, T), g.p, g.p, 0)
 
 
-cdef inline bint _input_grad_joins(const Geom* g, int T) noexcept nogil:
-    """True when _weight_grad_split also computes the input gradient: both cut the input
-    channels the same way, so one parallel region does both, with no barrier between."""
-    return g.k > g.p and g.c >= T
-
-
 cdef void _weight_grad_split(const real_t* x, const real_t* grad_y, real_t* grad_weight,
                              real_t* grad_bias, real_t beta, const Geom* g, int T,
                              real_t* ws, const Workspace* w, real_t* kept,
                              const real_t* weight, real_t* grad_x) noexcept nogil:
     """One sample's weight and bias gradients shared by T threads (see the design notes).
     grad_bias is added to whatever beta is. Unless kept is NULL it holds x's im2col matrix,
-    read where _keeps_col(g, T) instead of built again. Where _input_grad_joins, grad_x
+    read where _cuts_channels(g, T) instead of built again. Where _cuts_channels, grad_x
     (unless NULL) is computed too, each thread's channels right after their weight
     gradient."""
     cdef int t
@@ -767,7 +764,7 @@ cdef bint _forward_impl(const real_t* x, const real_t* weight, const real_t* bia
                         const Workspace* w, real_t* keep) noexcept nogil:
     """y = conv(x) + bias for the batch on T threads. Unless keep is NULL, the im2col matrix
     of the last sample is left in it when that sample runs in the split phase and
-    _keeps_col allows; returns whether it was."""
+    _cuts_channels allows; returns whether it was."""
     cdef int nb = n_batch - n_batch % T
     cdef int n, t
     if nb > 0:
@@ -778,7 +775,7 @@ cdef bint _forward_impl(const real_t* x, const real_t* weight, const real_t* bia
         _forward_split(x + n * <Py_ssize_t>g.c * g.h * g.w, weight, bias,
                        y + n * <Py_ssize_t>g.f * g.p, g, T, ws, w,
                        keep if n == n_batch - 1 else NULL)
-    return keep != NULL and nb < n_batch and _keeps_col(g, T)
+    return keep != NULL and nb < n_batch and _cuts_channels(g, T)
 
 
 cdef void _backward_impl(const real_t* x, const real_t* grad_y, const real_t* weight,
@@ -824,7 +821,7 @@ cdef void _backward_impl(const real_t* x, const real_t* grad_y, const real_t* we
                                ws, w, kept if n == n_batch - 1 else NULL, weight,
                                grad_x + n * xs if grad_x != NULL else NULL)
             beta = 1
-            if _input_grad_joins(g, T):
+            if _cuts_channels(g, T):
                 continue
         if grad_x != NULL:
             _input_grad_split(grad_y + n * ys, weight, grad_x + n * xs, g, T, ws, w)
@@ -897,7 +894,7 @@ def conv2d_forward(const real_t[:, :, :, ::1] x,        # IN  (N, C, H, W)
     """y[n,f,i,j] = bias[f] + sum_{c,u,v} weight[f,c,u,v] * x[n,c,i*sh+u-ph, j*sw+v-pw].
 
     col_keep, unless None, receives the im2col matrix of the last sample where the split
-    phase builds it whole (see _keeps_col); returns True when it did, for conv2d_backward.
+    phase builds it whole (see _cuts_channels); returns True when it did, for conv2d_backward.
     """
     cdef Geom g = _geometry(x.shape, weight.shape, sh, sw, ph, pw)
     cdef Workspace w

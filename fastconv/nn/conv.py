@@ -52,8 +52,8 @@ class Conv2d(WeightedLayer):
     def _run_forward(self, x, y):
         # A sample that the threads share (batch 1, or the last of a batch that does not
         # divide among them) is built as one whole im2col matrix in training mode and kept,
-        # so that the weight gradient need not build it again: 5-10% of a training step of
-        # the homework's ConvNet at batch 1. The rest of a batch is built block by block
+        # so that the weight gradient need not build it again: +2.5-4% per training step of
+        # the max-pool ConvNet at batch 1 (bench/RESULTS.md). The rest of a batch is built block by block
         # and not kept (that would take K*P elements per sample).
         n_threads = fast.threads()
         self._col = None    # recycled through the buffer pool once nothing else holds it
