@@ -268,6 +268,20 @@ def test_backward_random_geometries(seed):
             assert_close(g, r, np.float64)
 
 
+@pytest.mark.parametrize("kw, pw", [(19, 0), (23, 9), (17, 20)])
+def test_backward_input_wide_kernels(kw, pw, rng):
+    """Kernels wider than two 8-element chunks: the unit-stride col2im's reads for a chunk
+    may start more than 16 elements before a row; they must be skipped, not made."""
+    x = rng.standard_normal((2, 3, 4, 30))
+    weight = rng.standard_normal((2, 3, 2, kw))
+    y_shape = conv2d_reference(x, weight, None, 1, (1, pw)).shape
+    grad_out = rng.standard_normal(y_shape)
+    for n_threads in (1, 2):
+        got = conv2d_backward(x, weight, grad_out, 1, (1, pw), n_threads=n_threads)
+        for g, r in zip(got, conv2d_backward_reference(x, weight, grad_out, 1, (1, pw))):
+            assert_close(g, r, np.float64)
+
+
 @pytest.mark.parametrize("value", [np.nan, np.inf])
 @pytest.mark.parametrize("padding", [0, 2])
 def test_nonfinite_grad_out_reaches_only_its_window(value, padding):

@@ -92,12 +92,14 @@ cdef extern from *:
                     if (ok0) {                                                                \
                         const T* r = row_uv + (long)i0 * (ow);                                \
                         if (j0 > -8 && j0 < (ow)) a00 += FC_MASKED(VT, IT, iota, r, j0, ow);  \
-                        if (second && j1 < (ow)) a01 += FC_MASKED(VT, IT, iota, r, j1, ow);   \
+                        if (second && j1 > -8 && j1 < (ow))                                    \
+                            a01 += FC_MASKED(VT, IT, iota, r, j1, ow);                            \
                     }                                                                         \
                     if (ok1) {                                                                \
                         const T* r = row_uv + (long)i1 * (ow);                                \
                         if (j0 > -8 && j0 < (ow)) a10 += FC_MASKED(VT, IT, iota, r, j0, ow);  \
-                        if (second && j1 < (ow)) a11 += FC_MASKED(VT, IT, iota, r, j1, ow);   \
+                        if (second && j1 > -8 && j1 < (ow))                                    \
+                            a11 += FC_MASKED(VT, IT, iota, r, j1, ow);                            \
                     }                                                                         \
                 }                                                                             \
             }                                                                                 \
