@@ -443,12 +443,11 @@ cdef void _col2im_unit_stride(const real_t* col, real_t* x, const Geom* g, int c
     """_col2im for a horizontal stride of 1, by output chunks instead of input rows.
 
     Each chunk of 8 consecutive elements of a row of x is summed in registers over its
-    (u, v) taps, in that order (so the result is bitwise that of _col2im), and stored once:
-    a tap adds the col row segment that lands on the chunk, read as 8 elements and masked
-    to the columns j in [0, ow) that exist. The row-by-row form adds each of the KH*KW*OH
-    short rows (ow = 10 in the homework's 64->64 layer) into x with a vector and a scalar
-    tail; this form does about a third of the memory operations: 4.6x faster on that
-    layer (one thread, one sample).
+    (u, v) taps, in that order (design note (d)), and stored once: a tap adds the col row
+    segment that lands on the chunk, read as 8 elements and masked to the columns j in
+    [0, ow) that exist. The row-by-row form read and wrote x once per tap and short row
+    (ow = 10 in the homework's 64->64 layer). Measured on that layer, one thread, one
+    sample: the input gradient went from 292 to 237 us, its GEMM (~190 us) unchanged.
 
     col must have _GUARD readable elements before its first and after its last row.
     """
