@@ -1,38 +1,45 @@
-"""Executing runs: one training job per process, locally or on a Dask cluster.
+"""Scheduling runs: one training job per process, locally or on a Dask cluster.
 
-The worker side is :func:`execute_run`: it locks the run's folder, writes config.json, calls
-the train function with a per-epoch callback that rewrites metrics.csv, and always ends by
-writing final.json, "ok", "failed" (error text and traceback) or "diverged". The train
-function is named by an import path (``"module:function"``) rather than passed as an object so
-that it crosses process and machine boundaries as a plain string; the tests swap in cheap fakes
-the same way.
-
-The driver side schedules runs. :class:`LocalExecutor` starts a fresh ``spawn`` process per run
+What one run executes lives in the installed package (:mod:`fastconv.experiments`); this
+module decides where and when. :class:`LocalExecutor` starts a fresh ``spawn`` process per run
 (J at a time): a segfault or an out-of-memory kill ends that run only, and the driver records it
-from the exit code. :class:`DaskExecutor` submits the same function to a Dask cluster.
+from the exit code. :class:`DaskExecutor` submits :func:`fastconv.experiments.run_task` to a
+Dask cluster whose workers need only fastconv installed.
+
+A branching run (``Run.branch``) starts once its parent has stored the checkpoint it branches
+from, or once the parent is not going to (finished, failed, or not being run): then it trains
+from scratch, with the same result.
+
+Ctrl-C: the workers ignore SIGINT (the terminal sends it to the whole process group); the
+driver kills them, so every run keeps its last finished epoch, and raises
+:class:`Interrupted`, which ``run_all.py`` turns into one line and the command to resume.
 """
 import ctypes
-import importlib
 import multiprocessing
 import os
 import signal
-import socket
 import sys
 import threading
 import time
-import traceback
 from multiprocessing.connection import wait
 
-from ._store import RunDir, RunLock, write_json, write_metrics
+from fastconv.experiments import RunDir, execute_run, write_json, write_returned_files
+from fastconv.experiments.worker import DEFAULT_TRAIN_FN, summarize
 
-__all__ = ["execute_run", "train_run", "LocalExecutor", "DaskExecutor", "DEFAULT_TRAIN_FN",
+__all__ = ["LocalExecutor", "DaskExecutor", "DEFAULT_TRAIN_FN", "Interrupted",
            "threads_per_job", "usable_cores", "Progress"]
 
-DEFAULT_TRAIN_FN = "bench._runner:train_run"
 # Exit code of a worker that found its run locked by another live process.
 EXIT_BUSY = 75
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+class Interrupted(Exception):
+    """The user pressed Ctrl-C; ``results`` holds the runs that finished before."""
+
+    def __init__(self, results):
+        super().__init__("interrupted")
+        self.results = results
 
 
 def usable_cores():
@@ -47,146 +54,6 @@ def threads_per_job(jobs, cores=None):
     cores = usable_cores() if cores is None else cores
     return max(1, cores // max(1, jobs))
 
-
-def _resolve(train_fn):
-    module, _, name = train_fn.partition(":")
-    if not module or not name:
-        raise ValueError(f"train function must be given as 'module:function'; got {train_fn!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def _is_divergence(exc):
-    # Matched by name: importing fastconv.train here would tie this module (and the tests of
-    # the scheduling) to the compiled kernels.
-    return any(cls.__name__ == "TrainingDiverged" for cls in type(exc).__mro__)
-
-
-def execute_run(config, out, key, threads=1, train_fn=DEFAULT_TRAIN_FN):
-    """Train one run into ``<out>/runs/<key>/`` and return its final.json content.
-
-    Parameters
-    ----------
-    config : dict
-        The run's canonical config.
-    out : str
-        The matrix's output folder.
-    key : str
-        ``config_key(config)``.
-    threads : int
-        Kernel threads for this run, set explicitly: Dask workers start with OpenMP/BLAS at
-        one thread and a local worker must not take every core when J runs share them.
-    train_fn : str
-        ``"module:function"`` with signature ``(config, run_dir, threads, on_epoch) -> dict``;
-        ``on_epoch(history)`` is called with the full history after every epoch.
-
-    Returns
-    -------
-    dict or None
-        The final record, or None when another live process holds the run's lock.
-    """
-    run = RunDir(out, key)
-    lock = RunLock(run.path)
-    if not lock.acquire():
-        return None
-    try:
-        existing = run.final
-        if existing is not None:
-            return existing
-        run.write_config(config)
-        start = time.time()
-        history = []
-
-        def on_epoch(hist):
-            history[:] = [dict(h) for h in hist]
-            write_metrics(run.file("metrics.csv"), history)
-
-        record = {"key": key, "status": "ok", "error": None, "traceback": None,
-                  "threads": threads, "host": socket.gethostname(), "pid": os.getpid()}
-        try:
-            extra = _resolve(train_fn)(config, run.path, threads, on_epoch) or {}
-            record.update(extra)
-        except Exception as exc:  # recorded, not raised: the matrix goes on without this run
-            record["status"] = "diverged" if _is_divergence(exc) else "failed"
-            record["error"] = f"{type(exc).__name__}: {exc}"
-            record["traceback"] = traceback.format_exc()
-        record.update(_summary(history), wall_seconds=time.time() - start,
-                      finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-        record["history"] = history
-        write_json(run.file("final.json"), record)
-        return record
-    finally:
-        lock.release()
-
-
-def _summary(history):
-    if not history:
-        return {"epochs_done": 0, "train_seconds": 0.0, "test_accuracy": None,
-                "best_test_accuracy": None, "accuracy": None}
-    last = history[-1]
-    tests = [h["test_accuracy"] for h in history if h.get("test_accuracy") is not None]
-    return {"epochs_done": int(last["epoch"]),
-            "train_seconds": float(sum(h.get("seconds", 0.0) for h in history)),
-            "accuracy": last.get("accuracy"), "test_accuracy": last.get("test_accuracy"),
-            "best_test_accuracy": max(tests) if tests else None}
-
-
-# -- the real training -------------------------------------------------------------------------
-
-def load_data(spec):
-    """The data set a config's ``data`` entry names (see :class:`bench.experiments.Preset`)."""
-    import json
-
-    import numpy as np
-    from fastconv.datasets import load_mnist
-
-    dtype = np.dtype(spec.get("dtype", "float32"))
-    size = spec["size"] if isinstance(spec["size"], str) else tuple(spec["size"])
-    if spec["source"] == "subset":
-        folder = os.path.join(_REPO, "tests", "data")
-        with open(os.path.join(folder, "sha256.json")) as f:
-            sha = json.load(f)
-        return load_mnist(folder=folder, size=size, dtype=dtype, expected_sha256=sha,
-                          offline=True)
-    if spec["source"] == "mnist":
-        return load_mnist(size=size, dtype=dtype)
-    raise ValueError(f"unknown data source {spec['source']!r}; use 'subset' or 'mnist'")
-
-
-def train_run(config, run_dir, threads, on_epoch):
-    """Train ``config`` with :class:`fastconv.train.Trainer`, resuming from ``run_dir``.
-
-    Epochs are driven one ``fit`` call at a time so that metrics.csv is rewritten after each;
-    the trainer itself checkpoints every epoch, so a killed run loses at most the epoch in
-    progress.
-    """
-    import fastconv
-    from fastconv.nn import build_model
-    from fastconv.train import Trainer
-
-    fastconv.set_num_threads(threads)
-    data = load_data(config["data"])
-    model = build_model(config["model"], loss=config["loss"], extra_conv=config["extra_conv"],
-                        dropout=config["dropout"], rotate=config["rotate"],
-                        dtype=data.train_x.dtype, seed=config["seed"])
-    metadata = {"normalization": data.normalization.to_dict() if data.normalization else None}
-    trainer = Trainer(model, loss=config["loss"], optimizer=config["optimizer"],
-                      batch_size=config["batch_size"], lr=config["lr"],
-                      lr_decay=config["lr_decay"], weight_decay=config["weight_decay"],
-                      momentum=config["momentum"], t0_epochs=config["t0_epochs"],
-                      max_iter=config["max_iter"],
-                      switch_to_lbfgs_after=config["switch_to_lbfgs_after"],
-                      seed=config["seed"], threads=threads, save_dir=run_dir, progress=False,
-                      metadata=metadata, verbose=False)
-    resumed_at = trainer.epoch if trainer.load_checkpoint() else 0
-    if trainer.history:
-        on_epoch(trainer.history)
-    for epoch in range(trainer.epoch + 1, config["epochs"] + 1):
-        on_epoch(trainer.fit(data.train_x, data.train_y, data.test_x, data.test_y,
-                             epochs=epoch, resume=False))
-    return {"resumed_at_epoch": resumed_at, "threads_used": fastconv.get_num_threads()}
-
-
-# -- local processes -----------------------------------------------------------------------------
 
 def _die_with_parent(parent_pid):
     """Make this process exit when the driver does, even if the driver is SIGKILLed.
@@ -208,51 +75,14 @@ def _die_with_parent(parent_pid):
         os._exit(1)
 
 
-def _local_worker(config, out, key, threads, train_fn, parent_pid):
+def _local_worker(config, out, key, threads, train_fn, branch, keep, parent_pid):
     _die_with_parent(parent_pid)
     for var in _THREAD_VARS:
         os.environ[var] = str(threads)
-    record = execute_run(config, out, key, threads, train_fn)
+    record = execute_run(config, out, key, threads, train_fn, branch=branch, keep_epochs=keep)
     sys.stdout.flush()
     if record is None:
         os._exit(EXIT_BUSY)
-
-
-class Progress:
-    """tqdm bar over the runs to execute, with done / running / failed / left counts."""
-
-    def __init__(self, total, enabled=True):
-        self.counts = {"done": 0, "running": 0, "failed": 0, "left": total}
-        self.bar = None
-        if enabled and total:
-            from tqdm.auto import tqdm
-            self.bar = tqdm(total=total, unit="run", desc="runs", dynamic_ncols=True)
-            self._show()
-
-    def _show(self):
-        if self.bar is not None:
-            self.bar.set_postfix(self.counts, refresh=True)
-
-    def started(self):
-        self.counts["running"] += 1
-        self.counts["left"] -= 1
-        self._show()
-
-    def requeued(self):
-        self.counts["running"] -= 1
-        self.counts["left"] += 1
-        self._show()
-
-    def finished(self, status):
-        self.counts["running"] -= 1
-        self.counts["done" if status == "ok" else "failed"] += 1
-        if self.bar is not None:
-            self.bar.update(1)
-        self._show()
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
 
 
 def _exit_reason(code):
@@ -271,11 +101,197 @@ def _record_lost(out, key, config, error, threads):
         return run.final
     history = run.metrics
     record = {"key": key, "status": "failed", "error": error, "traceback": None,
-              "threads": threads, **_summary(history), "history": history}
+              "threads": threads, **summarize(history), "history": history}
     if run.config is None:
         run.write_config(config)
     write_json(run.file("final.json"), record)
     return record
+
+
+def _start_ignoring_sigint(proc):
+    """Start ``proc`` with SIGINT ignored: a Ctrl-C is the driver's to handle, not a worker's.
+
+    A process started while SIGINT is ignored keeps ignoring it (Python installs its
+    KeyboardInterrupt handler only over the default disposition), so a worker never prints a
+    KeyboardInterrupt traceback from the middle of a kernel.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        proc.start()
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        proc.start()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class Progress:
+    """What the driver shows while runs execute.
+
+    On a terminal: one tqdm bar over the epochs to train, with the running runs' epochs and
+    the remaining time in its postfix. Elsewhere (a log file, CI): one line per finished run,
+    with its status, accuracy and the remaining estimate; no ``\\r`` bars.
+
+    Parameters
+    ----------
+    tasks : list of Run
+        The runs to execute, in start order.
+    out : str
+        The matrix folder (running runs' epochs are read from their metrics.csv).
+    estimator : bench._estimate.Estimator, optional
+        For the remaining time; None shows none.
+    jobs : int
+        Runs at once (for the remaining time).
+    tty : bool, optional
+        Terminal display; default: whether stderr is a terminal.
+    enabled : bool
+        False shows nothing.
+    file : file, optional
+        Where the lines go (default stderr on a terminal, stdout otherwise).
+    """
+
+    def __init__(self, tasks, out=None, estimator=None, jobs=1, tty=None, enabled=True,
+                 file=None):
+        self.tasks = list(tasks)
+        self.out = out
+        self.estimator = estimator
+        self.jobs = jobs
+        self.enabled = enabled and bool(self.tasks)
+        self.tty = sys.stderr.isatty() if tty is None else tty
+        self.file = file if file is not None else (sys.stderr if self.tty else sys.stdout)
+        self.running = {}
+        self.finished_count = 0
+        self.failed = 0
+        self.start = time.time()
+        self._base = {r.key: len(RunDir(out, r.key).metrics) if out else 0 for r in self.tasks}
+        self._branched = {r.key for r in self.tasks if r.branch is not None and out
+                          and not self._base[r.key]}
+        self.total = sum(max(r.config["epochs"] - self._first_trained(r) + 1, 0)
+                         for r in self.tasks)
+        self._done_epochs = {}
+        self._estimated_done = 0.0
+        self.bar = None
+        if self.enabled and self.tty:
+            from tqdm.auto import tqdm
+            self.bar = tqdm(total=self.total, unit="epoch", desc="epochs", dynamic_ncols=True,
+                            file=self.file)
+
+    def _first_trained(self, run):
+        """First epoch this invocation trains for ``run`` (branched epochs are copied)."""
+        first = self._base[run.key] + 1
+        if run.key in self._branched:
+            first = max(first, run.branch[1] + 1)
+        return first
+
+    def _epochs(self, run):
+        return len(RunDir(self.out, run.key).metrics) if self.out else 0
+
+    def speed(self):
+        """Measured over estimated time of the epochs trained so far (1 until known)."""
+        elapsed = time.time() - self.start
+        if self._estimated_done > 0 and elapsed > 60:
+            return min(max(elapsed / self._estimated_done, 0.25), 4.0)
+        return 1.0
+
+    def remaining(self):
+        """Estimated seconds left, corrected by how fast the epochs so far went."""
+        if self.estimator is None:
+            return None
+        left = [r for r in self.tasks if r.key not in self._finished_keys()]
+        done = {r.key: self._done_epochs.get(r.key, self._base[r.key]) for r in left}
+        return self.estimator.wall_seconds(left, self.jobs, done) * self.speed()
+
+    def _finished_keys(self):
+        return {k for k, v in self._done_epochs.items() if v is None}
+
+    def poll(self):
+        """Read the running runs' epochs; refresh the bar."""
+        if not self.enabled:
+            return
+        changed = False
+        for run in self.running.values():
+            epochs = self._epochs(run)
+            before = self._done_epochs.get(run.key, self._base[run.key])
+            if epochs > before:
+                self._account(run, before, epochs)
+                self._done_epochs[run.key] = epochs
+                changed = True
+        if changed or self.bar is not None:
+            self._show()
+
+    def _account(self, run, before, after):
+        # Epochs stored before, or copied from the parent, took no time here.
+        before = max(before, self._first_trained(run) - 1)
+        if self.estimator is not None:
+            self._estimated_done += sum(self.estimator.epoch_seconds(run.config, e)
+                                        for e in range(before + 1, after + 1)) / self.jobs
+        if self.bar is not None:
+            self.bar.update(max(0, min(after, run.config["epochs"]) - max(before, 0)))
+
+    def _left_text(self):
+        left = self.remaining()
+        if left is None:
+            return ""
+        from ._estimate import format_duration
+        return f"about {format_duration(left)} left"
+
+    def _show(self):
+        if self.bar is None:
+            return
+        running = ", ".join(f"{r.label} {self._done_epochs.get(r.key, self._base[r.key])}/"
+                            f"{r.config['epochs']}" for r in self.running.values())
+        self.bar.set_postfix_str(f"{self.finished_count}/{len(self.tasks)} runs | {running} | "
+                                 f"{self._left_text()}", refresh=True)
+
+    def started(self, run):
+        if not self.enabled:
+            return
+        self.running[run.key] = run
+        self._show()
+
+    def skipped(self, run):
+        """``run`` will not start in this invocation (it does not fit the time budget)."""
+        self.tasks = [r for r in self.tasks if r.key != run.key]
+        if self.bar is not None:
+            self.bar.total -= max(run.config["epochs"] - self._first_trained(run) + 1, 0)
+            self.bar.refresh()
+        elif self.enabled:
+            print(f"not started (time budget): {run.family}: {run.label}", file=self.file,
+                  flush=True)
+
+    def requeued(self, run):
+        self.running.pop(run.key, None)
+        self._show()
+
+    def finished(self, run, record):
+        if not self.enabled:
+            return
+        self.running.pop(run.key, None)
+        before = self._done_epochs.get(run.key, self._base[run.key])
+        self._account(run, before, run.config["epochs"])
+        self._done_epochs[run.key] = None
+        self.finished_count += 1
+        status = record.get("status")
+        if status != "ok":
+            self.failed += 1
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self._show()
+            return
+        acc = record.get("test_accuracy")
+        acc = "" if acc is None else f"{100 * acc:.2f}%"
+        seconds = record.get("wall_seconds")
+        took = "" if seconds is None else f"{seconds:.0f} s"
+        left = self._left_text() if self.finished_count < len(self.tasks) else ""
+        print(f"[{self.finished_count}/{len(self.tasks)}] {status}: {run.family}: {run.label} "
+              f"({record.get('epochs_done', 0)}/{run.config['epochs']} epochs) {acc} {took}"
+              + (f" | {left}" if left else ""), file=self.file, flush=True)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 class LocalExecutor:
@@ -286,9 +302,9 @@ class LocalExecutor:
     jobs : int
         Concurrent runs; each gets ``cores // jobs`` threads.
     train_fn : str
-        ``"module:function"`` passed to :func:`execute_run`.
+        ``"module:function"`` passed to :func:`fastconv.experiments.execute_run`.
     poll : float
-        Seconds between checks for runs locked by another process.
+        Seconds between looks at the workers (and the runs' progress).
     """
 
     def __init__(self, jobs=1, train_fn=DEFAULT_TRAIN_FN, poll=1.0):
@@ -297,76 +313,93 @@ class LocalExecutor:
         self.train_fn = train_fn
         self.poll = poll
 
-    def run(self, runs, out, progress):
-        """Execute ``runs`` (list of :class:`bench.experiments.Run`); return {key: record}."""
+    @staticmethod
+    def _ready(run, out, pending_keys, running_keys):
+        """A run may start: no branch, or its parent's checkpoint is there, or never will be."""
+        if run.branch is None:
+            return True
+        parent, epoch = run.branch
+        if os.path.exists(RunDir(out, parent.key).snapshot(epoch)):
+            return True
+        if parent.key in pending_keys or parent.key in running_keys:
+            return False
+        return True
+
+    def run(self, runs, out, progress, keep=None, may_start=None):
+        """Execute ``runs`` (list of :class:`bench.experiments.Run`); return {key: record}.
+
+        ``keep`` maps a run key to the epochs whose checkpoints it keeps for branching runs;
+        ``may_start(run)`` (optional) vetoes starting a run (a time budget); vetoed runs are
+        left for the next invocation. Raises :class:`Interrupted` on Ctrl-C, after killing
+        the workers.
+        """
+        keep = keep or {}
         ctx = multiprocessing.get_context("spawn")
         queue = list(runs)
         running = {}
         results = {}
-        while queue or running:
-            while queue and len(running) < self.jobs:
-                run = queue.pop(0)
-                proc = ctx.Process(target=_local_worker, name=f"run-{run.key}",
-                                   args=(run.config, out, run.key, self.threads,
-                                         self.train_fn, os.getpid()))
-                proc.start()
-                running[proc.sentinel] = (proc, run)
-                progress.started()
-            ready = wait(list(running), timeout=self.poll)
-            for sentinel in ready:
-                proc, run = running.pop(sentinel)
-                proc.join()
-                if proc.exitcode == EXIT_BUSY:
-                    # Another live process is training it; look again once it may be done.
-                    queue.append(run)
-                    progress.requeued()
-                    if not running:
-                        time.sleep(self.poll)
-                    continue
-                final = RunDir(out, run.key).final
-                if final is None:
-                    final = _record_lost(out, run.key, run.config,
-                                         f"worker process {_exit_reason(proc.exitcode)} "
-                                         f"before recording a result", self.threads)
-                results[run.key] = final
-                progress.finished(final.get("status"))
+        try:
+            while queue or running:
+                pending = {r.key for r in queue}
+                active = {r.key for _, r in running.values()}
+                for run in list(queue):
+                    if len(running) >= self.jobs:
+                        break
+                    if not self._ready(run, out, pending - {run.key}, active):
+                        continue
+                    queue.remove(run)
+                    if may_start is not None and not may_start(run):
+                        progress.skipped(run)
+                        continue
+                    proc = ctx.Process(target=_local_worker, name=f"run-{run.key}",
+                                       args=(run.config, out, run.key, self.threads,
+                                             self.train_fn, run.branch_spec(),
+                                             keep.get(run.key, ()), os.getpid()))
+                    _start_ignoring_sigint(proc)
+                    running[proc.sentinel] = (proc, run)
+                    active.add(run.key)
+                    progress.started(run)
+                ready = wait(list(running), timeout=self.poll) if running else []
+                if not running:
+                    time.sleep(self.poll)
+                progress.poll()
+                for sentinel in ready:
+                    proc, run = running.pop(sentinel)
+                    proc.join()
+                    if proc.exitcode == EXIT_BUSY:
+                        # Another live process is training it; look again once it may be done.
+                        queue.append(run)
+                        progress.requeued(run)
+                        continue
+                    final = RunDir(out, run.key).final
+                    if final is None:
+                        final = _record_lost(out, run.key, run.config,
+                                             f"worker process {_exit_reason(proc.exitcode)} "
+                                             f"before recording a result", self.threads)
+                    results[run.key] = final
+                    progress.finished(run, final)
+        except KeyboardInterrupt:
+            for proc, _ in running.values():
+                proc.kill()
+            for proc, _ in running.values():
+                proc.join(timeout=5)
+            raise Interrupted(results) from None
         return results
 
 
-# -- Dask ---------------------------------------------------------------------------------------
-
-def _dask_task(config, out, key, threads, train_fn, repo):
-    """What a Dask worker runs: :func:`execute_run` with explicit threads.
-
-    Returns the record and the run's config so that a driver without access to the workers'
-    storage can write the results itself.
-    """
-    if repo not in sys.path:
-        sys.path.insert(0, repo)
-    for var in _THREAD_VARS:
-        os.environ[var] = str(threads)
-    try:
-        from threadpoolctl import threadpool_limits
-        threadpool_limits(threads)
-    except ImportError:
-        pass
-    record = execute_run(config, out, key, threads, train_fn)
-    if record is None:
-        raise RuntimeError(f"run {key} is locked by another live process")
-    return record
-
-
 class DaskExecutor:
-    """Submit runs as tasks to an existing ``dask.distributed`` cluster.
+    """Submit runs as tasks to a ``dask.distributed`` cluster.
 
-    Each task writes its run folder itself (shared storage); the driver also writes any
-    final.json it cannot see, from the returned record, so a cluster without shared storage
-    still yields a complete report. A worker that dies mid-task makes the scheduler resubmit
-    the task elsewhere (the run resumes from its checkpoint when storage is shared); a task
-    that still cannot complete, or raises, is recorded as failed and the other runs go on.
+    The task is :func:`fastconv.experiments.run_task`, sent by reference: every worker needs
+    fastconv installed (and MNIST through ``FASTCONV_DATA`` or its cache), nothing else; no
+    repository, no ``PYTHONPATH``, no shared disk. Each task returns its run's record and
+    small files, which the client writes into its own output folder, so the report is
+    complete when the workers share nothing with it. With ``shared_storage`` the workers
+    train in the client's folder itself (it must be the same path on every machine), and a
+    run interrupted on one worker resumes from its checkpoint on another.
 
-    Workers must be able to import ``bench`` (the repository on shared storage or on their
-    ``PYTHONPATH``) and ``fastconv``: the task is sent by reference, not by value.
+    A worker that dies mid-task makes the scheduler resubmit the task elsewhere; a task that
+    still cannot complete, or raises, is recorded as failed and the other runs go on.
 
     Parameters
     ----------
@@ -374,6 +407,8 @@ class DaskExecutor:
         Scheduler address (``tcp://host:8786``) or a connected client.
     threads : int
         Kernel threads per run (one task per worker thread slot is the usual setup).
+    shared_storage : bool
+        Workers read and write the client's output folder directly.
     retries : int
         Extra attempts, by the scheduler, of a task that raised.
     worker_loss_retries : int
@@ -381,57 +416,67 @@ class DaskExecutor:
         (``KilledWorker``), on top of the scheduler's own ``allowed-failures``.
     """
 
-    def __init__(self, address, threads=1, train_fn=DEFAULT_TRAIN_FN, retries=1,
-                 worker_loss_retries=2):
+    def __init__(self, address, threads=1, train_fn=DEFAULT_TRAIN_FN, shared_storage=False,
+                 retries=1, worker_loss_retries=2):
         try:
             from dask.distributed import Client
         except ImportError as exc:
             raise SystemExit("--dask needs dask.distributed, which is not installed: "
-                             "pip install -e '.[dask]'  (or pip install 'dask[distributed]')"
-                             ) from exc
-        self.client = address if isinstance(address, Client) else Client(address)
+                             "pip install 'fastconv[dask]'  (or pip install "
+                             "'dask[distributed]')") from exc
+        self._own_client = not isinstance(address, Client)
+        self.client = Client(address) if self._own_client else address
         self.threads = max(1, int(threads))
         self.train_fn = train_fn
+        self.shared_storage = shared_storage
         self.retries = retries
         self.worker_loss_retries = worker_loss_retries
+        self.jobs = max(1, sum(self.client.nthreads().values()))
 
-    def _submit(self, run, out, attempt):
-        return self.client.submit(_dask_task, run.config, os.path.abspath(out), run.key,
-                                  self.threads, self.train_fn, _REPO,
+    def _submit(self, run, out, attempt, keep):
+        from fastconv.experiments import run_task
+
+        branch = run.branch_spec() if self.shared_storage else None
+        return self.client.submit(run_task, run.config, run.key, self.threads, self.train_fn,
+                                  os.path.abspath(out), branch, keep.get(run.key, ()),
+                                  self.shared_storage,
                                   key=f"fastconv-run-{run.key}-{attempt}", pure=False,
                                   retries=self.retries)
 
-    def run(self, runs, out, progress):
+    def run(self, runs, out, progress, keep=None):
         from dask.distributed import as_completed
 
+        keep = keep or {}
         futures = {}
         for run in runs:
-            futures[self._submit(run, out, 0)] = (run, 0)
-            progress.started()
+            futures[self._submit(run, out, 0, keep)] = (run, 0)
+            progress.started(run)
         results = {}
         pending = as_completed(futures)
-        for fut in pending:
-            run, attempt = futures.pop(fut)
-            try:
-                record = fut.result()
-                stored = RunDir(out, run.key)
-                if stored.final is None:
-                    stored.write_config(run.config)
-                    write_metrics(stored.file("metrics.csv"), record.get("history", []))
-                    write_json(stored.file("final.json"), record)
-            except Exception as exc:  # KilledWorker, a raising task: record it and go on
-                if (type(exc).__name__ == "KilledWorker"
-                        and attempt < self.worker_loss_retries):
-                    # The scheduler gave up after its own allowed-failures: the worker may
-                    # have died for reasons unrelated to this run (another task, the OOM
-                    # killer), so give the run a fresh task before declaring it failed.
-                    retry = self._submit(run, out, attempt + 1)
-                    futures[retry] = (run, attempt + 1)
-                    pending.add(retry)
-                    continue
-                record = _record_lost(out, run.key, run.config,
-                                      f"dask task failed: {type(exc).__name__}: {exc}",
-                                      self.threads)
-            results[run.key] = record
-            progress.finished(record.get("status"))
+        try:
+            for fut in pending:
+                run, attempt = futures.pop(fut)
+                try:
+                    record = write_returned_files(out, run.key, fut.result())
+                except Exception as exc:  # KilledWorker, a raising task: record it, go on
+                    if (type(exc).__name__ == "KilledWorker"
+                            and attempt < self.worker_loss_retries):
+                        # The scheduler gave up after its own allowed-failures: the worker
+                        # may have died for reasons unrelated to this run (another task, the
+                        # OOM killer), so give the run a fresh task before failing it.
+                        retry = self._submit(run, out, attempt + 1, keep)
+                        futures[retry] = (run, attempt + 1)
+                        pending.add(retry)
+                        continue
+                    record = _record_lost(out, run.key, run.config,
+                                          f"dask task failed: {type(exc).__name__}: {exc}",
+                                          self.threads)
+                results[run.key] = record
+                progress.finished(run, record)
+        except KeyboardInterrupt:
+            self.client.cancel(list(futures))
+            raise Interrupted(results) from None
+        finally:
+            if self._own_client:
+                self.client.close()
         return results

@@ -3,16 +3,19 @@
 Usage (from the repository root)::
 
     python bench/run_all.py --preset smoke            # every family, tiny data (CI, < 3 min)
-    python bench/run_all.py --preset quick --jobs 2   # the small data set (< 45 min, 2 cores)
-    python bench/run_all.py                            # --preset full: the homework's scale
+    python bench/run_all.py --preset quick --jobs 2   # the 6,000-image set (tens of minutes)
+    python bench/run_all.py --preset full --jobs 2    # the homework's scale (hours; asks first)
     python bench/run_all.py --list                     # the runs and their status
     python bench/run_all.py --only batch momentum      # some families
     python bench/run_all.py --report-only              # rebuild report.md and figures
     python bench/run_all.py --dask tcp://host:8786     # on a Dask cluster
 
 Results go to ``bench/results/<preset>/`` (``--out``): ``runs/<key>/`` per run (see
-:mod:`bench._store`), ``report.md`` and ``figures/*.png``. Rerunning is always safe: finished
-runs are skipped, interrupted ones resume from their last epoch.
+:mod:`fastconv.experiments.store`), ``report.md`` and ``figures/*.png``. Before the first run
+the command prints how many runs it will do and how long that should take; above an hour it
+asks to confirm on a terminal (``--yes`` skips the question; without a terminal it never
+asks). Rerunning is always safe: finished runs are skipped, interrupted ones resume from their
+last epoch; Ctrl-C stops cleanly and prints the command that resumes.
 """
 import argparse
 import os
@@ -20,17 +23,20 @@ import sys
 import time
 
 if __package__ in (None, ""):
-    # Run as a script: make the repository root importable for `bench` and `fastconv`.
+    # Run as a script: make the repository root importable for `bench`.
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench._runner import (DEFAULT_TRAIN_FN, DaskExecutor, LocalExecutor, Progress,  # noqa: E402
-                           usable_cores)
-from bench._store import FINISHED, RunDir  # noqa: E402
-from bench.experiments import FAMILIES, PRESETS, build_matrix, unique_runs  # noqa: E402
+from bench._runner import (DEFAULT_TRAIN_FN, DaskExecutor, Interrupted,  # noqa: E402
+                           LocalExecutor, Progress, usable_cores)
+from bench.experiments import (FAMILIES, PRESETS, build_matrix, keep_epochs,  # noqa: E402
+                               unique_runs)
+from fastconv.experiments import FINISHED, RunDir  # noqa: E402
 
 __all__ = ["main", "parse_args", "list_runs", "runs_to_execute"]
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Above this estimate a terminal user is asked before anything runs.
+CONFIRM_ABOVE_SECONDS = 3600
 
 
 def parse_args(argv=None):
@@ -39,9 +45,15 @@ def parse_args(argv=None):
         description="Reproduce the homework's experiments (resumable) and write report.md "
                     "and figures.")
     parser.add_argument("--preset", choices=list(PRESETS), default="full",
-                        help="smoke: tiny data, 1 epoch (CI); quick: the 6,000-image set, "
-                             "few epochs (< 45 min on 2 cores); full: the homework's scale "
-                             "(hours). Default: full")
+                        help="smoke: tiny data, 1-2 epochs (CI); quick: the 6,000-image set, "
+                             "few epochs; full: full MNIST, each family as long as its "
+                             "claim needs (at most 8 hours on 2 cores). Default: full")
+    parser.add_argument("--budget", metavar="HOURS", type=float,
+                        help="start only runs estimated to finish within this many hours "
+                             "from now (the rest wait for the next invocation): a sitting "
+                             "that ends with whole runs finished")
+    parser.add_argument("--yes", "-y", action="store_true",
+                        help="do not ask before a run estimated to take over an hour")
     parser.add_argument("--only", nargs="+", metavar="FAMILY", choices=list(FAMILIES),
                         help=f"run only these families: {', '.join(FAMILIES)}")
     parser.add_argument("--out", help="output folder (default bench/results/<preset>)")
@@ -57,6 +69,9 @@ def parse_args(argv=None):
                         help="run again the runs recorded as failed or diverged")
     parser.add_argument("--dask", metavar="ADDRESS",
                         help="submit runs to this dask.distributed scheduler instead")
+    parser.add_argument("--dask-shared-storage", action="store_true",
+                        help="with --dask: the workers see --out at the same path (shared "
+                             "disk); they train in it, and interrupted runs resume anywhere")
     parser.add_argument("--threads", type=int,
                         help="threads per run (default cores // jobs; with --dask: 1)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -113,6 +128,79 @@ def list_runs(runs, out, file=None):
     print(f"{len(unique_runs(runs))} distinct runs ({len(runs)} declared): {summary}", file=file)
 
 
+def _resume_command(argv):
+    args = list(sys.argv[1:] if argv is None else argv)
+    return " ".join(["python bench/run_all.py"] + [a for a in args if a not in ("-y",)])
+
+
+def _confirm(estimate, args):
+    """Ask a terminal user before a long matrix; True to go on."""
+    from bench._estimate import format_duration
+
+    if estimate <= CONFIRM_ABOVE_SECONDS or args.yes or not sys.stdin.isatty():
+        return True
+    try:
+        answer = input(f"This will take about {format_duration(estimate)}. Start? [y/N] ")
+    except EOFError:
+        answer = ""
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _execute(args, runs, todo, out):
+    """Estimate, confirm, run; the results, or None when the user declined."""
+    from bench._estimate import Estimator, format_duration
+
+    if args.dask:
+        executor = DaskExecutor(args.dask, threads=args.threads or 1, train_fn=args.train_fn,
+                                shared_storage=args.dask_shared_storage)
+        jobs, threads = executor.jobs, executor.threads
+        where = f"{jobs} Dask worker thread(s) x {threads} thread(s)"
+    else:
+        executor = LocalExecutor(args.jobs, train_fn=args.train_fn)
+        if args.threads:
+            executor.threads = args.threads
+        jobs, threads = executor.jobs, executor.threads
+        where = f"{jobs} job(s) x {threads} thread(s) on {usable_cores()} cores"
+    estimator = None
+    if args.train_fn == DEFAULT_TRAIN_FN:
+        estimator = Estimator(runs, out, threads=threads)
+        done = {r.key: len(RunDir(out, r.key).metrics) for r in todo}
+        estimate = estimator.wall_seconds(todo, jobs, done)
+        print(f"{where}; estimated wall time: about {format_duration(estimate)} (per-sample "
+              f"costs {estimator.source})", flush=True)
+        if not _confirm(estimate, args):
+            print("Nothing was run. Add --yes to start without asking, or --preset quick "
+                  "for a shorter matrix.")
+            return None
+    else:
+        print(where, flush=True)
+    progress = Progress(todo, out, estimator, jobs, enabled=not args.no_progress)
+    start = time.time()
+    options = {"keep": keep_epochs(runs)}
+    if args.budget is not None:
+        if estimator is None or args.dask:
+            raise SystemExit("--budget needs the default trainer and local jobs")
+        deadline = start + 3600 * args.budget
+
+        def fits(run):
+            first = len(RunDir(out, run.key).metrics) + 1
+            if run.branch is not None and first == 1:
+                first = run.branch[1] + 1
+            return time.time() + progress.speed() * estimator.run_seconds(run.config, first) \
+                <= deadline
+        options["may_start"] = fits
+    try:
+        results = executor.run(todo, out, progress, **options)
+    finally:
+        progress.close()
+    bad = {k: r for k, r in results.items() if r.get("status") != "ok"}
+    print(f"ran {len(results)} runs in {time.time() - start:.0f} s; {len(bad)} not ok",
+          flush=True)
+    for key, record in bad.items():
+        print(f"  {key}: {record.get('status')}: {record.get('error')}")
+    return results
+
+
 def main(argv=None):
     args = parse_args(argv)
     runs = build_matrix(args.preset, args.only)
@@ -120,36 +208,24 @@ def main(argv=None):
     if args.list:
         list_runs(runs, out)
         return 0
-    if not args.report_only:
-        todo = runs_to_execute(runs, out, args.retry_failed)
-        n_unique = len(unique_runs(runs))
-        print(f"{args.preset}: {n_unique} distinct runs, {n_unique - len(todo)} already "
-              f"finished, {len(todo)} to run -> {out}", flush=True)
-        if todo:
-            if args.dask:
-                executor = DaskExecutor(args.dask, threads=args.threads or 1,
-                                        train_fn=args.train_fn)
-            else:
-                executor = LocalExecutor(args.jobs, train_fn=args.train_fn)
-                if args.threads:
-                    executor.threads = args.threads
-                print(f"{executor.jobs} job(s) x {executor.threads} thread(s) on "
-                      f"{usable_cores()} cores", flush=True)
-            progress = Progress(len(todo), enabled=not args.no_progress)
-            start = time.time()
-            try:
-                results = executor.run(todo, out, progress)
-            finally:
-                progress.close()
-            bad = {k: r for k, r in results.items() if r.get("status") != "ok"}
-            print(f"ran {len(results)} runs in {time.time() - start:.0f} s; "
-                  f"{len(bad)} not ok", flush=True)
-            for key, record in bad.items():
-                print(f"  {key}: {record.get('status')}: {record.get('error')}")
-    if not args.no_report:
-        from bench._report import write_report
-        path = write_report(build_matrix(args.preset, args.only), out, args.preset)
-        print(f"report: {path}")
+    try:
+        if not args.report_only:
+            todo = runs_to_execute(runs, out, args.retry_failed)
+            n_unique = len(unique_runs(runs))
+            print(f"{args.preset}: {n_unique} distinct runs, {n_unique - len(todo)} already "
+                  f"finished, {len(todo)} to run -> {out}", flush=True)
+            if todo and _execute(args, runs, todo, out) is None:
+                return 1
+        if not args.no_report:
+            from bench._report import write_report
+            path = write_report(build_matrix(args.preset, args.only), out, args.preset)
+            print(f"report: {path}")
+    except (Interrupted, KeyboardInterrupt):
+        finished = sum(1 for r in unique_runs(runs) if RunDir(out, r.key).final is not None)
+        print(f"\ninterrupted: {finished} of {len(unique_runs(runs))} runs finished; nothing "
+              f"is lost (every finished epoch is kept). Resume with: "
+              f"{_resume_command(argv)}", file=sys.stderr, flush=True)
+        return 130
     return 0
 
 

@@ -25,6 +25,9 @@ from .serialization import atomic_savez, atomic_write_text, save_model
 __all__ = ["Trainer", "TrainingDiverged", "EpochStats", "build_optimizer", "OPTIMIZERS"]
 
 OPTIMIZERS = ("sgd", "asgd", "cg", "lbfgs")
+LBFGS_MODES = ("torch", "batch")
+# Samples per forward/backward pass inside one mini-batch; larger batches are chunked.
+CHUNK = 500
 LOG_HEADER = ["epoch", "loss", "accuracy", "mean_class_accuracy", "seconds"]
 
 
@@ -97,6 +100,23 @@ class Trainer:
         As the homework's options (``t0_epochs`` is ASGD's t0 in epochs).
     switch_to_lbfgs_after : int, optional
         Run the chosen optimizer for this many epochs, then L-BFGS.
+    lbfgs_mode : {"torch", "batch"}
+        How L-BFGS runs (as the optimizer or after a switch). ``"torch"``: the homework's
+        Torch7 L-BFGS, fixed step ``lr``, ``max_iter`` iterations per mini-batch, correction
+        pairs kept across mini-batches. ``"batch"``: L-BFGS proper on each mini-batch: fresh
+        memory per mini-batch (every pair formed on one objective), strong-Wolfe line search
+        from a unit step; meant for mini-batches of thousands of samples
+        (``lbfgs_batch_size``).
+    lbfgs_batch_size : int, optional
+        Mini-batch size of the L-BFGS epochs (default ``batch_size``).
+    lbfgs_max_iter : int, optional
+        Iterations per mini-batch of L-BFGS (default ``max_iter``).
+    lr_schedule : {None, "cosine"}
+        ``"cosine"`` multiplies the learning rate by ``(1 + cos(pi * s / S)) / 2`` at update
+        ``s`` of ``S = schedule_epochs * updates per epoch``, annealing it to 0 at the end of
+        epoch ``schedule_epochs`` (on top of SGD's own ``lr_decay``).
+    schedule_epochs : int, optional
+        Length of the schedule in epochs (required with ``lr_schedule``).
     seed : int
         Fixes the data order and every random layer (the model's generator is reseeded).
     threads : int, optional
@@ -113,8 +133,9 @@ class Trainer:
 
     def __init__(self, model, loss="nll", optimizer="sgd", *, batch_size=1, lr=1e-3,
                  lr_decay=1e-7, weight_decay=0.0, momentum=0.0, t0_epochs=1, max_iter=2,
-                 switch_to_lbfgs_after=None, seed=1, threads=None, save_dir=None,
-                 progress=None, metadata=None, verbose=True):
+                 switch_to_lbfgs_after=None, lbfgs_mode="torch", lbfgs_batch_size=None,
+                 lbfgs_max_iter=None, lr_schedule=None, schedule_epochs=None, seed=1,
+                 threads=None, save_dir=None, progress=None, metadata=None, verbose=True):
         if optimizer.lower() not in OPTIMIZERS:
             raise ValueError(f"Trainer: unknown optimizer {optimizer!r}; choose from "
                              f"{list(OPTIMIZERS)}")
@@ -129,6 +150,21 @@ class Trainer:
                             momentum=momentum, max_iter=max_iter)
         self.t0_epochs = t0_epochs
         self.switch_to_lbfgs_after = switch_to_lbfgs_after
+        if lbfgs_mode not in LBFGS_MODES:
+            raise ValueError(f"Trainer: lbfgs_mode must be one of {list(LBFGS_MODES)}; "
+                             f"got {lbfgs_mode!r}")
+        self.lbfgs_mode = lbfgs_mode
+        self.lbfgs_batch_size = None if lbfgs_batch_size is None else int(lbfgs_batch_size)
+        if self.lbfgs_batch_size is not None and self.lbfgs_batch_size < 1:
+            raise ValueError(f"Trainer: lbfgs_batch_size must be >= 1; got {lbfgs_batch_size}")
+        self.lbfgs_max_iter = lbfgs_max_iter
+        if lr_schedule not in (None, "cosine"):
+            raise ValueError(f"Trainer: lr_schedule must be None or 'cosine'; got {lr_schedule!r}")
+        if lr_schedule is not None and (schedule_epochs is None or int(schedule_epochs) < 1):
+            raise ValueError(f"Trainer: lr_schedule={lr_schedule!r} needs schedule_epochs >= 1; "
+                             f"got {schedule_epochs!r}")
+        self.lr_schedule = lr_schedule
+        self.schedule_epochs = None if schedule_epochs is None else int(schedule_epochs)
         self.seed = int(seed)
         self.threads = threads
         self.save_dir = save_dir
@@ -147,16 +183,40 @@ class Trainer:
         self.order = None
 
     # -- optimizer ------------------------------------------------------------------------
+    def _steps_per_epoch(self, batch_size=None):
+        return -(-(self._n_train or 1) // (batch_size or self.batch_size))
+
+    def _build(self, name):
+        if name == "lbfgs":
+            max_iter = self.lbfgs_max_iter or self.options["max_iter"]
+            if self.lbfgs_mode == "batch":
+                return optim.LBFGS(self.params, lr=1.0, max_iter=max_iter,
+                                   line_search="strong_wolfe", memory="step")
+            return build_optimizer("lbfgs", self.params, **{**self.options,
+                                                            "max_iter": max_iter})
+        return build_optimizer(name, self.params, t0=self.t0_epochs * self._steps_per_epoch(),
+                               **self.options)
+
     def _make_stepper(self):
         """The optimizer, or a SwitchSchedule of it and L-BFGS (``switch_to_lbfgs_after``)."""
-        steps_per_epoch = -(-(self._n_train or 1) // self.batch_size)
-        first = build_optimizer(self.optimizer_name, self.params,
-                                t0=self.t0_epochs * steps_per_epoch, **self.options)
+        first = self._build(self.optimizer_name)
         if self.switch_to_lbfgs_after is None:
             return first
-        return optim.SwitchSchedule(
-            first, lambda: build_optimizer("lbfgs", self.params, **self.options),
-            self.switch_to_lbfgs_after)
+        return optim.SwitchSchedule(first, lambda: self._build("lbfgs"),
+                                    self.switch_to_lbfgs_after)
+
+    def _batch_size_of(self, opt):
+        if isinstance(opt, optim.LBFGS) and self.lbfgs_batch_size is not None:
+            return self.lbfgs_batch_size
+        return self.batch_size
+
+    def _scheduled_lr(self, opt, batch_size):
+        """Set ``opt.lr`` from the schedule for the next update (no-op without one)."""
+        if self.lr_schedule is None or not hasattr(opt, "lr"):
+            return
+        total = self.schedule_epochs * self._steps_per_epoch(batch_size)
+        progress = min(self.step_count / total, 1.0)
+        opt.lr = self.options["lr"] * 0.5 * (1.0 + math.cos(math.pi * progress))
 
     def _optimizer_for_epoch(self, epoch):
         if self._stepper is None:
@@ -175,17 +235,33 @@ class Trainer:
     def _closure(self, xb, yb, confusion):
         model, crit = self.model, self.criterion
         first = [True]
+        n = len(yb)
 
-        def closure():
-            model.zero_grad()
-            out = model.forward(xb)
-            loss = crit.forward(out, yb)
+        def chunk(lo, hi):
+            out = model.forward(xb[lo:hi])
+            loss = crit.forward(out, yb[lo:hi])
             if not math.isfinite(loss):
                 raise TrainingDiverged(self.epoch + 1, self.step_count + 1, loss)
             if first[0]:
-                confusion.add(_predict_labels(out), yb)
-                first[0] = False
-            model.backward(crit.backward(), need_input_grad=False)
+                confusion.add(_predict_labels(out), yb[lo:hi])
+            grad_out = crit.backward()
+            if n > CHUNK:
+                # The loss is a mean over the chunk; weight it into the mean over the batch.
+                grad_out = grad_out * grad_out.dtype.type((hi - lo) / n)
+            model.backward(grad_out, need_input_grad=False)
+            return loss
+
+        def closure():
+            model.zero_grad()
+            if n <= CHUNK:
+                loss = chunk(0, n)
+            else:
+                # Large batches (L-BFGS on thousands of samples) in chunks: the activations of
+                # a whole 4,000-sample batch of the ConvNet would take gigabytes. Parameter
+                # gradients accumulate across the chunks' backward passes.
+                loss = sum(chunk(lo, min(lo + CHUNK, n)) * (min(lo + CHUNK, n) - lo)
+                           for lo in range(0, n, CHUNK)) / n
+            first[0] = False
             return loss, self.grads
         return closure
 
@@ -200,6 +276,7 @@ class Trainer:
         """One pass over ``(x, y)`` in a fresh random order. Returns EpochStats."""
         epoch = self.epoch + 1
         opt = self._optimizer_for_epoch(epoch)
+        batch_size = self._batch_size_of(opt)
         n = x.shape[0]
         self.order = self.data_rng.permutation(n)
         confusion = ConfusionMatrix(self._n_classes(y))
@@ -208,9 +285,10 @@ class Trainer:
         total_loss, seen = 0.0, 0
         start = time.perf_counter()
         try:
-            for lo in range(0, n, self.batch_size):
-                idx = self.order[lo:lo + self.batch_size]
+            for lo in range(0, n, batch_size):
+                idx = self.order[lo:lo + batch_size]
                 xb, yb = x[idx], y[idx]
+                self._scheduled_lr(opt, batch_size)
                 losses = opt.step(self._closure(xb, yb, confusion))
                 self.step_count += 1
                 total_loss += float(losses[0]) * len(idx)
@@ -373,7 +451,16 @@ class Trainer:
                     break
         if meta["optimizer_scalars"] or opt_arrays:
             self._stepper = self._make_stepper()
-            self._stepper.load_state_dict({**meta["optimizer_scalars"], **opt_arrays})
+            state = {**meta["optimizer_scalars"], **opt_arrays}
+            if (isinstance(self._stepper, optim.SwitchSchedule)
+                    and state.get("optimizer") != "SwitchSchedule"
+                    and self.epoch <= self.switch_to_lbfgs_after):
+                # A checkpoint of the first optimizer alone, taken before the switch (a run
+                # branching from a plain SGD run): the schedule's first optimizer takes it.
+                state = {"optimizer": "SwitchSchedule",
+                         "switch_after_epoch": self.switch_to_lbfgs_after,
+                         **{f"first.{k}": v for k, v in state.items()}}
+            self._stepper.load_state_dict(state)
             self._optimizer_for_epoch(max(self.epoch, 1))
         if self.verbose:
             print(f"resumed from {path} at epoch {self.epoch}")

@@ -1,4 +1,4 @@
-"""Cut the small MNIST subset in tests/data from the four real MNIST files.
+"""Cut the small MNIST subset in fastconv/datasets/mnist_sample from the four real MNIST files.
 
 Usage::
 
@@ -6,7 +6,7 @@ Usage::
 
 MNIST_FOLDER defaults to $FASTCONV_DATA. The source files must be the canonical ones (their
 sha256 is checked), and the output is deterministic (gzip without time stamp or name), so
-rerunning this script reproduces the content of tests/data bit for bit;
+rerunning this script reproduces the content of fastconv/datasets/mnist_sample bit for bit;
 tests/test_datasets.py checks that.
 """
 import hashlib
@@ -19,7 +19,7 @@ import numpy as np
 
 N_TRAIN = 1000
 N_TEST = 200
-OUT = Path(__file__).resolve().parent / "data"
+OUT = Path(__file__).resolve().parent.parent / "fastconv" / "datasets" / "mnist_sample"
 
 
 def cut(source, out=OUT):

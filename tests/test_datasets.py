@@ -1,6 +1,6 @@
 """Tests of fastconv.datasets: IDX format, MNIST search order, downloads, checks, normalization.
 
-Most tests use the small real-MNIST subset in tests/data (see its README.md); the tests marked
+Most tests use the small real-MNIST subset in fastconv/datasets/mnist_sample (see its README.md); the tests marked
 by the ``mnist_dir`` fixture use the full files from FASTCONV_DATA and are skipped without it.
 No test reaches the internet: downloads go to a local HTTP server, and every test runs with
 FASTCONV_OFFLINE=1 unless it passes ``offline=False`` itself.
@@ -23,7 +23,7 @@ from fastconv.datasets import (FILES, DataFileError, DataNotFoundError, Normaliz
                                load_mnist, read_idx, write_idx)
 from fastconv.datasets._idx import read_bytes
 
-SUBSET = Path(__file__).resolve().parent / "data"
+SUBSET = Path(__file__).resolve().parent.parent / "fastconv" / "datasets" / "mnist_sample"
 SUBSET_SHA256 = json.loads((SUBSET / "sha256.json").read_text())
 TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS = FILES
 

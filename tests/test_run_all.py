@@ -14,11 +14,13 @@ import time
 import pytest
 
 from bench import run_all
-from bench._runner import LocalExecutor, Progress, execute_run, threads_per_job
-from bench._store import RunDir, RunLock, atomic_write_text, config_key, read_metrics
+from bench._runner import LocalExecutor, Progress, threads_per_job
 from bench._report import collect, write_report
 from bench.experiments import (FAMILIES, PRESETS, Run, base_config, build_matrix,
-                               unique_runs)
+                               keep_epochs, unique_runs)
+from fastconv.experiments import (RunDir, RunLock, branch_compatible, config_key,
+                                  execute_run, read_metrics)
+from fastconv.serialization import atomic_write_text
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAKE = "tests.test_run_all:fake_train"
@@ -78,7 +80,7 @@ def _runs(*seeds, family="t"):
 
 
 def _quiet():
-    return Progress(0, enabled=False)
+    return Progress([], enabled=False)
 
 
 # -- keys, files, matrix ---------------------------------------------------------------------
@@ -107,9 +109,20 @@ def test_every_preset_declares_every_family(preset):
     runs = build_matrix(preset)
     assert {r.family for r in runs} == set(FAMILIES)
     p = PRESETS[preset]
-    assert p.switch_epochs > max(p.switch_after)
     # The homework's default run is shared by several families and trained once.
     assert len(unique_runs(runs)) < len(runs)
+    # Every branch is sound (the child computes the parent's first epochs), the default is
+    # the longest run of its settings, and parents come before their children.
+    order = [r.key for r in unique_runs(runs)]
+    for run in runs:
+        if run.branch is not None:
+            parent, epoch = run.branch
+            assert branch_compatible(parent.config, run.config, epoch), run.label
+            assert order.index(parent.key) < order.index(run.key)
+    assert max(r.config["epochs"] for r in runs
+               if r.config["switch_to_lbfgs_after"] is None
+               and r.config == base_config(p, epochs=r.config["epochs"])) \
+        == p.epochs["default"]
     with pytest.raises(ValueError, match="unknown family"):
         build_matrix(preset, ["nope"])
 
@@ -155,7 +168,7 @@ def test_execute_run_records_ok_failed_and_diverged(tmp_path):
     assert "Traceback" in failed["traceback"]
     ok = RunDir(tmp_path, _runs(1)[0].key)
     assert ok.final["threads_seen"] == 3
-    assert [r["epoch"] for r in ok.metrics] == [1]
+    assert [r["epoch"] for r in ok.metrics] == [1, 2]
 
 
 def test_execute_run_refuses_a_locked_run(tmp_path):
@@ -198,8 +211,9 @@ def test_rerun_of_a_finished_matrix_executes_nothing(tmp_path, capsys):
     assert run_all.main(args) == 0
     assert f"{n} already finished, 0 to run" in capsys.readouterr().out
     assert _mtimes(out) == first
-    logs = [open(os.path.join(out, "runs", k, "epochs.log")).read() for k in first]
-    assert all(log.count("\n") == 1 for log in logs)
+    for key in first:
+        log = open(os.path.join(out, "runs", key, "epochs.log")).read()
+        assert log.count("\n") == RunDir(out, key).config["epochs"]
     run_all.main(args[:-3] + ["--list"])
     listing = capsys.readouterr().out
     assert f"{n} distinct runs" in listing and f"{n} ok" in listing
@@ -268,7 +282,8 @@ def test_killed_matrix_resumes_without_redoing_finished_runs(tmp_path):
         assert RunDir(out, run.key).final["status"] == "ok"
 
 
-def test_dask_local_cluster_survives_raising_task_and_killed_worker(tmp_path):
+@pytest.mark.parametrize("shared", [True, False], ids=["shared-storage", "no-shared-storage"])
+def test_dask_local_cluster_survives_raising_task_and_killed_worker(tmp_path, shared):
     distributed = pytest.importorskip(
         "dask.distributed", reason="dask.distributed is not installed (pip install -e .[dask])")
     import dask
@@ -285,16 +300,18 @@ def test_dask_local_cluster_survives_raising_task_and_killed_worker(tmp_path):
         with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                       dashboard_address=None) as cluster, \
                 distributed.Client(cluster) as client:
-            results = DaskExecutor(client, threads=1, train_fn=FAKE).run(runs, out, _quiet())
+            results = DaskExecutor(client, threads=1, train_fn=FAKE,
+                                   shared_storage=shared).run(runs, out, _quiet())
     status = {r.config["seed"]: RunDir(out, r.key).final["status"] for r in runs}
     assert status == {1: "ok", 2: "ok", 3: "ok", SEED_RAISES: "failed", SEED_KILL_ONCE: "ok",
                       SEED_KILL_ALWAYS: "failed"}
     assert {k: r["status"] for k, r in results.items()} == \
         {r.key: status[r.config["seed"]] for r in runs}
     assert "KilledWorker" in RunDir(out, runs[-1].key).final["error"]
-    assert os.path.exists(RunDir(out, runs[4].key).file("killed-once"))
+    # With shared storage the workers trained in the client's folder; without, elsewhere.
+    assert os.path.exists(RunDir(out, runs[4].key).file("killed-once")) == shared
     for run in runs[:3]:
-        assert [m["epoch"] for m in RunDir(out, run.key).metrics] == [1]
+        assert [m["epoch"] for m in RunDir(out, run.key).metrics] == [1, 2]
 
 
 # -- report ------------------------------------------------------------------------------------
@@ -315,7 +332,8 @@ def test_report_from_stored_results(tmp_path):
     assert "agrees with the homework's fall" in text
     figures = os.listdir(os.path.join(out, "figures"))
     assert set(figures) == {"best_model.png", "architecture.png", "optimizers.png",
-                            "batch_size.png", "momentum_lr.png"}
+                            "batch_size.png", "momentum_lr.png", "lbfgs_switch.png",
+                            "rotation.png"}
     for name in figures:
         with open(os.path.join(out, "figures", name), "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
@@ -354,7 +372,7 @@ def test_smoke_preset_end_to_end(tmp_path):
     baseline = results[Run("x", "", base_config(PRESETS["smoke"])).key]
     assert baseline["test_accuracy"] > 0.3  # 200 real images, one epoch: far above chance
     assert os.path.exists(os.path.join(out, "report.md"))
-    assert len(os.listdir(os.path.join(out, "figures"))) == 5
+    assert len(os.listdir(os.path.join(out, "figures"))) == 7
     for key in results:
         files = set(os.listdir(RunDir(out, key).path))
         assert {"config.json", "final.json"} <= files
@@ -363,3 +381,198 @@ def test_smoke_preset_end_to_end(tmp_path):
     assert read_metrics(RunDir(out, runs[0].key).file("metrics.csv"))
     elapsed = time.time() - start
     assert elapsed < 180, f"smoke preset took {elapsed:.0f} s; the budget is 3 minutes"
+
+
+# -- branching ---------------------------------------------------------------------------------
+
+def test_branch_compatibility_rules():
+    p = PRESETS["smoke"]
+    parent = base_config(p, epochs=5)
+    assert branch_compatible(parent, base_config(p, epochs=3), 3)
+    assert branch_compatible(parent, base_config(p, epochs=7, switch_to_lbfgs_after=5), 5)
+    assert branch_compatible(parent, base_config(p, epochs=7, switch_to_lbfgs_after=5,
+                                                 lbfgs_mode="batch"), 4)
+    assert not branch_compatible(parent, base_config(p, epochs=7, switch_to_lbfgs_after=3), 5)
+    assert not branch_compatible(parent, base_config(p, epochs=5, lr=0.01), 3)
+    assert not branch_compatible(parent, base_config(p, epochs=9), 6)   # parent too short
+    lbfgs = base_config(p, epochs=5, optimizer="lbfgs")
+    assert not branch_compatible(lbfgs, dict(lbfgs, lbfgs_mode="batch"), 3)
+
+
+def test_branching_child_equals_training_from_scratch(tmp_path):
+    """A run started from its parent's epoch-k checkpoint ends bitwise where it would alone."""
+    import numpy as np
+
+    p = PRESETS["smoke"]
+    data = {"source": "sample", "size": [60, 20], "dtype": "float32"}
+    parent = Run("t", "parent", base_config(p, model="mlp", epochs=2, data=data))
+    child = Run("t", "child", base_config(p, model="mlp", epochs=3, switch_to_lbfgs_after=1,
+                                          data=data), branch=(parent, 1))
+    assert keep_epochs([parent, child]) == {parent.key: [1]}
+    branched, scratch = str(tmp_path / "branched"), str(tmp_path / "scratch")
+    execute_run(parent.config, branched, parent.key, 1, keep_epochs=[1])
+    assert os.path.exists(RunDir(branched, parent.key).snapshot(1))
+    record = execute_run(child.config, branched, child.key, 1, branch=child.branch_spec())
+    assert record["branched_from"] == {"key": parent.key, "epoch": 1}
+    alone = execute_run(child.config, scratch, child.key, 1)
+    assert alone["branched_from"] is None
+    assert record["history"][0]["test_accuracy"] == alone["history"][0]["test_accuracy"]
+    a = np.load(RunDir(branched, child.key).file("checkpoint.npz"))["params"]
+    b = np.load(RunDir(scratch, child.key).file("checkpoint.npz"))["params"]
+    assert np.array_equal(a, b)
+
+
+def test_local_executor_starts_children_after_the_parents_checkpoint(tmp_path):
+    """A child waits for its parent's snapshot; without one coming, it runs from scratch."""
+    p = PRESETS["smoke"]
+    parent = Run("t", "parent", base_config(p, epochs=3, seed=5))
+    child = Run("t", "child", base_config(p, epochs=2, seed=5), branch=(parent, 2))
+    orphan = Run("t", "orphan", base_config(p, epochs=2, seed=7),
+                 branch=(Run("t", "gone", base_config(p, epochs=4, seed=7)), 2))
+    results = LocalExecutor(2, FAKE, poll=0.05).run([parent, child, orphan], str(tmp_path),
+                                                    _quiet())
+    assert {r["status"] for r in results.values()} == {"ok"}
+    # fake_train writes no checkpoint.npz, so there is never a snapshot: the child started
+    # only once its parent had finished, the orphan at once.
+    parent_done = os.stat(RunDir(tmp_path, parent.key).file("final.json")).st_mtime
+    child_start = os.stat(RunDir(tmp_path, child.key).file("config.json")).st_mtime
+    assert child_start >= parent_done
+
+
+# -- the driver as a user meets it ---------------------------------------------------------------
+
+def _driver(args, **kw):
+    env = {**os.environ, "PYTHONPATH": ROOT, **kw.pop("env", {})}
+    return subprocess.Popen([sys.executable, os.path.join(ROOT, "bench", "run_all.py")] + args,
+                            env=env, cwd=ROOT, **kw)
+
+
+def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(tmp_path):
+    out = str(tmp_path / "out")
+    args = ["--preset", "smoke", "--only", "architecture", "--out", out, "--train-fn", FAKE,
+            "--no-report", "--jobs", "2"]
+    env = {"FAKE_EPOCHS": "4", "FAKE_EPOCH_SECONDS": "0.5"}
+    runs = unique_runs(build_matrix("smoke", ["architecture"]))
+    # A terminal sends SIGINT to the whole foreground process group: so does this test.
+    proc = _driver(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                   start_new_session=True)
+    try:
+        _wait_for(lambda: any(len(RunDir(out, r.key).metrics) >= 2 for r in runs), 60,
+                  "a run's second epoch")
+        os.killpg(proc.pid, signal.SIGINT)
+        start = time.time()
+        stdout, stderr = proc.communicate(timeout=30)
+        elapsed = time.time() - start
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert elapsed < 5, f"took {elapsed:.1f} s to stop"
+    assert proc.returncode == 130
+    assert "Traceback" not in stdout + stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    assert "interrupted" in lines[0] and "nothing is lost" in lines[0]
+    assert "python bench/run_all.py --preset smoke --only architecture" in lines[0]
+    # No worker outlives the driver, and nothing stored is lost: the rerun resumes.
+    _wait_for(lambda: all(RunDir(out, r.key).status() != "running" for r in runs), 10,
+              "the workers to stop")
+    stored = {r.key: len(RunDir(out, r.key).metrics) for r in runs}
+    assert any(stored.values())
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "run_all.py")] + args,
+                          env={**os.environ, "PYTHONPATH": ROOT, **env}, cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for run in runs:
+        log = open(RunDir(out, run.key).file("epochs.log")).read().split()
+        epochs = [int(x) for x in log[::2]]
+        # Epochs stored before the interruption are not trained again.
+        assert epochs[:stored[run.key]] == list(range(1, stored[run.key] + 1))
+        assert sorted(set(epochs)) == [1, 2, 3, 4]
+
+
+def test_progress_without_a_terminal_is_one_line_per_run(tmp_path):
+    out = str(tmp_path / "out")
+    proc = _driver(["--preset", "smoke", "--only", "optimizers", "--out", out, "--train-fn",
+                    FAKE, "--no-report", "--jobs", "2"],
+                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stdout + stderr
+    assert "\r" not in stdout + stderr
+    n = len(unique_runs(build_matrix("smoke", ["optimizers"])))
+    finished = [line for line in stdout.splitlines() if line.startswith("[")]
+    assert len(finished) == n
+    assert finished[-1].startswith(f"[{n}/{n}] ok: optimizers: ")
+
+
+def test_estimate_is_printed_and_a_terminal_user_is_asked_first(tmp_path):
+    """The full preset on a fake terminal: estimate in hours, a question, 'n' runs nothing."""
+    import pty
+
+    out = str(tmp_path / "full")
+    master, slave = pty.openpty()
+    proc = _driver(["--preset", "full", "--out", out, "--jobs", "2"], stdin=slave,
+                   stdout=slave, stderr=slave, env={"FASTCONV_DATA": str(tmp_path / "none")})
+    os.close(slave)
+    seen = b""
+    deadline = time.time() + 120
+    while b"[y/N]" not in seen and time.time() < deadline:
+        try:
+            seen += os.read(master, 4096)
+        except OSError:
+            break
+    assert b"[y/N]" in seen, seen.decode(errors="replace")
+    os.write(master, b"n\n")
+    assert proc.wait(timeout=60) == 1
+    try:
+        while True:
+            chunk = os.read(master, 4096)
+            if not chunk:
+                break
+            seen += chunk
+    except OSError:
+        pass
+    os.close(master)
+    text = seen.decode(errors="replace")
+    assert "40 to run" in text and "estimated wall time: about" in text and " h " in text
+    assert "Nothing was run" in text
+    assert not os.path.exists(os.path.join(out, "runs"))
+
+
+def test_no_question_without_a_terminal_and_the_budget_holds_runs_back(tmp_path):
+    out = str(tmp_path / "full")
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "run_all.py"),
+                           "--preset", "full", "--out", out, "--budget", "0", "--no-report"],
+                          env={**os.environ, "PYTHONPATH": ROOT}, cwd=ROOT, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "[y/N]" not in done.stdout
+    assert done.stdout.count("not started (time budget)") == 40
+    assert "ran 0 runs" in done.stdout
+
+
+def test_estimator_uses_stored_epochs_and_schedules_branches(tmp_path):
+    from bench._estimate import Estimator, format_duration
+    from fastconv.experiments import write_metrics
+
+    p = PRESETS["full"]
+    runs = unique_runs(build_matrix("full"))
+    est = Estimator(runs, str(tmp_path), calibrate=lambda threads: 1e-3)
+    assert est.source == "measured now"
+    default = runs[0]
+    assert default.branch is None and default.config["epochs"] == p.epochs["default"]
+    one = est.epoch_seconds(default.config, 1)
+    # 60,000 training samples at 1 ms plus 10,000 evaluated at 0.44 ms.
+    assert one == pytest.approx(60 + 4.4)
+    cg = base_config(p, optimizer="cg", epochs=3)
+    assert est.epoch_seconds(cg, 1) > 3 * one
+    # One slot: the sum of everything; two slots: about half, never less.
+    serial = est.wall_seconds(runs, 1)
+    parallel = est.wall_seconds(runs, 2)
+    assert serial / 2 <= parallel < 0.6 * serial
+    assert 3600 < parallel < 8 * 3600, format_duration(parallel)   # the preset's budget
+    # A stored epoch of the default run: 2 ms per unit sample measured -> its class doubles.
+    write_metrics(RunDir(tmp_path, default.key).file("metrics.csv"),
+                  [{"epoch": 1, "seconds": 120.0, "test_seconds": 8.8}])
+    again = Estimator(runs, str(tmp_path), calibrate=lambda threads: 1 / 0)
+    assert again.source == "stored"
+    assert again.epoch_seconds(default.config, 1) == pytest.approx(2 * one)

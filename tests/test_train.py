@@ -1,4 +1,4 @@
-"""End-to-end training on the committed real-MNIST subset (tests/data)."""
+"""End-to-end training on the committed real-MNIST subset (fastconv/datasets/mnist_sample)."""
 import csv
 import json
 import os
@@ -12,7 +12,7 @@ from fastconv.datasets import load_mnist
 from fastconv.serialization import load_model
 from fastconv.train import Trainer, TrainingDiverged
 
-DATA = os.path.join(os.path.dirname(__file__), "data")
+DATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fastconv", "datasets", "mnist_sample")
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ from ._idx import DataFileError, parse_idx, read_bytes
 
 __all__ = [
     "MIRRORS", "SHA256", "FILES", "MNIST", "Normalization", "DataNotFoundError",
-    "load_mnist", "cache_dir",
+    "load_mnist", "load_mnist_sample", "SAMPLE_FOLDER", "cache_dir",
 ]
 
 log = logging.getLogger("fastconv.datasets")
@@ -56,6 +56,9 @@ SHA256 = {
 
 _MAGIC = {TRAIN_IMAGES: 0x803, TRAIN_LABELS: 0x801, TEST_IMAGES: 0x803, TEST_LABELS: 0x801}
 _SIZES = {"full": (60000, 10000), "small": (6000, 1000)}
+# The first 1,000 training and 200 test images of MNIST, shipped inside the package so that
+# examples, tests and Dask workers without the data set still have real digits to work on.
+SAMPLE_FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mnist_sample")
 _PAD = 2
 _SIDE = 28 + 2 * _PAD
 # Images per call of the local-normalization kernel: bounds its temporaries, not the result.
@@ -424,3 +427,28 @@ def load_mnist(folder=None, size="full", dtype=np.float32, normalize=True,
         normalization=norm,
         files={name: str(found[name][1]) for name in FILES},
     )
+
+
+def load_mnist_sample(size=(1000, 200), dtype=np.float32, normalize=True):
+    """The real-MNIST sample shipped with fastconv: the first 1,000 / 200 images.
+
+    No download and no ``FASTCONV_DATA`` needed; every file is checked against the sha256 in
+    ``mnist_sample/sha256.json``, as :func:`load_mnist` checks the full set.
+
+    Parameters
+    ----------
+    size : (int, int)
+        First ``n_train`` (<= 1000) and ``n_test`` (<= 200) images.
+    dtype, normalize
+        As :func:`load_mnist` (the normalization is fitted on the selected sample images).
+
+    Returns
+    -------
+    MNIST
+    """
+    import json
+
+    with open(os.path.join(SAMPLE_FOLDER, "sha256.json"), encoding="utf-8") as f:
+        sha = json.load(f)
+    return load_mnist(folder=SAMPLE_FOLDER, size=size, dtype=dtype, normalize=normalize,
+                      expected_sha256=sha, offline=True)

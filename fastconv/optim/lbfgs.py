@@ -15,9 +15,12 @@ the inverse-Hessian estimate positive definite), scales the initial inverse Hess
   ``line_search="strong_wolfe"``.
 
 The very first iteration (over the optimizer's lifetime) uses ``d = -g`` and
-``t = min(1, 1 / sum|g|) * lr``. All of ``d, t, old_dirs, old_steps, Hdiag, g_old, f_old``
-persist between calls, as in Torch: with a new mini-batch per call, ``y`` mixes gradients of
-two mini-batches, which is what the homework's L-BFGS runs did.
+``t = min(1, 1 / sum|g|) * lr``. With ``memory="persistent"`` (the default) all of ``d, t, old_dirs, old_steps, Hdiag,
+g_old, f_old`` persist between calls, as in Torch: with a new mini-batch per call, ``y``
+mixes gradients of two mini-batches, which is what the homework's L-BFGS runs did. With
+``memory="step"`` every call starts afresh (``d = -g``, no pairs), so every curvature pair
+is formed on the call's own objective: L-BFGS proper on each mini-batch, which is sound when
+a mini-batch is large enough to be worth several iterations (thousands of samples).
 
 A call stops early when ``sum|g| <= tol_fun``, ``g.d > -tol_x`` (no descent possible),
 ``sum|t d| <= tol_x``, ``|f - f_old| < tol_x`` or the evaluation budget ``max_eval`` is
@@ -238,12 +241,19 @@ class LBFGS(Optimizer):
         ``None`` takes fixed steps of ``lr``.
     line_search_options : dict, optional
         For ``"strong_wolfe"``: ``c1`` (1e-4), ``c2`` (0.9), ``tol_x`` (1e-9), ``max_iter`` (20).
+    memory : {"persistent", "step"}, default "persistent"
+        ``"persistent"`` keeps the correction pairs and the last direction across calls
+        (Torch); ``"step"`` clears them at the start of every call.
     """
 
     def __init__(self, params, lr=1.0, max_iter=20, max_eval=None, tol_fun=1e-5, tol_x=1e-9,
-                 n_correction=10, line_search=None, line_search_options=None):
+                 n_correction=10, line_search=None, line_search_options=None,
+                 memory="persistent"):
         super().__init__(params)
         name = type(self).__name__
+        if memory not in ("persistent", "step"):
+            raise ValueError(f"{name}: memory must be 'persistent' or 'step'; got {memory!r}")
+        self.memory = memory
         self.lr = check_real(name, "lr", lr, low=0.0, low_open=True)
         self.max_iter = check_count(name, "max_iter", max_iter)
         self.max_eval = (1.25 * self.max_iter if max_eval is None
@@ -298,6 +308,8 @@ class LBFGS(Optimizer):
             return self._step(closure)
 
     def _step(self, closure):
+        if self.memory == "step":
+            self.n_iter = 0
         x = self.params
         dtype = x.dtype.type
         f, g = self._eval(closure)
@@ -390,7 +402,7 @@ class LBFGS(Optimizer):
              "max_eval": self.max_eval, "tol_fun": self.tol_fun, "tol_x": self.tol_x,
              "n_correction": self.n_correction, "line_search": self.line_search or "none",
              "ls_c1": self.ls_c1, "ls_c2": self.ls_c2, "ls_tol_x": self.ls_tol_x,
-             "ls_max_iter": self.ls_max_iter, "n_iter": self.n_iter,
+             "ls_max_iter": self.ls_max_iter, "memory": self.memory, "n_iter": self.n_iter,
              "func_evals": self.func_evals, "hdiag": float(self.hdiag),
              "old_dirs": (np.stack(self.old_dirs) if self.old_dirs
                           else np.empty((0, p), self.params.dtype)),
@@ -421,6 +433,8 @@ class LBFGS(Optimizer):
         self.ls_c2 = as_scalar(d["ls_c2"])
         self.ls_tol_x = as_scalar(d["ls_tol_x"])
         self.ls_max_iter = as_scalar(d["ls_max_iter"], int)
+        # Checkpoints written before the option existed were all Torch's persistent memory.
+        self.memory = as_scalar(d["memory"], str) if "memory" in d else "persistent"
         self.n_iter = as_scalar(d["n_iter"], int)
         self.func_evals = as_scalar(d["func_evals"], int)
         self.hdiag = as_scalar(d["hdiag"])

@@ -5,6 +5,8 @@ Layout under the output folder (``bench/results/<preset>/`` by default)::
     runs/<key>/config.json     the run's canonical config (written before training starts)
     runs/<key>/metrics.csv     one row per finished epoch, rewritten after every epoch
     runs/<key>/checkpoint.npz  the trainer's checkpoint (resume point), model.npz, *.log
+    runs/<key>/checkpoint-epoch<k>.npz
+                               the checkpoint after epoch k, kept for runs branching there
     runs/<key>/final.json      written last: status "ok" | "failed" | "diverged"
     runs/<key>/.lock           flock()ed by the process training the run
 
@@ -26,7 +28,7 @@ __all__ = ["canonical_json", "config_key", "atomic_write_text", "write_json", "r
            "write_metrics", "read_metrics", "RunDir", "METRIC_COLUMNS", "FINISHED", "RunLock"]
 
 METRIC_COLUMNS = ["epoch", "loss", "accuracy", "mean_class_accuracy", "seconds",
-                  "test_loss", "test_accuracy", "test_mean_class_accuracy"]
+                  "test_loss", "test_accuracy", "test_mean_class_accuracy", "test_seconds"]
 # Statuses a final.json may hold; any of them means "do not run again" unless retrying.
 FINISHED = ("ok", "failed", "diverged")
 
@@ -168,6 +170,10 @@ class RunDir:
     @property
     def metrics(self):
         return read_metrics(self.file("metrics.csv"))
+
+    def snapshot(self, epoch):
+        """Path of the checkpoint kept after ``epoch`` for branching runs."""
+        return self.file(f"checkpoint-epoch{int(epoch)}.npz")
 
     def write_config(self, config):
         """Write config.json, or check that the one on disk is the same config."""

@@ -1,0 +1,219 @@
+"""What a matrix will cost before it is run: seconds per epoch of every run, and wall time.
+
+A run's epoch costs ``n_train`` training samples and ``n_test`` evaluated ones. Their cost per
+sample depends on the run's *cost class*: model (and its extra layers), optimizer, L-BFGS
+mode and batch size. For each class the estimate takes, in order:
+
+1. the measured seconds of the epochs already stored in the output folder for runs of the
+   same class (the matrix's own finished work on this machine: the best evidence there is);
+2. otherwise a relative cost from :data:`RELATIVE` (measured once on the project's 2-core
+   machine, every case against the default ConvNet with SGD at batch 1, one thread) times a
+   per-sample cost for this machine: the median stored epoch of any class, converted by its
+   relative cost, or, in an empty folder, a quick measurement (a few hundred training samples
+   of the default ConvNet at the runs' thread count, about a second).
+
+Wall time: the runs are list-scheduled onto the ``jobs`` slots in the order the executor
+starts them, a branching run no earlier than its parent's branch epoch; the estimate is when
+the last slot empties.
+"""
+import math
+import time
+
+from fastconv.experiments import RunDir
+
+__all__ = ["RELATIVE", "cost_class", "relative_cost", "Estimator", "format_duration"]
+
+# Seconds per training sample relative to the default ConvNet (L2 pooling, tanh) with SGD at
+# batch 1, all at one thread, measured side by side with bench's cost script on 3,000 full
+# MNIST images (bench/RESULTS.md, "Experiment matrix costs"). Evaluation is per test sample.
+RELATIVE = {
+    "model": {"convnet": 1.0, "convnet-max": 0.84, "mlp": 0.08, "linear": 0.03},
+    "extra_conv": 0.24, "dropout": 0.07, "rotate": 0.27,
+    "optimizer": {"sgd": 1.0, "asgd": 1.18, "cg": 3.57, "lbfgs": 4.34},
+    "momentum": 0.15,
+    # Per-sample cost of a batch-B step against batch 1 (GEMMs over B samples are cheaper).
+    "batch": ((1, 1.0), (8, 0.85), (32, 0.76), (64, 0.80), (128, 0.86)),
+    # L-BFGS proper on large batches (lbfgs_mode "batch"): one evaluation per sample and step
+    # plus about 1.5 per iteration (the strong-Wolfe search), at the large-batch cost.
+    "lbfgs_batch_evals_per_iter": 1.5,
+    "eval": 0.44,
+}
+# Seconds a run costs besides its epochs: a fresh process, imports, loading the data.
+RUN_OVERHEAD = {"sample": 2.0, "mnist": 5.0}
+
+
+def _batch_factor(b):
+    points = RELATIVE["batch"]
+    if b >= points[-1][0]:
+        return points[-1][1]
+    for (b0, f0), (b1, f1) in zip(points, points[1:]):
+        if b0 <= b <= b1:
+            w = (math.log(b) - math.log(b0)) / (math.log(b1) - math.log(b0))
+            return f0 + w * (f1 - f0)
+    return 1.0
+
+
+def _phases(config):
+    """[(first_epoch, last_epoch, optimizer, lbfgs_mode, batch_size)] of a run."""
+    epochs = config["epochs"]
+    switch = config.get("switch_to_lbfgs_after")
+    lbfgs = ("lbfgs", config.get("lbfgs_mode", "torch"),
+             config.get("lbfgs_batch_size") or config["batch_size"])
+    first = (config["optimizer"],) + ((lbfgs[1], lbfgs[2]) if config["optimizer"] == "lbfgs"
+                                      else ("torch", config["batch_size"]))
+    if switch is None or switch >= epochs:
+        return [(1, epochs) + first]
+    phases = [(switch + 1, epochs) + lbfgs]
+    if switch >= 1:
+        phases.insert(0, (1, switch) + first)
+    return phases
+
+
+def cost_class(config, optimizer, mode, batch):
+    """Hashable description of what one epoch of this phase costs per sample."""
+    return (config["model"], bool(config.get("extra_conv")), bool(config.get("dropout")),
+            bool(config.get("rotate")), optimizer, mode, int(batch),
+            config.get("lbfgs_max_iter") or config.get("max_iter", 2),
+            bool(config.get("momentum")))
+
+
+def relative_cost(cls):
+    """(train, eval) cost per sample of a cost class, relative to the default ConvNet."""
+    model, extra, dropout, rotate, optimizer, mode, batch, max_iter, momentum = cls
+    r = RELATIVE
+    layers = r["model"][model] + extra * r["extra_conv"] * r["model"][model]
+    train = layers + dropout * r["dropout"] + rotate * r["rotate"]
+    if optimizer == "lbfgs" and mode == "batch":
+        train *= (1 + r["lbfgs_batch_evals_per_iter"] * max_iter) * _batch_factor(batch)
+    else:
+        opt = r["optimizer"][optimizer] + (momentum and optimizer == "sgd") * r["momentum"]
+        train *= opt * _batch_factor(batch)
+    return train, layers * r["eval"]
+
+
+def _sizes(config):
+    size = config["data"]["size"]
+    if size == "full":
+        return 60000, 10000
+    if size == "small":
+        return 6000, 1000
+    return int(size[0]), int(size[1])
+
+
+def _epoch_units(config, cls):
+    n_train, n_test = _sizes(config)
+    train, evaluate = relative_cost(cls)
+    return n_train * train + n_test * evaluate
+
+
+def format_duration(seconds):
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes = seconds // 60
+    if minutes < 60:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+class Estimator:
+    """Seconds per epoch of runs, from what the output folder holds and a calibration.
+
+    Parameters
+    ----------
+    runs : list of Run
+        Every declared run of the matrix (finished ones are the measurements).
+    out : str
+        The matrix folder.
+    threads : int
+        Threads per run (for the quick calibration).
+    calibrate : callable, optional
+        ``calibrate(threads) -> seconds per unit sample``; default :func:`quick_calibration`.
+    """
+
+    def __init__(self, runs, out, threads=1, calibrate=None):
+        self.measured = {}      # cost class -> [seconds per unit]
+        for run in runs:
+            for phase, seconds in self._stored_epochs(run, out):
+                self.measured.setdefault(phase, []).append(seconds)
+        self.source = "stored"
+        if self.measured:
+            per_unit = sorted(s for values in self.measured.values() for s in values)
+            self.unit = per_unit[len(per_unit) // 2]
+        else:
+            self.source = "measured now"
+            self.unit = (calibrate or quick_calibration)(threads)
+
+    @staticmethod
+    def _stored_epochs(run, out):
+        """(cost class, seconds per unit) of every stored epoch of ``run``."""
+        history = RunDir(out, run.key).metrics
+        phases = _phases(run.config)
+        for row in history:
+            seconds = row.get("seconds", 0.0) + row.get("test_seconds", 0.0)
+            for lo, hi, opt, mode, batch in phases:
+                if lo <= row["epoch"] <= hi and seconds > 0:
+                    cls = cost_class(run.config, opt, mode, batch)
+                    yield cls, seconds / _epoch_units(run.config, cls)
+
+    def epoch_seconds(self, config, epoch):
+        """Estimated seconds of epoch ``epoch`` of a run of ``config``."""
+        for lo, hi, opt, mode, batch in _phases(config):
+            if lo <= epoch <= hi:
+                cls = cost_class(config, opt, mode, batch)
+                values = self.measured.get(cls)
+                unit = sorted(values)[len(values) // 2] if values else self.unit
+                return unit * _epoch_units(config, cls)
+        return 0.0
+
+    def run_seconds(self, config, first_epoch=1):
+        """Estimated seconds of a run from ``first_epoch`` on, its start-up included."""
+        return RUN_OVERHEAD.get(config["data"]["source"], 5.0) + sum(
+            self.epoch_seconds(config, e) for e in range(first_epoch, config["epochs"] + 1))
+
+    def wall_seconds(self, tasks, jobs, done_epochs=None):
+        """Wall time of ``tasks`` (in start order) on ``jobs`` slots.
+
+        ``tasks`` are :class:`bench.experiments.Run`; ``done_epochs`` maps a run key to the
+        epochs it already has (stored, or copied from its parent when it branches).
+        """
+        done_epochs = done_epochs or {}
+        slots = [0.0] * max(1, jobs)
+        ready_at = {}            # (key, epoch) -> time that epoch is done
+        for run in tasks:
+            start_epoch = done_epochs.get(run.key, 0) + 1
+            earliest = 0.0
+            if run.branch is not None and start_epoch == 1:
+                parent, epoch = run.branch
+                start_epoch = epoch + 1
+                earliest = ready_at.get((parent.key, epoch), 0.0)
+            i = min(range(len(slots)), key=slots.__getitem__)
+            t = max(slots[i], earliest) + RUN_OVERHEAD.get(run.config["data"]["source"], 5.0)
+            for e in range(start_epoch, run.config["epochs"] + 1):
+                t += self.epoch_seconds(run.config, e)
+                ready_at[(run.key, e)] = t
+            slots[i] = t
+        return max(slots)
+
+
+def quick_calibration(threads, samples=256):
+    """Seconds per unit sample on this machine now: train the default ConvNet briefly."""
+    import numpy as np
+
+    import fastconv
+    from fastconv.datasets import load_mnist_sample
+    from fastconv.nn import build_model
+    from fastconv.train import Trainer
+
+    previous = fastconv.get_num_threads()
+    fastconv.set_num_threads(threads)
+    try:
+        data = load_mnist_sample(size=(samples, 1), dtype=np.float32)
+        trainer = Trainer(build_model("convnet", dtype=np.float32, seed=1), progress=False,
+                          verbose=False)
+        trainer.fit(data.train_x[:32], data.train_y[:32], epochs=1)   # warm up: buffers
+        start = time.perf_counter()
+        trainer.fit(data.train_x, data.train_y, epochs=2)
+        return (time.perf_counter() - start) / samples
+    finally:
+        fastconv.set_num_threads(previous)
