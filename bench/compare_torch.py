@@ -7,6 +7,8 @@ Usage (from the repository root)::
     python bench/compare_torch.py --threads-scaling  # n threads vs 1 at batch 1 and 128
     python bench/compare_torch.py --env-matrix       # OMP_NUM_THREADS x OPENBLAS_NUM_THREADS
     python bench/compare_torch.py --quick --output /tmp/x.json   # seconds; smoke test only
+    python bench/compare_torch.py --busy             # a busy host: alone, beside a busy loop,
+                                                     # two at once (bench/_busy.py); ~10 min
 
 PyTorch is optional (``pip install torch==2.13.0`` gives the CPU build); without it the script
 says so and measures fastconv alone.
@@ -137,6 +139,7 @@ PAUSE_S = 0.05
 # Resolution of the environment matrix's "slower than one thread" verdict (see the docstring).
 SLOWER_MARGIN = 0.03
 DEFAULT_OUTPUT = os.path.join(REPO, "bench", "results", "compare_torch.json")
+BUSY_OUTPUT = os.path.join(REPO, "bench", "results", "busy_host.json")
 
 
 def _torch_available():
@@ -764,8 +767,18 @@ def parse_args(argv=None):
     p.add_argument("--no-torch", action="store_true", help="measure fastconv alone")
     p.add_argument("--output", default=DEFAULT_OUTPUT,
                    help="JSON results path (default bench/results/compare_torch.json)")
+    p.add_argument("--busy", action="store_true",
+                   help="measure training on a busy host instead (bench/_busy.py): alone, "
+                        "beside a pure-Python busy loop, two processes at once; default "
+                        "thread settings of both frameworks")
+    p.add_argument("--busy-batches", type=int, nargs="+", default=[1, 128])
+    p.add_argument("--busy-seconds", type=float, default=5.0,
+                   help="seconds each training process is timed in a busy scenario")
+    p.add_argument("--busy-dataset-size", type=int, default=4096, help=argparse.SUPPRESS)
     # Internal: worker processes.
     p.add_argument("--worker", choices=("fastconv", "torch", "ceiling"), help=argparse.SUPPRESS)
+    p.add_argument("--busy-worker", choices=("fastconv", "torch"), help=argparse.SUPPRESS)
+    p.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--no-set-threads", dest="set_threads", action="store_false",
                    help=argparse.SUPPRESS)
     p.add_argument("--weights", help=argparse.SUPPRESS)
@@ -773,6 +786,8 @@ def parse_args(argv=None):
     if args.all:
         args.threads_scaling = args.env_matrix = True
     if args.quick:
+        args.busy_seconds = min(args.busy_seconds, 0.5)
+        args.busy_dataset_size = min(args.busy_dataset_size, 512)
         args.repeats, args.min_time, args.warmup = 1, 0.0, 0.0
         args.warmup_steps = args.min_steps = 1
         args.sgemm_size = min(args.sgemm_size, 256)
@@ -786,10 +801,48 @@ def parse_args(argv=None):
     return args
 
 
+def _busy_step(framework, model, mode, x, y, weights_path=None):
+    if framework == "fastconv":
+        return _fastconv_case(model, mode, x, y)
+    with np.load(weights_path) as f:
+        keys = sorted((k for k in f.files if k.startswith(model + "_")),
+                      key=lambda k: int(k.rsplit("_", 1)[1]))
+        weights = {model: [f[k] for k in keys]}
+    return _torch_case(model, mode, x, y, weights)
+
+
+def main_busy(args, have_torch):
+    """``--busy``: the busy-host scenarios; writes bench/results/busy_host.json."""
+    from bench import _busy
+
+    frameworks = ["fastconv", "torch"] if have_torch else ["fastconv"]
+    with tempfile.TemporaryDirectory(prefix="compare_torch.") as tmp:
+        weights_path = os.path.join(tmp, "weights.npz")
+        np.savez(weights_path, **{f"maxpool_{i}": a for i, a in
+                                  enumerate(build_fastconv_model("maxpool").params())})
+        busy = _busy.run_busy(SCRIPT, args, frameworks, weights_path, log=_log)
+    output = args.output if args.output != DEFAULT_OUTPUT else BUSY_OUTPUT
+    import fastconv
+    write_json(output, {"machine": _machine(), "fastconv": fastconv.__version__,
+                        "settings": {"repeats": args.repeats, "seconds": args.busy_seconds,
+                                     "quick": args.quick},
+                        "environment": {k: os.environ.get(k) for k in
+                                        ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                         "OMP_WAIT_POLICY")},
+                        "busy": busy})
+    print(_busy.format_busy(busy))
+    print(f"\n# wrote {os.path.relpath(output)}")
+    return 0
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.worker:
         return _worker_main(args)
+    if args.busy_worker:
+        from bench import _busy
+        return _busy.busy_worker_main(
+            args, lambda fw, model, mode, x, y: _busy_step(fw, model, mode, x, y, args.weights))
     have_torch = not args.no_torch and _torch_available()
     if not have_torch:
         print("PyTorch is not installed (pip install torch==2.13.0): measuring fastconv "
@@ -797,6 +850,8 @@ def main(argv=None):
               flush=True)
     if args.repeats < 5:
         _log(f"warning: {args.repeats} repeats; use >= 5 for numbers worth quoting")
+    if args.busy:
+        return main_busy(args, have_torch)
     t_start = time.perf_counter()
     _log(f"ceiling: float32 GEMM {args.sgemm_size}^3, {args.threads} threads, in a subprocess")
     ceiling = ceiling_before = measure_ceiling(args)
