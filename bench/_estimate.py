@@ -133,6 +133,7 @@ class Estimator:
 
     def __init__(self, runs, out, threads=1, calibrate=None):
         self.measured = {}      # cost class -> [seconds per unit]
+        self.done = {}          # run key -> epochs stored when the estimate was made
         for run in runs:
             for phase, seconds in self._stored_epochs(run, out):
                 self.measured.setdefault(phase, []).append(seconds)

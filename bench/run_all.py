@@ -146,6 +146,33 @@ def _confirm(estimate, args):
     return answer.strip().lower() in ("y", "yes")
 
 
+def _log_sitting(out, args, estimator, todo, jobs, threads, start, results,
+                 interrupted=False):
+    """Append this invocation to ``<out>/sittings.jsonl``: what it estimated, what it took.
+
+    ``estimate_finished_s`` is the start-of-sitting estimate for exactly the runs that
+    finished in it, so that it compares with ``wall_s`` whatever the sitting left undone.
+    """
+    import json
+
+    from fastconv.experiments.worker import _code_version
+
+    finished = [r for r in todo if r.key in results]
+    entry = {"preset": args.preset, "started": time.strftime("%Y-%m-%dT%H:%M:%S",
+                                                              time.localtime(start)),
+             "wall_s": round(time.time() - start, 1), "jobs": jobs, "threads": threads,
+             "runs_to_do": len(todo), "runs_finished": len(finished),
+             "interrupted": interrupted, **_code_version()}
+    if estimator is not None:
+        entry["estimate_all_s"] = round(estimator.wall_seconds(todo, jobs, estimator.done), 1)
+        entry["estimate_finished_s"] = round(
+            estimator.wall_seconds(finished, jobs, estimator.done), 1)
+        entry["cost_source"] = estimator.source
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "sittings.jsonl"), "a", encoding="utf-8") as f:
+        f.write(json.dumps(entry) + "\n")
+
+
 def _execute(args, runs, todo, out):
     """Estimate, confirm, run; the results, or None when the user declined."""
     from bench._estimate import Estimator, format_duration
@@ -164,8 +191,8 @@ def _execute(args, runs, todo, out):
     estimator = None
     if args.train_fn == DEFAULT_TRAIN_FN:
         estimator = Estimator(runs, out, threads=threads)
-        done = {r.key: len(RunDir(out, r.key).metrics) for r in todo}
-        estimate = estimator.wall_seconds(todo, jobs, done)
+        estimator.done = {r.key: len(RunDir(out, r.key).metrics) for r in todo}
+        estimate = estimator.wall_seconds(todo, jobs, estimator.done)
         print(f"{where}; estimated wall time: about {format_duration(estimate)} (per-sample "
               f"costs {estimator.source})", flush=True)
         if not _confirm(estimate, args):
@@ -191,8 +218,13 @@ def _execute(args, runs, todo, out):
         options["may_start"] = fits
     try:
         results = executor.run(todo, out, progress, **options)
+    except Interrupted as stop:
+        _log_sitting(out, args, estimator, todo, jobs, threads, start, stop.results,
+                     interrupted=True)
+        raise
     finally:
         progress.close()
+    _log_sitting(out, args, estimator, todo, jobs, threads, start, results)
     bad = {k: r for k, r in results.items() if r.get("status") != "ok"}
     print(f"ran {len(results)} runs in {time.time() - start:.0f} s; {len(bad)} not ok",
           flush=True)

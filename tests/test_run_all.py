@@ -548,6 +548,10 @@ def test_no_question_without_a_terminal_and_the_budget_holds_runs_back(tmp_path)
     assert "[y/N]" not in done.stdout
     assert done.stdout.count("not started (time budget)") == 40
     assert "ran 0 runs" in done.stdout
+    # The sitting is logged: what it was estimated to take, what it took.
+    sitting = json.loads(open(os.path.join(out, "sittings.jsonl")).read().splitlines()[-1])
+    assert sitting["runs_to_do"] == 40 and sitting["runs_finished"] == 0
+    assert sitting["estimate_all_s"] > 3600 and sitting["estimate_finished_s"] == 0
 
 
 def test_estimator_uses_stored_epochs_and_schedules_branches(tmp_path):
