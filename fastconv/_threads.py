@@ -17,6 +17,7 @@ _lock = threading.Lock()
 _num_threads = None       # None: follow the default (OMP_NUM_THREADS, else usable cores)
 _blas_pinned = False
 _resolved = None          # cache of effective_n_threads(None): every kernel call asks for it
+_auto = None              # FreeCores when set_num_threads("auto")
 
 
 def _usable_cores():
@@ -77,7 +78,10 @@ def effective_n_threads(n_threads=None):
     if n_threads is None:
         if _resolved is None:
             _pin_scipy_blas()
-            n = _num_threads if _num_threads is not None else _default_threads()
+            if _num_threads == "auto":
+                n = _auto.free if _auto is not None else _default_threads()
+            else:
+                n = _num_threads if _num_threads is not None else _default_threads()
             _resolved = n if openmp_enabled() else 1
         return _resolved
     _pin_scipy_blas()
@@ -91,17 +95,65 @@ def effective_n_threads(n_threads=None):
     return n if openmp_enabled() else 1
 
 
+class _AutoThreads:
+    """A daemon thread that re-measures the free cores every half second.
+
+    Kernels read the thread count from the module's cache (``_resolved``) as always, so
+    ``"auto"`` costs them nothing per call; this thread replaces the cached value when the
+    number of free cores changes.
+    """
+
+    def __init__(self, cores, window=0.5):
+        from ._cpuload import FreeCores
+
+        # The thread paces the readings: the monitor measures on every call (window 0).
+        self.monitor = FreeCores(cores=cores, window=0.0)
+        self.free = cores
+        self.window = window
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="fastconv-auto-threads",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        global _resolved
+        while not self._stop.wait(self.window):
+            free = self.monitor.measure()
+            if free != self.free:
+                with _lock:
+                    if _auto is self:
+                        self.free = free
+                        _resolved = free if openmp_enabled() else 1
+
+    def stop(self):
+        self._stop.set()
+
+
 def set_num_threads(n):
-    """Set the number of threads fastconv's kernels use, BLAS included.
+    """Set the number of threads fastconv's kernels use.
 
     Parameters
     ----------
-    n : int or None
-        Positive thread count, or None to return to the default (``OMP_NUM_THREADS`` if set,
-        else the usable cores). SciPy's BLAS stays pinned to one thread either way, because
-        fastconv splits GEMMs between its own OpenMP threads.
+    n : int, "auto" or None
+        Positive thread count; ``"auto"``: the usable cores that other processes leave free,
+        re-measured every half second (:mod:`fastconv._cpuload`), so that a busy neighbour
+        does not make every parallel region wait for a preempted thread; or None to return
+        to the default (``OMP_NUM_THREADS`` if set, else the usable cores). With ``"auto"``
+        the thread count follows the machine's load, and results are bitwise reproducible
+        only for a given thread count. SciPy's BLAS stays pinned to one thread either way,
+        because fastconv splits GEMMs between its own OpenMP threads.
     """
-    global _num_threads, _resolved
+    global _num_threads, _resolved, _auto
+    if isinstance(n, str):
+        if n != "auto":
+            raise ValueError(f"set_num_threads: n must be a positive int, 'auto' or None; "
+                             f"got {n!r}")
+        with _lock:
+            if _auto is None:
+                _auto = _AutoThreads(_usable_cores() if openmp_enabled() else 1)
+            _num_threads, _resolved = "auto", None
+        _pin_scipy_blas()
+        return
     if n is not None:
         if isinstance(n, bool) or not hasattr(n, "__index__"):
             raise TypeError(f"set_num_threads: n must be a positive int or None; "
@@ -112,6 +164,9 @@ def set_num_threads(n):
     with _lock:
         _num_threads = n
         _resolved = None
+        if _auto is not None:
+            _auto.stop()
+            _auto = None
     _pin_scipy_blas()
 
 
