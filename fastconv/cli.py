@@ -190,17 +190,13 @@ def _train(args):
 
 
 def _write_figures(model, inputs, folder):
-    # The library never touches the backend; the command picks Agg for its own files.
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from .visualize import visualize_model
 
+    # The figures are plain matplotlib Figures (no pyplot, no backend switch): saving one
+    # renders it with Agg for the PNG.
     for name, fig in visualize_model(model, inputs).items():
         path = os.path.join(folder, name + ".png")
-        fig.savefig(path, dpi=120, bbox_inches="tight")
-        plt.close(fig)
+        fig.savefig(path, dpi=120)
         print("wrote", path)
 
 

@@ -313,6 +313,19 @@ def _check_architecture(path, node, where="architecture"):
                                    f"{', '.join(missing)}")
 
 
+def _with_dtype(node, dtype):
+    """A copy of ``node`` in which every layer that takes a dtype but names none gets ``dtype``."""
+    if dtype is None:
+        return node
+    node = dict(node)
+    if node["type"] == "Sequential":
+        node["layers"] = [_with_dtype(child, dtype) for child in node["layers"]]
+    elif "dtype" not in node and "dtype" in inspect.signature(
+            _REGISTRY[node["type"]].__init__).parameters:
+        node["dtype"] = str(dtype)
+    return node
+
+
 def _check_metadata(path, metadata):
     from .datasets import Normalization
     from .nn.loss import LOSSES
@@ -394,8 +407,11 @@ def load_model(path, *, input_shape=None, n_outputs=None):
     if len(dtypes) > 1 or any(d not in (np.float32, np.float64) for d in dtypes):
         raise ModelFileError(path, f"parameters must all be float32 or all float64; got "
                                    f"{', '.join(sorted(map(str, dtypes)))}")
+    # Files written before layers recorded their dtype are rebuilt in the parameters'
+    # dtype: building in the default and converting would round a float64 kernel to float32.
+    architecture = _with_dtype(config["architecture"], dtypes.copy().pop() if dtypes else None)
     try:
-        model = module_from_config(config["architecture"])
+        model = module_from_config(architecture)
     except (TypeError, ValueError) as exc:
         raise ModelFileError(path, f"architecture cannot be built ({exc})") from None
     slots = list(model._param_slots())
