@@ -528,11 +528,8 @@ class Trainer:
         path = self._path("checkpoint.npz")
         if not os.path.exists(path):
             return False
-        arrays = read_npz(path, "checkpoint") if os.path.isfile(path) else None
-        if arrays is None:
-            raise CheckpointError(path, "is not a file")
         try:
-            state = _read_checkpoint(path, arrays)
+            state = _read_checkpoint(path, read_npz(path, "checkpoint"))
         except ModelFileError as exc:
             raise CheckpointError(exc.path, exc.problem) from None
         differences = _differences(state["meta"]["settings"], self.settings())
