@@ -170,7 +170,7 @@ def _train(args):
     model = nn.build_model(args.model, loss=args.loss, extra_conv=args.extra_conv,
                            dropout=args.dropout, rotate=args.rotate, dtype=dtype,
                            seed=args.seed)
-    print(model)
+    print(model.summary((1, 32, 32)))
     progress = {"auto": None, "on": True, "off": False}[args.progress]
     metadata = {"normalization": data.normalization.to_dict() if data.normalization else None,
                 "local_contrast": args.local_contrast, "model": args.model,

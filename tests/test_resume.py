@@ -224,3 +224,13 @@ def test_readme_examples_train_into_distinct_folders():
     assert api and cli
     folders = api + cli
     assert len(folders) == len(set(folders)), folders
+
+
+def test_the_natural_first_script_works_with_the_defaults(subset, tmp_path):
+    # load_mnist, build_model and the layers share one default dtype (float32): no dtype
+    # argument anywhere.
+    x, y = subset
+    model = nn.build_model("linear", seed=1)
+    history = Trainer(model, save_dir=str(tmp_path), progress=False,
+                      verbose=False).fit(x, y, epochs=1)
+    assert len(history) == 1

@@ -226,7 +226,31 @@ class Module:
         return True
 
     def n_parameters(self):
+        """Total number of parameter entries (weights and biases)."""
         return int(sum(p.size for p in self.params()))
+
+    def summary(self, input_shape=None):
+        """Layer-by-layer table: type and settings, output shape, parameter count, totals.
+
+        Parameters
+        ----------
+        input_shape : tuple of int, optional
+            Shape of one input sample, e.g. ``(1, 32, 32)``. When given, the model is run
+            once in evaluation mode on one zero sample (replacing what the layers cached
+            for ``backward``) to find each layer's output shape.
+
+        Returns
+        -------
+        fastconv.nn.Summary
+            Prints as a table; ``rows`` holds the numbers.
+
+        Examples
+        --------
+        >>> from fastconv import nn
+        >>> print(nn.build_model("linear").summary((1, 32, 32)))  # doctest: +SKIP
+        """
+        from ._summary import summarize
+        return summarize(self, input_shape)
 
     # -- description and serialization ---------------------------------------------------
     def get_config(self):
@@ -242,8 +266,9 @@ class Module:
         return cls(**kwargs)
 
     def extra_repr(self):
-        return ", ".join(f"{k}={v}" for k, v in self.get_config().items()
-                         if not isinstance(v, (list, dict)))
+        """The settings shown inside the module's repr, e.g. ``kernel_size=(5, 5)``."""
+        return ", ".join(f"{k}={tuple(v) if isinstance(v, list) else v}"
+                         for k, v in self.get_config().items() if not isinstance(v, dict))
 
     def __repr__(self):
         return f"{type(self).__name__}({self.extra_repr()})"
