@@ -19,16 +19,21 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(os.path.dirname(__file__), "data")
 
 
-def run_cli(*args, cwd=None, env=None, timeout=300):
-    """Run ``python -m fastconv ARGS``; return (exit status, stdout, stderr)."""
-    full_env = dict(os.environ)
-    # The subprocess must import the fastconv under test (the checkout or the install the
-    # tests run against), whatever the working directory.
+def subprocess_env(env=None):
+    """os.environ plus ``env``, with PYTHONPATH leading to the fastconv under test (the
+    checkout or the install the tests run against), whatever the working directory."""
     import fastconv
+    full_env = dict(os.environ)
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(fastconv.__file__)))
     full_env["PYTHONPATH"] = os.pathsep.join(
         [package_parent] + [p for p in full_env.get("PYTHONPATH", "").split(os.pathsep) if p])
     full_env.update(env or {})
+    return full_env
+
+
+def run_cli(*args, cwd=None, env=None, timeout=300):
+    """Run ``python -m fastconv ARGS``; return (exit status, stdout, stderr)."""
+    full_env = subprocess_env(env)
     proc = subprocess.run([sys.executable, "-m", "fastconv", *map(str, args)], cwd=cwd,
                           env=full_env, capture_output=True, text=True, timeout=timeout)
     return proc.returncode, proc.stdout, proc.stderr
