@@ -482,6 +482,7 @@ class Trainer:
             _write_log(self._path("test.log"), test_rows)
 
     def model_metadata(self):
+        """The metadata saved with ``model.npz``: the Trainer's plus loss and epoch."""
         return {**self.metadata, "loss": self.loss_name, "epoch": self.epoch}
 
     def save_checkpoint(self):

@@ -101,6 +101,7 @@ class Module:
 
     # -- structure ----------------------------------------------------------------------
     def children(self):
+        """The direct sub-modules (empty for a layer)."""
         return []
 
     def modules(self):
@@ -131,6 +132,7 @@ class Module:
         return [getattr(m, "grad_" + name) for m, name in self._param_slots()]
 
     def zero_grad(self):
+        """Set every parameter gradient to zero (``backward`` accumulates into them)."""
         if self._flat is not None and self._flat_intact():
             # One pass over the flat vector, split between fastconv's threads.
             _vector.zero(self._flat[1], effective_n_threads())
@@ -148,6 +150,7 @@ class Module:
         return self
 
     def eval(self):
+        """Switch to evaluation mode (stochastic layers become the identity); returns self."""
         return self.train(False)
 
     def set_rng(self, rng):
@@ -163,6 +166,7 @@ class Module:
 
     @property
     def dtype(self):
+        """The parameters' dtype, or None for a module without parameters."""
         ps = self.params()
         return ps[0].dtype if ps else None
 
@@ -258,10 +262,13 @@ class Module:
         return {}
 
     def config(self):
+        """``{"type": class name, **get_config()}``: JSON-able, rebuilt by
+        :func:`module_from_config`."""
         return {"type": type(self).__name__, **self.get_config()}
 
     @classmethod
     def from_config(cls, config):
+        """Build a module (freshly initialized parameters) from :meth:`config`'s output."""
         kwargs = {k: v for k, v in config.items() if k != "type"}
         return cls(**kwargs)
 
