@@ -20,6 +20,7 @@ import numpy as np
 from . import optim
 from ._threads import get_num_threads, set_num_threads
 from .metrics import ConfusionMatrix
+from .optim._base import check_real
 from .nn.loss import make_loss
 from .serialization import (ModelFileError, _parse_json_entry, atomic_savez, atomic_write_text,
                             read_npz, remove_stale_temporaries, save_model)
@@ -210,7 +211,9 @@ class Trainer:
         self.batch_size = int(batch_size)
         self.options = dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                             momentum=momentum, max_iter=max_iter)
-        self.t0_epochs = t0_epochs
+        # Checked here in the user's unit (epochs): ASGD would see t0 in updates, a number
+        # the user never typed.
+        self.t0_epochs = check_real("Trainer", "t0_epochs", t0_epochs, low=0)
         self.switch_to_lbfgs_after = switch_to_lbfgs_after
         self.seed = int(seed)
         self.threads = threads

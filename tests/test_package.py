@@ -29,11 +29,12 @@ def test_version_is_written_once():
     assert not re.search(r"^version\s*=", project, re.M)
     assert re.search(r'^dynamic = \[.*"version"', project, re.M)
     assert 'attr = "fastconv._version.__version__"' in pyproject
-    hits = [os.path.relpath(os.path.join(path, name), ROOT)
-            for path, _, files in os.walk(os.path.join(ROOT, "fastconv"))
-            for name in files if name.endswith(".py")
-            and "__version__ = " in _read(os.path.join(path, name))]
-    assert hits == [os.path.join("fastconv", "_version.py")]
+    # The package under test: the checkout, or an installed wheel.
+    package = os.path.dirname(os.path.abspath(fastconv.__file__))
+    hits = [os.path.relpath(os.path.join(path, name), package)
+            for path, _, files in os.walk(package) for name in files
+            if name.endswith(".py") and "__version__ = " in _read(os.path.join(path, name))]
+    assert hits == ["_version.py"]
     assert re.fullmatch(r"\d+\.\d+\.\d+", fastconv.__version__)
 
 
@@ -93,3 +94,20 @@ def test_result_script_writes_lf_csv_like_the_command(mnist_dir, tmp_path):
     data = out.read_bytes()
     assert data.startswith(b"Id,Prediction\n1,") and b"\r" not in data
     assert data.count(b"\n") == 1001
+
+
+def test_index_page_readme_has_no_repository_relative_images_or_links():
+    source = _read("setup.py")
+    start = source.index("def _readme_for_index")
+    namespace = {"re": re}
+    exec(source[start:source.index("\nsetup(", start)], namespace)
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        text = namespace["_readme_for_index"]()
+    finally:
+        os.chdir(cwd)
+    assert "![" in _read("README.md")                        # GitHub keeps its figures
+    assert not re.search(r"!\[[^\]]*\]\((?!https?://)", text)
+    assert not re.search(r"\]\((?!https?://|#)", text)
+    assert "bench/results/quick/figures/best_model.png` in the source repository" in text

@@ -234,3 +234,8 @@ def test_the_natural_first_script_works_with_the_defaults(subset, tmp_path):
     history = Trainer(model, save_dir=str(tmp_path), progress=False,
                       verbose=False).fit(x, y, epochs=1)
     assert len(history) == 1
+
+
+def test_negative_t0_is_refused_in_epochs():
+    with pytest.raises(ValueError, match=r"t0_epochs must be >= 0; got -1.0"):
+        Trainer(nn.build_model("linear"), optimizer="asgd", t0_epochs=-1)
