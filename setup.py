@@ -103,6 +103,13 @@ def _portable(commands):
 class BuildExt(build_ext):
     """build_ext that probes the compiler for OpenMP and ``-march=native``."""
 
+    def finalize_options(self):
+        super().finalize_options()
+        # A wheel build (CI, a release) has the machine to itself: compile the extensions
+        # side by side. In-place and editable builds keep the serial default (or their -j).
+        if self.parallel is None and "bdist_wheel" in self.distribution.commands:
+            self.parallel = os.cpu_count() or 1
+
     def build_extensions(self):
         ctype = self.compiler.compiler_type
         portable = _portable(self.distribution.commands)

@@ -84,7 +84,7 @@ def filters_figure(weight, title=None, n_strongest=16):
     fig.colorbar(image, ax=heat)
     n_cols = int(np.ceil(np.sqrt(len(strongest))))
     _show_mosaic(tiles, _tile(weight[strongest, channels], n_cols),
-                 f"{len(strongest)} strongest filters, strongest channel each")
+                 f"{len(strongest)} strongest filters (filter:channel)")
     for i, (k, ch) in enumerate(zip(strongest, channels)):
         r, col = divmod(i, n_cols)
         tiles.text(1 + col * (kw + 1), 1 + r * (kh + 1), f"{k}:{ch}", color="yellow",
