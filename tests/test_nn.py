@@ -12,19 +12,19 @@ def small_net(rng_seed=0):
     """Every parametrized and stochastic layer type, on 12x12 inputs, small enough for FD."""
     return nn.Sequential(
         nn.RandomRotation(0.3),
-        nn.Conv2d(1, 3, 3, padding=1, rng=rng_seed),
+        nn.Conv2d(1, 3, 3, padding=1, rng=rng_seed, dtype=np.float64),
         nn.Tanh(),
         nn.LPPool2d(2, 2),
         nn.SubtractiveNormalization(kernel=np.array([0.25, 0.5, 0.25])),
-        nn.Conv2d(3, 4, 3, stride=1, rng=rng_seed + 1),
+        nn.Conv2d(3, 4, 3, stride=1, rng=rng_seed + 1, dtype=np.float64),
         nn.ReLU(),
         nn.MaxPool2d(2),
         nn.ContrastiveNormalization(kernel=np.array([0.3, 0.4, 0.3])),
         nn.Flatten(),
         nn.Dropout(0.3),
-        nn.Linear(16, 6, rng=rng_seed + 2),
+        nn.Linear(16, 6, rng=rng_seed + 2, dtype=np.float64),
         nn.Sigmoid(),
-        nn.Linear(6, 5, rng=rng_seed + 3),
+        nn.Linear(6, 5, rng=rng_seed + 3, dtype=np.float64),
         nn.LogSoftmax(),
     )
 
@@ -56,7 +56,7 @@ def test_whole_network_gradient_matches_finite_differences(rng):
 
 
 def test_backward_accumulates_and_zero_grad_resets(rng):
-    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3, rng=0))
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3, rng=0, dtype=np.float64))
     x = rng.standard_normal((2, 1, 2, 2))
     _, grads = model.flat_parameters()
     model.zero_grad()
@@ -152,7 +152,7 @@ def test_load_model_rejects_files_that_are_not_models(tmp_path):
         load_model(bad)
     junk = tmp_path / "junk.npz"
     junk.write_bytes(b"not a zip")
-    with pytest.raises(ValueError, match="not a readable"):
+    with pytest.raises(ValueError, match="not a model file"):
         load_model(junk)
 
 
@@ -209,7 +209,7 @@ def test_fast_path_matches_the_validated_path_bitwise(rng, dtype):
 
 
 def test_fast_path_falls_back_to_validation(rng):
-    conv = nn.Conv2d(2, 3, 3, rng=0)
+    conv = nn.Conv2d(2, 3, 3, rng=0, dtype=np.float64)
     x = rng.standard_normal((2, 2, 6, 6))
     y = conv.forward(x)
     # A new batch size, a non-contiguous view and another dtype are all re-validated.

@@ -9,9 +9,10 @@ from .module import Module, module_from_config, register_module
 from .normalization import ContrastiveNormalization, SubtractiveNormalization
 from .pooling import LPPool2d, MaxPool2d
 from .stochastic import Dropout, RandomRotation
+from ._summary import Summary
 
 __all__ = ["Module", "Sequential", "Conv2d", "Linear", "Flatten", "MaxPool2d", "LPPool2d",
            "Tanh", "Sigmoid", "ReLU", "Softmax", "LogSoftmax", "Dropout", "RandomRotation",
            "SubtractiveNormalization", "ContrastiveNormalization", "NLLLoss", "MSELoss",
            "MarginLoss", "make_loss", "LOSSES", "build_model", "MODELS", "module_from_config",
-           "register_module"]
+           "register_module", "Summary"]

@@ -54,9 +54,32 @@ class WeightedLayer(Module):
             y = self._empty(self._plan[3], x.dtype)
             self._run_forward(x, y)
             return y
+        self._check_input(x)
         y = self._validated_forward(x)
         self._plan = (x.dtype, x.shape, self.weight.shape, y.shape) if y.size else None
         return y
+
+    def _check_input(self, x):
+        """Refuse an input this layer cannot take with a message that says how to fix it
+        (the functional layer's own checks name the argument but not the layer)."""
+        if not isinstance(x, np.ndarray):
+            return          # functional's TypeError says what is expected
+        name, dtype = type(self).__name__, self.weight.dtype
+        if x.dtype in (np.float32, np.float64) and x.dtype != dtype:
+            raise TypeError(f"{name}: the input has dtype {x.dtype} but the layer's weight is "
+                            f"{dtype}; convert the input with x.astype(np.{dtype}) (or load "
+                            f"the data with dtype=np.{dtype}), or the model with "
+                            f"model.astype(np.{x.dtype})")
+        ndim, size, what = self._input_features()
+        if x.ndim == ndim and x.shape[1] != size:
+            raise ValueError(f"{name}: expects {size} {what} per sample; got input of "
+                             f"shape {x.shape}. The previous layer's output must match "
+                             f"(model.summary(input_shape) lists every layer's output shape)")
+
+    def _input_features(self):
+        """``(ndim, size, what)``: inputs have ``ndim`` axes and ``size`` entries along axis 1,
+        which count ``what`` (e.g. ``(4, 64, "input channels")``)."""
+        raise NotImplementedError
 
     def backward(self, grad_out, need_input_grad=True):
         x = self._x

@@ -28,6 +28,7 @@ class Sequential(Module):
         return self.layers[i]
 
     def add(self, module):
+        """Append ``module`` to the chain; returns self."""
         if not isinstance(module, Module):
             raise TypeError(f"Sequential.add: expected a Module; got {type(module).__name__}")
         self.layers.append(module)

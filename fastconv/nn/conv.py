@@ -20,7 +20,7 @@ class Conv2d(WeightedLayer):
     in_channels, out_channels : int
     kernel_size, stride, padding : int or (int, int)
     bias : bool
-    dtype : {numpy.float32, numpy.float64}
+    dtype : {numpy.float32, numpy.float64}, default numpy.float32
     rng : None, int or numpy.random.Generator
         Source of the initial weights, U(-1/sqrt(fan_in), 1/sqrt(fan_in)) as Torch7,
         fan_in = in_channels * kh * kw.
@@ -30,7 +30,7 @@ class Conv2d(WeightedLayer):
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
-                 bias=True, dtype=np.float64, rng=None):
+                 bias=True, dtype=np.float32, rng=None):
         super().__init__()
         self.in_channels = check_int("Conv2d", "in_channels", in_channels, 1)
         self.out_channels = check_int("Conv2d", "out_channels", out_channels, 1)
@@ -44,6 +44,9 @@ class Conv2d(WeightedLayer):
         # pass (see _run_forward); _col_ready says it belongs to the current input.
         self._col = None
         self._col_ready = False
+
+    def _input_features(self):
+        return 4, self.in_channels, "input channels"
 
     def _validated_forward(self, x):
         self._col, self._col_ready = None, False

@@ -19,12 +19,15 @@ class Linear(WeightedLayer):
         x (N, in_features) -> y (N, out_features).
     """
 
-    def __init__(self, in_features, out_features, bias=True, dtype=np.float64, rng=None):
+    def __init__(self, in_features, out_features, bias=True, dtype=np.float32, rng=None):
         super().__init__()
         self.in_features = check_int("Linear", "in_features", in_features, 1)
         self.out_features = check_int("Linear", "out_features", out_features, 1)
         self._init_parameters((self.out_features, self.in_features), self.in_features, bias,
                               dtype, rng)
+
+    def _input_features(self):
+        return 2, self.in_features, "features"
 
     def _validated_forward(self, x):
         return F.linear_forward(x, self.weight, self.bias)

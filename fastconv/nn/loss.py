@@ -24,6 +24,22 @@ class _Criterion:
     def __call__(self, output, target):
         return self.forward(output, target)
 
+    def forward(self, output, target):
+        """Mean loss over the batch (a float); remembers what :meth:`backward` needs.
+
+        Parameters
+        ----------
+        output : ndarray, shape (N, K)
+            The model's output (the head this loss expects, see the module docstring).
+        target : ndarray of int, shape (N,)
+            Class labels in ``[0, K)``.
+        """
+        raise NotImplementedError
+
+    def backward(self, grad_out=1.0):
+        """dL/d output of the last :meth:`forward`, scaled by ``grad_out``."""
+        raise NotImplementedError
+
     def __repr__(self):
         return f"{type(self).__name__}()"
 

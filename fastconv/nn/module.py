@@ -101,6 +101,7 @@ class Module:
 
     # -- structure ----------------------------------------------------------------------
     def children(self):
+        """The direct sub-modules (empty for a layer)."""
         return []
 
     def modules(self):
@@ -131,6 +132,7 @@ class Module:
         return [getattr(m, "grad_" + name) for m, name in self._param_slots()]
 
     def zero_grad(self):
+        """Set every parameter gradient to zero (``backward`` accumulates into them)."""
         if self._flat is not None and self._flat_intact():
             # One pass over the flat vector, split between fastconv's threads.
             _vector.zero(self._flat[1], effective_n_threads())
@@ -148,6 +150,7 @@ class Module:
         return self
 
     def eval(self):
+        """Switch to evaluation mode (stochastic layers become the identity); returns self."""
         return self.train(False)
 
     def set_rng(self, rng):
@@ -163,6 +166,7 @@ class Module:
 
     @property
     def dtype(self):
+        """The parameters' dtype, or None for a module without parameters."""
         ps = self.params()
         return ps[0].dtype if ps else None
 
@@ -226,7 +230,31 @@ class Module:
         return True
 
     def n_parameters(self):
+        """Total number of parameter entries (weights and biases)."""
         return int(sum(p.size for p in self.params()))
+
+    def summary(self, input_shape=None):
+        """Layer-by-layer table: type and settings, output shape, parameter count, totals.
+
+        Parameters
+        ----------
+        input_shape : tuple of int, optional
+            Shape of one input sample, e.g. ``(1, 32, 32)``. When given, the model is run
+            once in evaluation mode on one zero sample (replacing what the layers cached
+            for ``backward``) to find each layer's output shape.
+
+        Returns
+        -------
+        fastconv.nn.Summary
+            Prints as a table; ``rows`` holds the numbers.
+
+        Examples
+        --------
+        >>> from fastconv import nn
+        >>> print(nn.build_model("linear").summary((1, 32, 32)))  # doctest: +SKIP
+        """
+        from ._summary import summarize
+        return summarize(self, input_shape)
 
     # -- description and serialization ---------------------------------------------------
     def get_config(self):
@@ -234,16 +262,20 @@ class Module:
         return {}
 
     def config(self):
+        """``{"type": class name, **get_config()}``: JSON-able, rebuilt by
+        :func:`module_from_config`."""
         return {"type": type(self).__name__, **self.get_config()}
 
     @classmethod
     def from_config(cls, config):
+        """Build a module (freshly initialized parameters) from :meth:`config`'s output."""
         kwargs = {k: v for k, v in config.items() if k != "type"}
         return cls(**kwargs)
 
     def extra_repr(self):
-        return ", ".join(f"{k}={v}" for k, v in self.get_config().items()
-                         if not isinstance(v, (list, dict)))
+        """The settings shown inside the module's repr, e.g. ``kernel_size=(5, 5)``."""
+        return ", ".join(f"{k}={tuple(v) if isinstance(v, list) else v}"
+                         for k, v in self.get_config().items() if not isinstance(v, dict))
 
     def __repr__(self):
         return f"{type(self).__name__}({self.extra_repr()})"

@@ -12,7 +12,7 @@ __all__ = ["SubtractiveNormalization", "ContrastiveNormalization"]
 
 
 class _LocalNormalization(Module):
-    def __init__(self, kernel_size=7, kernel=None, dtype=np.float64):
+    def __init__(self, kernel_size=7, kernel=None, dtype=np.float32):
         super().__init__()
         if kernel is None:
             kernel = F.gaussian_kernel_1d(check_int(type(self).__name__, "kernel_size",
@@ -29,7 +29,7 @@ class _LocalNormalization(Module):
         return self.kernel
 
     def get_config(self):
-        return {"kernel": self.kernel.tolist()}
+        return {"kernel": self.kernel.tolist(), "dtype": str(self.kernel.dtype)}
 
     def extra_repr(self):
         return f"kernel={self.kernel.shape}"
@@ -85,7 +85,7 @@ class SubtractiveNormalization(_LocalNormalization):
 class ContrastiveNormalization(_LocalNormalization):
     """Subtractive, then divisive normalization (Torch7's SpatialContrastiveNormalization)."""
 
-    def __init__(self, kernel_size=7, kernel=None, threshold=1e-4, dtype=np.float64):
+    def __init__(self, kernel_size=7, kernel=None, threshold=1e-4, dtype=np.float32):
         super().__init__(kernel_size, kernel, dtype)
         self.threshold = check_float("ContrastiveNormalization", "threshold", threshold,
                                      minimum=0.0)
