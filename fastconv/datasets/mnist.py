@@ -367,8 +367,6 @@ def load_mnist(folder=None, size="full", dtype=np.float32, normalize=True,
     TypeError, ValueError
         Bad ``dtype``, ``normalize``, ``size`` or ``expected_sha256``, or ``size`` asks for
         more images than the files hold.
-    RuntimeError
-        ``local_contrast=True`` but the normalization kernel is not available.
 
     Examples
     --------

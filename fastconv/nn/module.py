@@ -43,6 +43,9 @@ class Module:
 
     param_names = ()
     stochastic = False
+    # Attributes that parametrize the kernels (kernel size, stride, ...): a fast-path Plan
+    # records them, and a call after any of them changed goes through validation again.
+    hyper_names = ()
 
     def __init__(self):
         self.training = True
@@ -71,21 +74,12 @@ class Module:
     def __call__(self, x):
         return self.forward(x)
 
-    # -- fusion with the previous layer (used by Sequential) ------------------------------
-    def forward_fused(self, prev, x):
-        """``self.forward(prev.forward(x))`` in one go, or None when this pair has no fused
-        form (the default). A layer that returns an array here must accept
-        :meth:`backward_fused` for the same pair next."""
-        return None
-
-    def fused_with(self, prev):
-        """True when the last forward of this layer and of ``prev`` was one
-        :meth:`forward_fused` (layers may have been called one by one since)."""
-        return False
-
-    def backward_fused(self, prev, grad_out, need_input_grad=True):
-        """``prev.backward(self.backward(grad_out))`` after :meth:`forward_fused`."""
-        raise NotImplementedError
+    def _saved(self, value):
+        """``value`` (something forward cached), or a clear error when there is none."""
+        if value is None:
+            raise RuntimeError(f"{type(self).__name__}.backward: call forward first "
+                               f"(nothing saved from a forward pass)")
+        return value
 
     def _empty(self, shape, dtype):
         """``np.empty(shape, dtype)`` for a result of this layer.
