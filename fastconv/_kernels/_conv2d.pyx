@@ -49,6 +49,7 @@ Design
     this in training mode (fastconv.nn.Conv2d).
 """
 from cython.parallel cimport prange
+from cpython.pyport cimport PY_SSIZE_T_MAX
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy, memset
 
@@ -833,14 +834,32 @@ cdef void _backward_impl(const real_t* x, const real_t* grad_y, const real_t* we
 # ---------------------------------------------------------------------------------------------
 
 cdef Geom _geometry(const Py_ssize_t* x_shape, const Py_ssize_t* w_shape,
-                   int sh, int sw, int ph, int pw) noexcept:
-    """Sizes of a convolution of an (N, C, H, W) input by an (F, C, KH, KW) kernel."""
+                   Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw) except *:
+    """Sizes of a convolution of an (N, C, H, W) input by an (F, C, KH, KW) kernel.
+
+    Geom counts in C int (as the BLAS it calls): every size and every intermediate index
+    (at most the padded input extent) is checked to fit here, in 64-bit arithmetic, so that
+    a geometry fastconv.functional would refuse can never wrap around in a kernel either.
+    """
     cdef Geom g
+    cdef Py_ssize_t oh, ow
+    cdef Py_ssize_t limit = 2147483647
+    if sh < 1 or sw < 1 or ph < 0 or pw < 0 or sh > limit or sw > limit \
+            or x_shape[2] + 2 * ph > limit or x_shape[3] + 2 * pw > limit \
+            or x_shape[2] + 2 * ph < w_shape[2] or x_shape[3] + 2 * pw < w_shape[3]:
+        raise ValueError(f"conv2d: stride ({sh}, {sw}) or padding ({ph}, {pw}) out of range "
+                         f"for input {x_shape[2]}x{x_shape[3]} and kernel "
+                         f"{w_shape[2]}x{w_shape[3]}")
+    oh = (x_shape[2] + 2 * ph - w_shape[2]) // sh + 1
+    ow = (x_shape[3] + 2 * pw - w_shape[3]) // sw + 1
+    if x_shape[1] * w_shape[2] * w_shape[3] > limit or oh * ow > limit or w_shape[0] > limit:
+        raise ValueError(f"conv2d: geometry too large: C*KH*KW = "
+                         f"{x_shape[1] * w_shape[2] * w_shape[3]}, OH*OW = {oh * ow} and "
+                         f"F = {w_shape[0]} must each be <= {limit}")
     g.c, g.h, g.w = x_shape[1], x_shape[2], x_shape[3]
     g.f, g.kh, g.kw = w_shape[0], w_shape[2], w_shape[3]
     g.sh, g.sw, g.ph, g.pw = sh, sw, ph, pw
-    g.oh = (g.h + 2 * ph - g.kh) // sh + 1
-    g.ow = (g.w + 2 * pw - g.kw) // sw + 1
+    g.oh, g.ow = oh, ow
     g.k = g.c * g.kh * g.kw
     g.p = g.oh * g.ow
     return g
@@ -866,6 +885,9 @@ cdef real_t* _workspace(const Geom* g, int T, bint weight_grads, bint outputs,
     if outputs:
         n += _slice_size(<Py_ssize_t>g.f * g.p, item)
     w.stride = n
+    if T < 1 or <object>T * n * item > <object>PY_SSIZE_T_MAX:
+        raise MemoryError(f"conv2d: a workspace of {T} threads x {n} elements does not fit "
+                          f"in memory")
     ws = <real_t*>malloc(T * n * item)
     if ws == NULL:
         raise MemoryError(f"conv2d: cannot allocate a workspace of {T} x {n} elements")
@@ -890,7 +912,7 @@ def conv2d_forward(const real_t[:, :, :, ::1] x,        # IN  (N, C, H, W)
                    const real_t[:, :, :, ::1] weight,   # IN  (F, C, KH, KW)
                    const real_t[::1] bias,              # IN  (F,) or None
                    real_t[:, :, :, ::1] y,              # OUT (N, F, OH, OW)
-                   int sh, int sw, int ph, int pw, int n_threads,
+                   Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, int n_threads,
                    real_t[::1] col_keep=None):          # OUT (>= K*P,) or None
     """y[n,f,i,j] = bias[f] + sum_{c,u,v} weight[f,c,u,v] * x[n,c,i*sh+u-ph, j*sw+v-pw].
 
@@ -918,7 +940,8 @@ def conv2d_forward(const real_t[:, :, :, ::1] x,        # IN  (N, C, H, W)
 def conv2d_backward_input(const real_t[:, :, :, ::1] grad_y,   # IN  (N, F, OH, OW)
                           const real_t[:, :, :, ::1] weight,   # IN  (F, C, KH, KW)
                           real_t[:, :, :, ::1] grad_x,         # OUT (N, C, H, W)
-                          int sh, int sw, int ph, int pw, int n_threads):
+                          Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                          int n_threads):
     """grad_x[n,c,h,w] = sum over (f,u,v,i,j) with i*sh+u-ph = h and j*sw+v-pw = w of
     weight[f,c,u,v] * grad_y[n,f,i,j]: the adjoint of conv2d_forward without bias."""
     cdef Geom g = _geometry(grad_x.shape, weight.shape, sh, sw, ph, pw)
@@ -942,8 +965,8 @@ def conv2d_backward(const real_t[:, :, :, ::1] x,           # IN  (N, C, H, W)
                     real_t[:, :, :, ::1] grad_weight,       # OUT (F, C, KH, KW)
                     real_t[::1] grad_bias,                  # OUT (F,)
                     bint accumulate,
-                    int sh, int sw, int ph, int pw, int n_threads,
-                    real_t[::1] col_kept=None):             # IN  (>= K*P,) or None
+                    Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                    int n_threads, real_t[::1] col_kept=None):             # IN  (>= K*P,) or None
     """grad_weight[f,c,u,v] (+)= sum_{n,i,j} grad_y[n,f,i,j] * x[n,c,i*sh+u-ph, j*sw+v-pw],
     grad_bias[f] (+)= sum_{n,i,j} grad_y[n,f,i,j], the sums added to the arrays' contents when
     accumulate is true; and, unless grad_x is None, grad_x as in conv2d_backward_input.
