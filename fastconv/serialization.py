@@ -7,6 +7,8 @@ no code) with:
   "version": 1, "architecture": <Module.config()>, "metadata": {...}}``. Metadata carries,
   for example, the normalization mean/std of the training set and the loss name.
 - ``param_000``, ``param_001``, ...: the parameter arrays in :meth:`Module.params` order.
+- ``buffer_000``, ...: non-parameter state (e.g. BatchNorm's running statistics) in
+  :meth:`Module.buffers` order; absent when the model has none.
 """
 import json
 import os
@@ -78,6 +80,7 @@ def save_model(path, model, metadata=None):
     config = {"format": FORMAT, "version": VERSION, "architecture": model.config(),
               "metadata": metadata or {}}
     arrays = {f"param_{i:03d}": np.asarray(p) for i, p in enumerate(model.params())}
+    arrays.update({f"buffer_{i:03d}": np.asarray(b) for i, b in enumerate(model.buffers())})
     atomic_savez(path, __config__=_json_array(config), **arrays)
 
 
@@ -122,4 +125,6 @@ def load_model(path):
                 raise ValueError(f"load_model: {path}: {key} has shape {value.shape}; "
                                  f"{type(m).__name__}.{name} needs {current.shape}")
             current[...] = value
+        buffers = sorted(k for k in archive.files if k.startswith("buffer_"))
+        model.load_buffers([archive[k] for k in buffers], f"load_model: {path}")
     return model.eval(), config.get("metadata", {})

@@ -338,6 +338,8 @@ class Trainer:
                 "data_rng": self.data_rng.bit_generator.state,
                 "model_rng": self._model_rng_state(), "history": self.history,
                 "dtype": str(self.params.dtype), "n_params": int(self.params.size)}
+        arrays.update({f"buffer/{i:03d}": np.asarray(b)
+                       for i, b in enumerate(self.model.buffers())})
         atomic_savez(self._path("checkpoint.npz"), params=self.params,
                      order=self.order if self.order is not None else np.empty(0, np.intp),
                      __meta__=np.array(json.dumps(meta, default=_json_default)), **arrays)
@@ -363,6 +365,8 @@ class Trainer:
             self.params[...] = ck["params"]
             self.order = ck["order"].copy()
             opt_arrays = {k[4:]: ck[k].copy() for k in ck.files if k.startswith("opt/")}
+            self.model.load_buffers([ck[k] for k in sorted(ck.files)
+                                     if k.startswith("buffer/")], path)
         self.epoch, self.step_count = meta["epoch"], meta["step"]
         self.history = meta["history"]
         self.data_rng.bit_generator.state = meta["data_rng"]

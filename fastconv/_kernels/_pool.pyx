@@ -1,10 +1,12 @@
-"""Spatial pooling kernels: max pooling (with arg-max) and Lp pooling.
+"""Spatial pooling kernels: max pooling (with arg-max), Lp pooling and average pooling.
 
 Design
 ------
 (a) Ops. ``max_pool2d_forward`` / ``max_pool2d_backward`` (Torch7 SpatialMaxPooling, no padding,
     floor mode) and ``lp_pool2d_forward`` / ``lp_pool2d_backward`` (Torch7 SpatialLPPooling:
-    the *sum* of x^p over the window, then the 1/p-th power; p = 2 is the homework's L2 pooling).
+    the *sum* of x^p over the window, then the 1/p-th power; p = 2 is the homework's L2 pooling)
+    and ``avg_pool2d_forward`` / ``avg_pool2d_backward`` (PyTorch AvgPool2d without padding:
+    the window mean).
 (b) Layout and dtypes. NCHW, C-contiguous, ``real_t`` (float32 or float64); arg-max indices are
     ``Py_ssize_t`` (np.intp), the flat offset ``i*W + j`` inside the input's (n, c) plane.
 (c) Threading. Every op parallelizes over the N*C planes with a static ``prange``. Each plane's
@@ -18,7 +20,8 @@ Design
     (branchy) remainder runs (see _SPAN); other windows sweep the kernel taps in the outer
     loops and the output row in the innermost loop. Max backward is a plain scatter-add.
 (e) Saved for backward. Max pooling saves the arg-max ``indices`` (shaped like y). Lp pooling
-    saves nothing extra: its backward takes x and y.
+    saves nothing extra: its backward takes x and y. Average pooling saves nothing: its
+    backward needs only grad_out and the input's shape.
 (f) Safety. Shapes and hyperparameters are checked by ``fastconv.functional`` before these run;
     ``max_pool2d_backward`` additionally range-checks every index inside the kernel (one pass,
     no extra sweep over the indices) and reports the count of bad ones instead of writing.
@@ -502,3 +505,90 @@ def lp_pool2d_backward(const real_t[:, :, :, ::1] x,           # IN  (N, C, H, W
             for pl in range(planes):
                 _lp_bwd_plane(xp + pl * h * w, yp + pl * oh * ow, gp + pl * oh * ow,
                               gxp + pl * h * w, p, h, w, oh, ow, kh, kw, sh, sw)
+
+
+# --------------------------------------------------------------------------------------------
+# Average pooling
+# --------------------------------------------------------------------------------------------
+
+cdef void _avg_fwd_plane(const real_t* xp, real_t* yp, Py_ssize_t w, Py_ssize_t oh,
+                         Py_ssize_t ow, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh,
+                         Py_ssize_t sw) noexcept nogil:
+    # As Lp pooling: the output row is the accumulator, taps outside, output row inside (so
+    # it vectorizes); the window sum is then scaled once by 1/(kh*kw).
+    cdef Py_ssize_t i, j, u, v
+    cdef const real_t* r
+    cdef real_t* yr
+    cdef real_t scale = <real_t>(1.0 / <double>(kh * kw))
+    for i in range(oh):
+        yr = yp + i * ow
+        for j in range(ow):
+            yr[j] = 0
+        for u in range(kh):
+            for v in range(kw):
+                r = xp + (i * sh + u) * w + v
+                for j in range(ow):
+                    yr[j] += r[j * sw]
+        for j in range(ow):
+            yr[j] *= scale
+
+
+def avg_pool2d_forward(const real_t[:, :, :, ::1] x,    # IN  (N, C, H, W)
+                       real_t[:, :, :, ::1] y,          # OUT (N, C, OH, OW)
+                       Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
+                       int n_threads):
+    """y[n,c,i,j] = (1/(kh*kw)) Σ_{u<kh, v<kw} x[n,c,i*sh+u, j*sw+v]."""
+    cdef Py_ssize_t planes = x.shape[0] * x.shape[1]
+    cdef Py_ssize_t h = x.shape[2], w = x.shape[3], oh = y.shape[2], ow = y.shape[3]
+    cdef const real_t* xp = &x[0, 0, 0, 0]
+    cdef real_t* yp = &y[0, 0, 0, 0]
+    cdef Py_ssize_t pl
+    cdef int nt = _team(planes * h * w, n_threads)
+    if nt > 1:
+        for pl in prange(planes, schedule='static', nogil=True, num_threads=nt):
+            _avg_fwd_plane(xp + pl * h * w, yp + pl * oh * ow, w, oh, ow, kh, kw, sh, sw)
+    else:
+        with nogil:
+            for pl in range(planes):
+                _avg_fwd_plane(xp + pl * h * w, yp + pl * oh * ow, w, oh, ow, kh, kw, sh, sw)
+
+
+cdef void _avg_bwd_plane(const real_t* gp, real_t* gxp, Py_ssize_t h, Py_ssize_t w,
+                         Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t kh, Py_ssize_t kw,
+                         Py_ssize_t sh, Py_ssize_t sw) noexcept nogil:
+    # Zero, then add each scaled output gradient to its window, taps outside and the output
+    # row inside: overlapping windows add in a fixed order, and the plane is one thread's.
+    cdef Py_ssize_t i, j, u, v
+    cdef const real_t* gr
+    cdef real_t* xr
+    cdef real_t scale = <real_t>(1.0 / <double>(kh * kw))
+    memset(gxp, 0, h * w * sizeof(real_t))
+    for i in range(oh):
+        gr = gp + i * ow
+        for u in range(kh):
+            for v in range(kw):
+                xr = gxp + (i * sh + u) * w + v
+                for j in range(ow):
+                    xr[j * sw] += gr[j] * scale
+
+
+def avg_pool2d_backward(const real_t[:, :, :, ::1] grad_out,    # IN  (N, C, OH, OW)
+                        real_t[:, :, :, ::1] grad_x,            # OUT (N, C, H, W)
+                        Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
+                        int n_threads):
+    """grad_x[n,c,a,b] = (1/(kh*kw)) Σ_{windows (i,j) ∋ (a,b)} grad_out[n,c,i,j]."""
+    cdef Py_ssize_t planes = grad_x.shape[0] * grad_x.shape[1]
+    cdef Py_ssize_t h = grad_x.shape[2], w = grad_x.shape[3]
+    cdef Py_ssize_t oh = grad_out.shape[2], ow = grad_out.shape[3]
+    cdef const real_t* gp = &grad_out[0, 0, 0, 0]
+    cdef real_t* gxp = &grad_x[0, 0, 0, 0]
+    cdef Py_ssize_t pl
+    cdef int nt = _team(planes * h * w, n_threads)
+    if nt > 1:
+        for pl in prange(planes, schedule='static', nogil=True, num_threads=nt):
+            _avg_bwd_plane(gp + pl * oh * ow, gxp + pl * h * w, h, w, oh, ow, kh, kw, sh, sw)
+    else:
+        with nogil:
+            for pl in range(planes):
+                _avg_bwd_plane(gp + pl * oh * ow, gxp + pl * h * w, h, w, oh, ow, kh, kw,
+                               sh, sw)

@@ -38,10 +38,14 @@ class Module:
 
     Subclasses list their parameter attribute names in ``param_names`` (e.g.
     ``("weight", "bias")``); each parameter ``p`` has a same-shaped gradient attribute
-    ``grad_p``. Randomized layers set ``stochastic = True`` and draw from ``self.rng``.
+    ``grad_p``. State that is not trained but belongs to the model (BatchNorm's running
+    statistics) is listed in ``buffer_names``: model files and checkpoints save and restore
+    it, and :meth:`astype` converts it. Randomized layers set ``stochastic = True`` and draw
+    from ``self.rng``.
     """
 
     param_names = ()
+    buffer_names = ()
     stochastic = False
     # Attributes that parametrize the kernels (kernel size, stride, ...): a fast-path Plan
     # records them, and a call after any of them changed goes through validation again.
@@ -124,6 +128,27 @@ class Module:
         """List of gradient arrays, in the order of :meth:`params`."""
         return [getattr(m, "grad_" + name) for m, name in self._param_slots()]
 
+    def buffers(self):
+        """List of non-parameter state arrays (``buffer_names`` of every descendant), in a
+        fixed order: what model files and checkpoints save besides the parameters."""
+        return [getattr(m, name) for m in self.modules() for name in m.buffer_names]
+
+    def load_buffers(self, arrays, source="load_buffers"):
+        """Copy ``arrays`` (in :meth:`buffers` order) into the buffers, in place.
+
+        Raises ValueError, naming ``source``, when the count or a shape differs."""
+        slots = [(m, name) for m in self.modules() for name in m.buffer_names]
+        arrays = list(arrays)
+        if len(arrays) != len(slots):
+            raise ValueError(f"{source}: {len(arrays)} buffer arrays given; the model has "
+                             f"{len(slots)}")
+        for (m, name), value in zip(slots, arrays):
+            current = getattr(m, name)
+            if np.shape(value) != current.shape:
+                raise ValueError(f"{source}: {type(m).__name__}.{name} needs shape "
+                                 f"{current.shape}; got {np.shape(value)}")
+            current[...] = value
+
     def zero_grad(self):
         if self._flat is not None and self._flat_intact():
             # One pass over the flat vector, split between fastconv's threads.
@@ -170,11 +195,13 @@ class Module:
             setattr(m, "grad_" + name, np.zeros_like(getattr(m, name)))
         for m in self.modules():
             m._flat = None
+            for name in m.buffer_names:
+                setattr(m, name, np.ascontiguousarray(getattr(m, name), dtype=dtype))
             m._astype_buffers(dtype)
         return self
 
     def _astype_buffers(self, dtype):
-        """Hook for non-parameter arrays (e.g. fixed kernels) to follow the dtype."""
+        """Hook for other non-parameter arrays (e.g. fixed kernels) to follow the dtype."""
 
     def flat_parameters(self):
         """Gather parameters and gradients into one contiguous vector each.

@@ -1,14 +1,17 @@
-"""Torch7's local normalizations with a Gaussian neighbourhood."""
+"""Torch7's local normalizations with a Gaussian neighbourhood, and batch normalization."""
 import numpy as np
 
 from .. import functional as F
+from .._kernels import _batchnorm as _bn
 from .._kernels import _normalization as _kernel
 from .._validation import check_float, check_int
+from ..functional._batchnorm import update_running_stats
 from ..functional._normalization import _prepare
+from ._init import check_dtype
 from . import _fastpath as fast
 from .module import Module, register_module
 
-__all__ = ["SubtractiveNormalization", "ContrastiveNormalization"]
+__all__ = ["SubtractiveNormalization", "ContrastiveNormalization", "BatchNorm2d"]
 
 
 class _LocalNormalization(Module):
@@ -114,3 +117,98 @@ class ContrastiveNormalization(_LocalNormalization):
 
     def get_config(self):
         return {**super().get_config(), "threshold": self.threshold}
+
+
+@register_module
+class BatchNorm2d(Module):
+    """Batch normalization per channel, as PyTorch's BatchNorm2d (affine, running stats).
+
+    In training, each channel of the batch is normalized by its mean and biased variance,
+    and the running statistics move towards the batch's: ``running = (1 - momentum) *
+    running + momentum * batch``, with the unbiased variance. In evaluation the running
+    statistics normalize. ``running_mean`` and ``running_var`` are buffers: model files and
+    checkpoints save and restore them.
+
+    Parameters
+    ----------
+    num_features : int
+        Channels C.
+    eps : float
+        Added to the variance inside the square root.
+    momentum : float
+        Weight of the batch statistics in the running ones.
+    dtype : {numpy.float32, numpy.float64}
+
+    Shape:
+        (N, C, H, W) -> (N, C, H, W); training needs N*H*W >= 2.
+    """
+
+    param_names = ("weight", "bias")
+    buffer_names = ("running_mean", "running_var")
+    hyper_names = ("training", "eps", "momentum")
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, dtype=np.float64):
+        super().__init__()
+        dtype = check_dtype(dtype)
+        self.num_features = check_int("BatchNorm2d", "num_features", num_features, 1)
+        self.eps = check_float("BatchNorm2d", "eps", eps, minimum=0.0, min_inclusive=False)
+        self.momentum = check_float("BatchNorm2d", "momentum", momentum, minimum=0.0,
+                                    maximum=1.0)
+        self.weight = np.ones(self.num_features, dtype)
+        self.bias = np.zeros(self.num_features, dtype)
+        self.grad_weight = np.zeros_like(self.weight)
+        self.grad_bias = np.zeros_like(self.bias)
+        self.running_mean = np.zeros(self.num_features, dtype)
+        self.running_var = np.ones(self.num_features, dtype)
+        self._saved_forward = None    # (x, mean, var, training) for backward
+        self._plan_forward = self._plan_backward = None
+
+    def forward(self, x):
+        # Only training runs fast: evaluation re-checks the running variance every call.
+        plan = self._plan_forward
+        n_threads = fast.threads()
+        stats = (self.running_mean, self.running_var)
+        if self.training and plan is not None \
+                and plan.admits(self, n_threads, (x,), (self.weight, self.bias), stats):
+            y = self._empty(x.shape, x.dtype)
+            mean, var = np.empty(x.shape[1]), np.empty(x.shape[1])
+            _bn.batch_norm2d_forward(x, self.weight, self.bias, mean, var, y, True,
+                                     self.eps, n_threads)
+            update_running_stats(*stats, mean, var, plan.args, self.momentum)
+        else:
+            self._saved_forward = None
+            y, mean, var = F.batch_norm2d_forward(x, self.weight, self.bias, *stats,
+                                                  self.training, self.momentum, self.eps)
+            self._plan_forward = None
+            if self.training:
+                self._plan_forward = fast.plan_if_nonempty(
+                    self, (x,), (self.weight, self.bias), stats, out_shape=x.shape,
+                    args=x.shape[0] * x.shape[2] * x.shape[3])
+        self._saved_forward = (x, mean, var, bool(self.training))
+        return y
+
+    def backward(self, grad_out, need_input_grad=True):
+        x, mean, var, training = self._saved(self._saved_forward)
+        plan = self._plan_backward
+        n_threads = fast.threads()
+        writes = (self.grad_weight, self.grad_bias)
+        if training and self.training and plan is not None \
+                and plan.admits(self, n_threads, (x, grad_out, mean, var), (self.weight,),
+                                writes):
+            grad_x = self._empty(x.shape, x.dtype) if need_input_grad else None
+            _bn.batch_norm2d_backward(x, grad_out, self.weight, mean, var, grad_x,
+                                      self.grad_weight, self.grad_bias, True, True, self.eps,
+                                      n_threads)
+            return grad_x
+        grad_x, _, _ = F.batch_norm2d_backward(x, self.weight, grad_out, mean, var, training,
+                                               self.eps, accumulate_into=writes,
+                                               need_input_grad=need_input_grad)
+        self._plan_backward = None
+        if training and self.training:
+            self._plan_backward = fast.plan_if_nonempty(
+                self, (x, grad_out, mean, var), (self.weight,), writes, out_shape=x.shape)
+        return grad_x
+
+    def get_config(self):
+        return {"num_features": self.num_features, "eps": self.eps, "momentum": self.momentum,
+                "dtype": str(self.weight.dtype)}

@@ -7,7 +7,7 @@ from .._validation import as_pair, check_float
 from . import _fastpath as fast
 from .module import Module, register_module
 
-__all__ = ["MaxPool2d", "LPPool2d"]
+__all__ = ["MaxPool2d", "LPPool2d", "AvgPool2d"]
 
 _INTP = np.dtype(np.intp)
 
@@ -133,3 +133,60 @@ class LPPool2d(Module):
 
     def get_config(self):
         return {"p": self.p, "kernel_size": list(self.kernel_size), "stride": list(self.stride)}
+
+
+@register_module
+class AvgPool2d(Module):
+    """Average pooling (PyTorch's AvgPool2d without padding): the mean of each window.
+
+    Shape:
+        (N, C, H, W) -> (N, C, OH, OW), OH = (H - kh) // sh + 1 (floor mode).
+    """
+
+    hyper_names = ("kernel_size", "stride")
+
+    def __init__(self, kernel_size, stride=None):
+        super().__init__()
+        self.kernel_size = as_pair("AvgPool2d", "kernel_size", kernel_size, 1)
+        self.stride = (self.kernel_size if stride is None
+                       else as_pair("AvgPool2d", "stride", stride, 1))
+        self._shape = None
+        self._plan_forward = self._plan_backward = None
+
+    def _args(self):
+        return (as_pair("AvgPool2d", "kernel_size", self.kernel_size, 1)
+                + as_pair("AvgPool2d", "stride", self.stride, 1))
+
+    def forward(self, x):
+        plan = self._plan_forward
+        n_threads = fast.threads()
+        if plan is not None and plan.admits(self, n_threads, (x,)):
+            self._shape = x.shape
+            y = self._empty(plan.out_shape, x.dtype)
+            _pool.avg_pool2d_forward(x, y, *plan.args, n_threads)
+            return y
+        self._shape = None
+        y = F.avg_pool2d_forward(x, self.kernel_size, self.stride)
+        self._shape = x.shape
+        self._plan_forward = fast.plan_if_nonempty(self, (x,), out_shape=y.shape,
+                                                   args=self._args())
+        return y
+
+    def backward(self, grad_out, need_input_grad=True):
+        if not need_input_grad:
+            return None
+        shape = self._saved(self._shape)
+        plan = self._plan_backward
+        n_threads = fast.threads()
+        # The input shape is state the kernel depends on: several give one output shape.
+        if plan is not None and plan.admits(self, n_threads, (grad_out,), state=shape):
+            grad_x = self._empty(shape, grad_out.dtype)
+            _pool.avg_pool2d_backward(grad_out, grad_x, *plan.args, n_threads)
+            return grad_x
+        grad_x = F.avg_pool2d_backward(grad_out, shape, self.kernel_size, self.stride)
+        self._plan_backward = fast.plan_if_nonempty(self, (grad_out,), out_shape=shape,
+                                                    state=shape, args=self._args())
+        return grad_x
+
+    def get_config(self):
+        return {"kernel_size": list(self.kernel_size), "stride": list(self.stride)}
