@@ -4,7 +4,7 @@ import numpy as np
 from .. import functional as F
 from .._kernels import _batchnorm as _bn
 from .._kernels import _normalization as _kernel
-from .._validation import check_float, check_int
+from .._validation import FLOAT_DTYPES, check_float, check_int
 from ..functional._batchnorm import update_running_stats
 from ..functional._normalization import _prepare
 from ._init import check_dtype
@@ -27,8 +27,11 @@ class _LocalNormalization(Module):
         self.kernel = self.kernel.astype(dtype)
 
     def _kernel_for(self, x):
-        if self.kernel.dtype != x.dtype:
-            self.kernel = self.kernel.astype(x.dtype)
+        """The kernel in x's dtype (converted once when x's float dtype changes)."""
+        dtype = getattr(x, "dtype", None)
+        if dtype in FLOAT_DTYPES and isinstance(self.kernel, np.ndarray) \
+                and self.kernel.dtype != dtype:
+            self.kernel = self.kernel.astype(dtype)
         return self.kernel
 
     def get_config(self):
@@ -52,30 +55,32 @@ class SubtractiveNormalization(_LocalNormalization):
         super().__init__(kernel_size, kernel, dtype)
         self._plan_forward = self._plan_backward = None
 
-    def _admits(self, plan, a, kernel, n_threads):
-        if plan is None or not plan.admits(self, n_threads, (a,)):
+    def _admits(self, plan, arrays, kernel, n_threads):
+        if plan is None or not plan.admits(self, n_threads, arrays):
             return False
         shape, dtype, data = plan.args[0]
         return kernel.shape == shape and kernel.dtype == dtype and kernel.tobytes() == data
 
-    def _plan(self, a, kernel):
+    def _plan(self, arrays, kernel):
+        a = arrays[0]
         if not a.size:
             return None
         _, _, kn, kt, kh, kw, separable, _, _ = _prepare(type(self).__name__, a, kernel)
-        return fast.Plan(self, fast.threads(), (a,), out_shape=a.shape,
+        return fast.Plan(self, fast.threads(), arrays, out_shape=a.shape,
                          args=((kernel.shape, kernel.dtype, kernel.tobytes()),
                                (kn, kt, kh, kw, separable)))
 
     def forward(self, x):
-        self._x = x
+        self._x = None
         kernel = self._kernel_for(x)
         n_threads = fast.threads()
-        if self._admits(self._plan_forward, x, kernel, n_threads):
+        if self._admits(self._plan_forward, (x,), kernel, n_threads):
             y = self._empty(x.shape, x.dtype)
             _kernel.subtractive_forward(x, *self._plan_forward.args[1], y, n_threads)
-            return y
-        y = F.spatial_subtractive_normalization_forward(x, kernel)
-        self._plan_forward = self._plan(x, kernel)
+        else:
+            y = F.spatial_subtractive_normalization_forward(x, kernel)
+            self._plan_forward = self._plan((x,), kernel)
+        self._x = x
         return y
 
     def backward(self, grad_out, need_input_grad=True):
@@ -83,14 +88,16 @@ class SubtractiveNormalization(_LocalNormalization):
             return None
         kernel = self._kernel_for(self._saved(self._x))
         n_threads = fast.threads()
-        if self._admits(self._plan_backward, grad_out, kernel, n_threads):
+        # x is not read (the map is linear) but validation checks its shape against
+        # grad_out's, so the plan covers it too.
+        if self._admits(self._plan_backward, (grad_out, self._x), kernel, n_threads):
             grad_x = self._empty(grad_out.shape, grad_out.dtype)
             # The map is linear: its gradient needs only grad_out and the kernel.
             _kernel.subtractive_backward(grad_out, *self._plan_backward.args[1], grad_x,
                                          n_threads)
             return grad_x
         grad_x = F.spatial_subtractive_normalization_backward(self._x, kernel, grad_out)
-        self._plan_backward = self._plan(grad_out, kernel)
+        self._plan_backward = self._plan((grad_out, self._x), kernel)
         return grad_x
 
 
@@ -104,9 +111,10 @@ class ContrastiveNormalization(_LocalNormalization):
                                      minimum=0.0)
 
     def forward(self, x):
+        self._x = None
+        y = F.spatial_contrastive_normalization_forward(x, self._kernel_for(x), self.threshold)
         self._x = x
-        return F.spatial_contrastive_normalization_forward(x, self._kernel_for(x),
-                                                           self.threshold)
+        return y
 
     def backward(self, grad_out, need_input_grad=True):
         if not need_input_grad:
