@@ -7,7 +7,21 @@ import sys
 
 import numpy as np
 
+from ._threads import max_threads
+from .nn.loss import LOSSES
+from .nn.models import MODELS
+from .optim import OPTIMIZERS
+
 __all__ = ["main", "build_parser"]
+
+
+def _thread_count(text):
+    """argparse type of --threads: an int in [1, max_threads()], refused clearly otherwise."""
+    n = int(text)
+    if not 1 <= n <= max_threads():
+        raise argparse.ArgumentTypeError(f"must be in [1, {max_threads()}] (64 x the usable "
+                                         f"cores); got {n}")
+    return n
 
 
 def _add_data_options(p):
@@ -17,7 +31,8 @@ def _add_data_options(p):
     p.add_argument("--size", choices=["full", "small"], default="full",
                    help="full = 60,000 train / 10,000 test; small = first 6,000 / 1,000 "
                         "(default: full)")
-    p.add_argument("--threads", type=int, default=2, help="CPU threads (default: 2)")
+    p.add_argument("--threads", type=_thread_count, default=2,
+                   help="CPU threads (default: 2)")
 
 
 def build_parser():
@@ -29,10 +44,10 @@ def build_parser():
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _add_data_options(t)
     t.add_argument("--seed", type=int, default=1, help="fixes every random choice")
-    t.add_argument("--model", choices=["linear", "mlp", "convnet", "convnet-max"],
+    t.add_argument("--model", choices=list(MODELS),
                    default="convnet", help="network (convnet-max: max pooling and ReLU)")
-    t.add_argument("--loss", choices=["nll", "mse", "margin"], default="nll")
-    t.add_argument("--optimization", type=str.upper, choices=["SGD", "ASGD", "CG", "LBFGS"],
+    t.add_argument("--loss", choices=list(LOSSES), default="nll")
+    t.add_argument("--optimization", type=str.upper, choices=[o.upper() for o in OPTIMIZERS],
                    default="SGD")
     t.add_argument("--learning-rate", type=float, default=1e-3,
                    help="SGD and L-BFGS step size; ASGD eta0")
@@ -131,17 +146,13 @@ def _load_for_eval(args):
     return model, meta, data
 
 
-def _predict(model, x, batch_size=1000):
-    return np.concatenate([np.argmax(model.forward(x[i:i + batch_size]), axis=1)
-                           for i in range(0, x.shape[0], batch_size)])
-
-
 def _test(args):
     from .metrics import ConfusionMatrix
+    from .train import predict
 
     model, meta, data = _load_for_eval(args)
     confusion = ConfusionMatrix(10)
-    confusion.add(_predict(model, data.test_x), data.test_y)
+    confusion.add(predict(model, data.test_x, 1000), data.test_y)
     print(confusion)
     print(f"test accuracy: {100 * confusion.accuracy:.2f}%")
     return 0
@@ -149,9 +160,10 @@ def _test(args):
 
 def _predict_cmd(args):
     from .serialization import atomic_write_text
+    from .train import predict
 
     model, meta, data = _load_for_eval(args)
-    pred = _predict(model, data.test_x)
+    pred = predict(model, data.test_x, 1000)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["Id", "Prediction"])

@@ -2,11 +2,10 @@
 
 One :class:`Trainer` runs the homework's driver: each epoch reshuffles the training set, makes
 one optimizer step per mini-batch (the batch gradient is the mean over the batch), prints a
-confusion matrix, appends a row to ``train.log`` and ``test.log`` and writes, atomically, a
-checkpoint from which an interrupted run resumes to the same final weights as an
+confusion matrix, rewrites ``train.log`` and ``test.log`` (one row per finished epoch) and
+writes, atomically, a checkpoint from which an interrupted run resumes to the same final weights as an
 uninterrupted one.
 """
-import csv
 import json
 import math
 import os
@@ -20,11 +19,12 @@ from . import optim
 from ._threads import get_num_threads, set_num_threads
 from .metrics import ConfusionMatrix
 from .nn.loss import make_loss
+from .optim import OPTIMIZERS, build_optimizer
 from .serialization import atomic_savez, atomic_write_text, save_model
 
-__all__ = ["Trainer", "TrainingDiverged", "EpochStats", "build_optimizer", "OPTIMIZERS"]
+__all__ = ["Trainer", "TrainingDiverged", "EpochStats", "build_optimizer", "OPTIMIZERS",
+           "predict"]
 
-OPTIMIZERS = ("sgd", "asgd", "cg", "lbfgs")
 LOG_HEADER = ["epoch", "loss", "accuracy", "mean_class_accuracy", "seconds"]
 
 
@@ -38,41 +38,34 @@ class TrainingDiverged(RuntimeError):
 
 
 class EpochStats(dict):
-    """Per-epoch numbers: epoch, loss, accuracy, mean_class_accuracy, seconds (+ test_*)."""
+    """Numbers of one pass, readable as attributes.
+
+    A training epoch has ``epoch``, ``loss``, ``accuracy``, ``mean_class_accuracy``,
+    ``seconds``, ``seconds_per_sample`` and ``confusion`` (a ConfusionMatrix); :meth:`Trainer.
+    fit` adds the evaluation's as ``test_loss``, ``test_accuracy``, ``test_mean_class_
+    accuracy``, ``test_confusion`` and ``test_seconds``. :meth:`Trainer.evaluate` returns
+    ``loss``, ``accuracy``, ``mean_class_accuracy`` and ``confusion``.
+    """
 
     __getattr__ = dict.__getitem__
-
-
-def build_optimizer(name, params, *, lr=1e-3, lr_decay=1e-7, weight_decay=0.0, momentum=0.0,
-                    t0=1e6, max_iter=2, n_correction=10):
-    """Construct an optimizer by its homework name (``sgd``, ``asgd``, ``cg``, ``lbfgs``).
-
-    ``lr`` is SGD's and L-BFGS's learning rate and ASGD's eta0, as in the homework's driver;
-    ``t0`` is ASGD's averaging start in updates; ``max_iter`` is CG's and L-BFGS's iterations
-    per mini-batch.
-    """
-    name = name.lower()
-    if name == "sgd":
-        return optim.SGD(params, lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
-                         momentum=momentum)
-    if name == "asgd":
-        return optim.ASGD(params, lr=lr, t0=t0)
-    if name == "cg":
-        return optim.CG(params, max_iter=max_iter)
-    if name == "lbfgs":
-        return optim.LBFGS(params, lr=lr, max_iter=max_iter, n_correction=n_correction)
-    raise ValueError(f"unknown optimizer {name!r}; choose from {list(OPTIMIZERS)}")
 
 
 def _predict_labels(output):
     return np.argmax(output, axis=1)
 
 
-def _read_log(path):
-    if not os.path.exists(path):
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+def predict(model, x, batch_size=250):
+    """Predicted class of each row of ``x``: the arg-max of ``model``'s output, computed in
+    evaluation mode, batch by batch (the model's mode is restored afterwards)."""
+    training = model.training
+    model.eval()
+    out = []
+    try:
+        for lo in range(0, x.shape[0], batch_size):
+            out.append(_predict_labels(model.forward(x[lo:lo + batch_size])))
+    finally:
+        model.train(training)
+    return np.concatenate(out) if out else np.empty(0, dtype=np.intp)
 
 
 def _write_log(path, rows):
@@ -255,21 +248,19 @@ class Trainer:
                           confusion=confusion)
 
     def predict(self, x, batch_size=250):
-        """Predicted class of each row of ``x`` (evaluation mode)."""
-        self.model.eval()
-        out = []
+        """Predicted class of each row of ``x`` (evaluation mode; ASGD: averaged weights)."""
         with self._averaged():
-            for lo in range(0, x.shape[0], batch_size):
-                out.append(_predict_labels(self.model.forward(x[lo:lo + batch_size])))
+            labels = predict(self.model, x, batch_size)
         self.model.train()
-        return np.concatenate(out) if out else np.empty(0, dtype=np.intp)
+        return labels
 
     # -- the loop ---------------------------------------------------------------------------
     def fit(self, train_x, train_y, test_x=None, test_y=None, epochs=1, resume=True):
         """Train until ``epochs`` epochs are done in total (resuming from a checkpoint).
 
-        Returns the list of per-epoch EpochStats (including epochs done before a resume,
-        read back from the logs).
+        Returns ``self.history``: one plain dict per finished epoch, the EpochStats fields
+        without the confusion matrices, including the epochs done before a resume (restored
+        from the checkpoint).
         """
         self._n_train = train_x.shape[0]
         if self.threads is not None:
