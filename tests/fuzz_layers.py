@@ -239,6 +239,59 @@ def run_nll_program(program):
             assert _same(*outcomes), f"NLLLoss {op}: {outcomes} after {program}"
 
 
+_BIG = [2**k + d for k in (20, 29, 30, 31) for d in (-1, 0, 1)]
+extents = st.one_of(st.integers(0, 4), st.sampled_from(_BIG))
+
+
+def _conv_reference(x, weight, sh, sw, ph, pw, oh, ow):
+    """The convolution's definition at each output, with Python-int indices."""
+    c, h, w = x.shape[1:]
+    kh, kw = weight.shape[2:]
+    y = np.zeros((1, weight.shape[0], oh, ow))
+    for i in range(oh):
+        for j in range(ow):
+            for u in range(kh):
+                for v in range(kw):
+                    a, b = i * sh + u - ph, j * sw + v - pw
+                    if 0 <= a < h and 0 <= b < w:
+                        y[0, :, i, j] += weight[:, :, u, v] @ x[0, :, a, b]
+    return y
+
+
+def run_geometry(h, k, stride, padding):
+    """Strides and paddings near 2**20..2**31 through the validated functions: a clear
+    error, or the definition's result (never an overflowed index or a crash)."""
+    from fastconv import functional as F
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 2, h, h + 1))
+    weight = rng.standard_normal((3, 2, k, k))
+    sh, sw = max(stride, 1), max(stride // 2, 1)
+    ph, pw = padding, padding // 3
+    oh = (h + 2 * ph - k) // sh + 1 if h + 2 * ph >= k else 0
+    ow = (h + 1 + 2 * pw - k) // sw + 1 if h + 1 + 2 * pw >= k else 0
+    if oh * ow > 64:
+        return          # too large for the reference (the kernels' own tests cover sizes)
+    try:
+        y = F.conv2d_forward(x, weight, None, (sh, sw), (ph, pw))
+    except (ValueError, MemoryError):
+        return
+    np.testing.assert_allclose(y, _conv_reference(x, weight, sh, sw, ph, pw, oh, ow),
+                               rtol=1e-12, atol=1e-12)
+    g = rng.standard_normal(y.shape)
+    gx, gw, _ = F.conv2d_backward(x, weight, g, (sh, sw), (ph, pw))
+    eps = 1e-6
+    for _ in range(3):   # directional derivatives of <y, g>, exact for a linear map
+        d = rng.standard_normal(x.shape)
+        yd = F.conv2d_forward(x + eps * d, weight, None, (sh, sw), (ph, pw))
+        np.testing.assert_allclose(np.vdot(yd - y, g) / eps, np.vdot(gx, d), rtol=1e-5,
+                                   atol=1e-8)
+    for pool in (F.max_pool2d_forward, F.avg_pool2d_forward):
+        try:
+            pool(x, min(k, h), (sh, sw))
+        except ValueError:
+            pass
+
+
 programs = st.lists(st.tuples(st.sampled_from(CHANGES), st.integers(0, 2**32 - 1),
                               st.sampled_from(CALLS)), min_size=1, max_size=8)
 # The CI profile is derandomized (the same programs every run, no flaky CI); a count given
@@ -256,6 +309,9 @@ def main():
             print(f"{name}: {EXAMPLES} examples", flush=True)
         given(programs)(config(run_nll_program))()
         print(f"NLLLoss: {EXAMPLES} examples", flush=True)
+        given(st.integers(1, 5), st.integers(1, 3), extents, extents)(
+            config(run_geometry))()
+        print(f"conv2d geometry: {EXAMPLES} examples", flush=True)
     finally:
         fastconv.set_num_threads(old)
     return 0

@@ -199,14 +199,15 @@ cdef inline int _split(int total, int t, int n_parts) noexcept nogil:
 cdef inline void _valid_range(int size, int out_size, int stride, int pad, int offset,
                               int* lo, int* hi) noexcept nogil:
     """[lo, hi): outputs i < out_size with 0 <= i*stride + offset - pad < size."""
-    cdef int a = pad - offset
-    cdef int b = size + pad - offset
+    # In 64-bit: a + stride - 1 passes INT_MAX for a stride near it (a 1x1 output).
+    cdef long long a = pad - offset
+    cdef long long b = <long long>size + pad - offset
     if stride == 1:
-        lo[0] = max(a, 0)
-        hi[0] = min(out_size, b)
+        lo[0] = <int>max(a, 0)
+        hi[0] = <int>min(out_size, b)
     else:
-        lo[0] = (a + stride - 1) // stride if a > 0 else 0
-        hi[0] = min(out_size, (b - 1) // stride + 1) if b > 0 else 0
+        lo[0] = <int>min((a + stride - 1) // stride, out_size) if a > 0 else 0
+        hi[0] = <int>min(out_size, (b - 1) // stride + 1) if b > 0 else 0
     if hi[0] < lo[0]:
         hi[0] = lo[0]
 
