@@ -13,7 +13,8 @@ Design
     of any size keep float32 accuracy.
 (c) Threading. Channels are independent: a static ``prange`` over C, each channel's sums
     taken by one thread in a fixed order (n, then h*w). Results are bitwise independent of
-    the thread count. Below ``_PAR_MIN_WORK`` elements the call runs serially.
+    the thread count. Below ``SERIAL_BELOW // 2`` elements the call runs serially (half
+    the shared threshold: two passes per element).
 (d) Maths of the training backward, with xhat = (x - mean) * invstd:
     grad_bias = Σ g, grad_weight = Σ g xhat,
     grad_x = weight * invstd / M * (M g - grad_bias - xhat grad_weight)
@@ -26,9 +27,7 @@ from libc.math cimport sqrt
 
 from ._types cimport real_t
 
-cdef enum:
-    # Input elements below which a call runs on one thread.
-    _PAR_MIN_WORK = 16384
+from ._openmp cimport SERIAL_BELOW
 
 
 cdef void _stats(const real_t* x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t hw, Py_ssize_t ch,
@@ -87,7 +86,7 @@ def batch_norm2d_forward(const real_t[:, :, :, ::1] x,    # IN  (N, C, H, W)
     in training mean and var (biased) are the batch's and written out first."""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], hw = x.shape[2] * x.shape[3]
     cdef Py_ssize_t ch
-    cdef int nt = n_threads if n * c * hw >= _PAR_MIN_WORK else 1
+    cdef int nt = n_threads if n * c * hw >= SERIAL_BELOW // 2 else 1
     cdef const real_t* xp = &x[0, 0, 0, 0]
     cdef real_t* yp = &y[0, 0, 0, 0]
     if nt > 1:
@@ -155,7 +154,7 @@ def batch_norm2d_backward(const real_t[:, :, :, ::1] x,         # IN  (N, C, H, 
     through constants in evaluation."""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], hw = x.shape[2] * x.shape[3]
     cdef Py_ssize_t ch
-    cdef int nt = n_threads if n * c * hw >= _PAR_MIN_WORK else 1
+    cdef int nt = n_threads if n * c * hw >= SERIAL_BELOW // 2 else 1
     cdef const real_t* xp = &x[0, 0, 0, 0]
     cdef const real_t* gp = &grad_y[0, 0, 0, 0]
     cdef real_t* gxp = &grad_x[0, 0, 0, 0] if grad_x is not None else NULL

@@ -12,7 +12,8 @@ Design
 (c) Threading. Every op parallelizes over the N*C planes with a static ``prange``. Each plane's
     output (forward) and gradient (backward) is written by exactly one thread, so there is no
     racy accumulation, and the result is bitwise independent of the thread count. Work below
-    ``_PAR_MIN_WORK`` elements runs serially: forking a team costs more than it saves there.
+    ``SERIAL_BELOW // 2`` elements runs serially (half the shared threshold: an element costs
+    a window of loads).
 (d) Vectorization. Branchy scalar pooling was measured at 25-35% of a training step, so every
     inner loop is straight-line code over an output row that gcc can if-convert and vectorize:
     the arg-max update is a pair of selects, never a branch. The hot 2x2/2 window has its own
@@ -32,9 +33,7 @@ from libc.string cimport memset
 
 from ._types cimport real_t
 
-cdef enum:
-    # Input elements below which a call runs on one thread.
-    _PAR_MIN_WORK = 16384
+from ._openmp cimport SERIAL_BELOW
 
 
 cdef extern from *:
@@ -72,7 +71,7 @@ cdef inline real_t _sqrt(real_t v) noexcept nogil:
 
 
 cdef inline int _team(Py_ssize_t work, int n_threads) noexcept nogil:
-    return n_threads if work >= _PAR_MIN_WORK else 1
+    return n_threads if work >= SERIAL_BELOW // 2 else 1
 
 
 # --------------------------------------------------------------------------------------------
