@@ -164,7 +164,7 @@ cdef class Plan:
         and written array is the very object validated (or None as then), still of its
         shape, dtype and contiguity, written ones still writeable; and no input or read
         array shares bytes with a written one."""
-        cdef Py_ssize_t i, j, n
+        cdef Py_ssize_t i, n
         cdef object a, b
         if not _enabled or threads != self.threads:
             return False
@@ -199,15 +199,19 @@ cdef class Plan:
             if not _ready(a, <tuple>self._write_shapes[i], <cnp.dtype>self._write_dtypes[i],
                           True):
                 return False
-            for j in range(len(inputs)):
-                if _overlap(<cnp.ndarray>inputs[j], <cnp.ndarray>a):
-                    return False
-            for j in range(len(reads)):
-                b = reads[j]
-                if b is not None and _overlap(<cnp.ndarray>b, <cnp.ndarray>a):
-                    return False
-            for j in range(i):
-                b = writes[j]
-                if b is not None and _overlap(<cnp.ndarray>b, <cnp.ndarray>a):
-                    return False
+            if _overlaps_any(inputs, len(inputs), a) or _overlaps_any(reads, len(reads), a) \
+                    or _overlaps_any(writes, i, a):
+                return False
         return True
+
+
+cdef inline bint _overlaps_any(tuple arrays, Py_ssize_t n, object a):
+    """Whether any of the first n arrays (None skipped; all C-contiguous ndarrays, checked
+    by the caller) shares bytes with a."""
+    cdef Py_ssize_t j
+    cdef object b
+    for j in range(n):
+        b = arrays[j]
+        if b is not None and _overlap(<cnp.ndarray>b, <cnp.ndarray>a):
+            return True
+    return False
