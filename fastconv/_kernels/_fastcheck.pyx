@@ -183,26 +183,31 @@ cdef class Plan:
             if not _ready(inputs[i], <tuple>self.input_shapes[i],
                           <cnp.dtype>self.input_dtypes[i], False):
                 return False
-        for i in range(len(reads)):
-            a = reads[i]
-            if a is not self.reads[i]:
-                return False
-            if a is not None and not _ready(a, <tuple>self._read_shapes[i],
-                                            <cnp.dtype>self._read_dtypes[i], False):
-                return False
+        if not _same_objects(reads, self.reads, self._read_shapes, self._read_dtypes, False) \
+                or not _same_objects(writes, self.writes, self._write_shapes,
+                                     self._write_dtypes, True):
+            return False
         for i in range(len(writes)):
             a = writes[i]
-            if a is not self.writes[i]:
-                return False
-            if a is None:
-                continue
-            if not _ready(a, <tuple>self._write_shapes[i], <cnp.dtype>self._write_dtypes[i],
-                          True):
-                return False
-            if _overlaps_any(inputs, len(inputs), a) or _overlaps_any(reads, len(reads), a) \
-                    or _overlaps_any(writes, i, a):
+            if a is not None and (_overlaps_any(inputs, len(inputs), a)
+                                  or _overlaps_any(reads, len(reads), a)
+                                  or _overlaps_any(writes, i, a)):
                 return False
         return True
+
+
+cdef inline bint _same_objects(tuple now, tuple then, tuple shapes, tuple dtypes, bint write):
+    """Whether each array of ``now`` is the object of ``then`` (or both None), still of its
+    recorded shape and dtype, C-contiguous and, when ``write``, writeable."""
+    cdef Py_ssize_t i
+    cdef object a
+    for i in range(len(now)):
+        a = now[i]
+        if a is not then[i]:
+            return False
+        if a is not None and not _ready(a, <tuple>shapes[i], <cnp.dtype>dtypes[i], write):
+            return False
+    return True
 
 
 cdef inline bint _overlaps_any(tuple arrays, Py_ssize_t n, object a):

@@ -389,8 +389,10 @@ cdef void _lp_fwd_generic(const real_t* xp, real_t* yp, double p, Py_ssize_t w,
     cdef const real_t* r
     cdef real_t* yr
     cdef real_t t
+    # p = 1 (average pooling's window sum too) adds x itself: pow(v, 1) is v exactly.
     cdef real_t inv_p = <real_t>(1.0 / p)
     cdef bint square = p == 2.0
+    cdef bint linear = p == 1.0
     for i in range(oh):
         yr = yp + i * ow
         for j in range(ow):
@@ -402,13 +404,16 @@ cdef void _lp_fwd_generic(const real_t* xp, real_t* yp, double p, Py_ssize_t w,
                     for j in range(ow):
                         t = r[j * sw]
                         yr[j] += t * t
+                elif linear:
+                    for j in range(ow):
+                        yr[j] += r[j * sw]
                 else:
                     for j in range(ow):
                         yr[j] += _pow(r[j * sw], p)
         if square:
             for j in range(ow):
                 yr[j] = _sqrt(yr[j])
-        else:
+        elif not linear:
             for j in range(ow):
                 yr[j] = _pow(yr[j], inv_p)
 
@@ -536,23 +541,12 @@ def lp_pool2d_backward(const real_t[:, :, :, ::1] x,           # IN  (N, C, H, W
 cdef void _avg_fwd_plane(const real_t* xp, real_t* yp, Py_ssize_t w, Py_ssize_t oh,
                          Py_ssize_t ow, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh,
                          Py_ssize_t sw) noexcept nogil:
-    # As Lp pooling: the output row is the accumulator, taps outside, output row inside (so
-    # it vectorizes); the window sum is then scaled once by 1/(kh*kw).
-    cdef Py_ssize_t i, j, u, v
-    cdef const real_t* r
-    cdef real_t* yr
+    # The window sums are Lp pooling's with p = 1; then one scale by 1/(kh*kw).
+    cdef Py_ssize_t o
     cdef real_t scale = <real_t>(1.0 / <double>(kh * kw))
-    for i in range(oh):
-        yr = yp + i * ow
-        for j in range(ow):
-            yr[j] = 0
-        for u in range(kh):
-            for v in range(kw):
-                r = xp + (i * sh + u) * w + v
-                for j in range(ow):
-                    yr[j] += r[j * sw]
-        for j in range(ow):
-            yr[j] *= scale
+    _lp_fwd_generic(xp, yp, 1.0, w, oh, ow, kh, kw, sh, sw)
+    for o in range(oh * ow):
+        yp[o] *= scale
 
 
 def avg_pool2d_forward(const real_t[:, :, :, ::1] x,    # IN  (N, C, H, W)

@@ -1,9 +1,7 @@
 """Activation layers. Each saves its output: the backward passes are written in terms of y."""
-import numpy as np
-
 from .. import functional as F
 from .._kernels import _activation as _k
-from .._validation import FLOAT_DTYPES, check_float
+from .._validation import check_array, check_float
 from . import _fastpath as fast
 from .module import Module, register_module
 
@@ -88,14 +86,10 @@ class _Elementwise(_OutputSaving):
         so in place is safe.
         """
         if not fast.writable_float(a):
-            if not isinstance(a, np.ndarray):
-                raise TypeError(f"{type(self).__name__}.forward_inplace: a must be a "
-                                f"numpy.ndarray; got {type(a).__name__}")
-            if a.dtype not in FLOAT_DTYPES:
-                raise TypeError(f"{type(self).__name__}.forward_inplace: a must have dtype "
-                                f"float32 or float64; got {a.dtype}")
-            raise ValueError(f"{type(self).__name__}.forward_inplace: a must be C-contiguous, "
-                             f"writeable and in native byte order")
+            fn = f"{type(self).__name__}.forward_inplace"
+            check_array(fn, "a", a)     # the type and dtype errors of every entry point
+            raise ValueError(f"{fn}: a must be C-contiguous, writeable and in native byte "
+                             f"order")
         self._y = None
         self.inplace_last = True
         if a.size:
