@@ -15,6 +15,20 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 MAX_EXTENT = 2**31 - 1
 
 
+def check_dtype(dtype, fn=None, name="dtype"):
+    """Return ``np.dtype(dtype)`` when it is float32 or float64, else a TypeError naming
+    ``fn`` (when given) and ``name``: the one dtype check of the layers, the data loader and
+    the functions that take a dtype argument."""
+    prefix = f"{fn}: " if fn else ""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{prefix}{name} must be float32 or float64; got {dtype!r}") from None
+    if dt not in FLOAT_DTYPES:
+        raise TypeError(f"{prefix}{name} must be float32 or float64; got {dt}")
+    return dt
+
+
 def check_array(fn, name, x, ndim=None, layout="", dtype=None, dtype_of=None):
     """Validate a float input array and return it C-contiguous.
 
@@ -92,7 +106,7 @@ def check_int(fn, name, v, minimum=None, maximum=None):
     """Return ``v`` as a Python int, rejecting bools, floats and values outside
     ``[minimum, maximum]``."""
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
-        raise TypeError(f"{fn}: {name} must be an int; got {type(v).__name__} {v!r}")
+        raise TypeError(f"{fn}: {name} must be an integer; got {type(v).__name__} {v!r}")
     v = int(v)
     if minimum is not None and v < minimum:
         raise ValueError(f"{fn}: {name} must be >= {minimum}; got {v}")

@@ -85,6 +85,36 @@ def test_save_load_round_trip(name, dtype, rng, tmp_path):
     np.testing.assert_array_equal(m.forward(x), loaded.forward(x))
 
 
+def test_checkpoint_resume_restores_buffers_bitwise(tmp_path):
+    """BatchNorm's running statistics are saved in checkpoints: an interrupted and resumed
+    run ends with the same parameters and statistics as an uninterrupted one."""
+    from fastconv.train import Trainer
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((60, 1, 8, 8)).astype(np.float32)
+    y = rng.integers(0, 10, 60)
+
+    def model():
+        r = np.random.default_rng(5)
+        return nn.Sequential(nn.Conv2d(1, 4, 3, dtype=np.float32, rng=r),
+                             nn.BatchNorm2d(4, dtype=np.float32), nn.ReLU(), nn.AvgPool2d(2),
+                             nn.Flatten(), nn.Linear(36, 10, dtype=np.float32, rng=r),
+                             nn.LogSoftmax())
+
+    def trainer(folder, m):
+        return Trainer(m, loss="nll", optimizer="sgd", lr=0.05, batch_size=6, seed=2,
+                       save_dir=str(tmp_path / folder), progress=False, verbose=False)
+
+    full = trainer("a", model())
+    full.fit(x, y, epochs=3)
+    trainer("b", model()).fit(x, y, epochs=2)
+    resumed = trainer("b", model())
+    resumed.fit(x, y, epochs=3)
+    np.testing.assert_array_equal(resumed.params, full.params)
+    for a, b in zip(resumed.model.buffers(), full.model.buffers()):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.all(b == 0) for b in full.model.buffers())
+
+
 def _step(m, x, g):
     m.zero_grad()
     _reseed(m)

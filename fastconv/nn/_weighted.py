@@ -33,16 +33,17 @@ class WeightedLayer(Module):
         self._plan_forward = self._plan_backward = None
 
     def forward(self, x):
-        self._x = x
+        self._x = None      # cached only once forward succeeds
         plan = self._plan_forward
         n_threads = fast.threads()
         if plan is not None and plan.admits(self, n_threads, (x,), (self.weight, self.bias)):
             y = self._empty(plan.out_shape, x.dtype)
             self._run_forward(x, y, plan.args, n_threads)
-            return y
-        y, args = self._validated_forward(x)
-        self._plan_forward = fast.plan_if_nonempty(self, (x,), (self.weight, self.bias),
-                                                   out_shape=y.shape, args=args)
+        else:
+            y, args = self._validated_forward(x)
+            self._plan_forward = fast.plan_if_nonempty(self, (x,), (self.weight, self.bias),
+                                                       out_shape=y.shape, args=args)
+        self._x = x
         return y
 
     def backward(self, grad_out, need_input_grad=True):

@@ -70,6 +70,11 @@ class Sequential(Module):
             i += 1
         return x
 
+    def fused_pairs(self):
+        """Indices of the activations that the last :meth:`forward` ran fused with the max
+        pooling after them (pairs ``(i, i + 1)``)."""
+        return sorted(self._fused or ())
+
     def backward(self, grad_out, need_input_grad=True):
         layers = self.layers
         fused = self._fused or {}

@@ -10,6 +10,7 @@ import numpy as np
 
 from .._kernels import _vector
 from .._threads import effective_n_threads
+from .._validation import check_dtype
 from ._buffers import BufferPool
 
 __all__ = ["Module", "register_module", "module_from_config"]
@@ -187,9 +188,7 @@ class Module:
 
     def astype(self, dtype):
         """Convert parameters and gradients to ``dtype`` in place; returns self."""
-        dtype = np.dtype(dtype)
-        if dtype not in (np.float32, np.float64):
-            raise TypeError(f"astype: dtype must be float32 or float64; got {dtype}")
+        dtype = check_dtype(dtype, "astype")
         for m, name in self._param_slots():
             setattr(m, name, np.ascontiguousarray(getattr(m, name), dtype=dtype))
             setattr(m, "grad_" + name, np.zeros_like(getattr(m, name)))

@@ -103,18 +103,18 @@ class LPPool2d(Module):
                 + as_pair("LPPool2d", "stride", self.stride, 1))
 
     def forward(self, x):
-        self._x = x
         plan = self._plan_forward
         n_threads = fast.threads()
-        self._y = None    # so that the previous output can be recycled
+        self._x = self._y = None    # so that the previous output can be recycled
         if plan is not None and plan.admits(self, n_threads, (x,)):
-            self._y = self._empty(plan.out_shape, x.dtype)
-            _pool.lp_pool2d_forward(x, self._y, *plan.args, n_threads)
-            return self._y
-        self._y = F.lp_pool2d_forward(x, self.p, self.kernel_size, self.stride)
-        self._plan_forward = fast.plan_if_nonempty(self, (x,), out_shape=self._y.shape,
-                                                   args=self._args())
-        return self._y
+            y = self._empty(plan.out_shape, x.dtype)
+            _pool.lp_pool2d_forward(x, y, *plan.args, n_threads)
+        else:
+            y = F.lp_pool2d_forward(x, self.p, self.kernel_size, self.stride)
+            self._plan_forward = fast.plan_if_nonempty(self, (x,), out_shape=y.shape,
+                                                       args=self._args())
+        self._x, self._y = x, y
+        return y
 
     def backward(self, grad_out, need_input_grad=True):
         if not need_input_grad:
