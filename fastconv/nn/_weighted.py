@@ -69,7 +69,7 @@ class WeightedLayer(Module):
         """A gradient buffer sharing memory with a parameter would overwrite it: refuse,
         whether or not this backward reads the parameter."""
         for name in self.param_names:
-            p, g = getattr(self, name), getattr(self, "grad_" + name)
+            g = getattr(self, "grad_" + name)
             for other in (self.weight, self.bias):
                 if g is not None and other is not None and np.shares_memory(g, other):
                     raise ValueError(f"{type(self).__name__}.backward: grad_{name} must not "
