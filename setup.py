@@ -165,7 +165,8 @@ def _extensions():
             continue
         exts.append(Extension(
             "fastconv._kernels." + name, [path],
-            include_dirs=[np.get_include()],
+            # _kernels/ itself: C headers beside the .pyx (e.g. _conv2d_simd.h)
+            include_dirs=[np.get_include(), os.path.join("fastconv", "_kernels")],
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         ))
     directives = {

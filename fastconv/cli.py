@@ -14,6 +14,10 @@ import sys
 import numpy as np
 
 from ._version import __version__
+from ._threads import max_threads
+from .nn.loss import LOSSES
+from .nn.models import MODELS
+from .optim import OPTIMIZERS
 
 __all__ = ["main", "build_parser"]
 
@@ -53,13 +57,23 @@ def _number(kind, low=None, high=None, low_open=False, high_open=False):
     return parse
 
 
+def _thread_count(text):
+    """argparse type of --threads: an int in [1, max_threads()]; the message quotes the input."""
+    n = _number(int, 1)(text)
+    if n > max_threads():
+        raise argparse.ArgumentTypeError(f"must be <= {max_threads()} (64 x the usable "
+                                         f"cores); got {text!r}")
+    return n
+
+
 def _add_common_options(p):
     p.add_argument("--data", default=None,
                    help="folder with the four MNIST .gz files (default: $FASTCONV_DATA, the "
                         "user cache, then a download)")
     p.add_argument("--size", choices=["full", "small"], default="full",
                    help="full = 60,000 train / 10,000 test; small = first 6,000 / 1,000")
-    p.add_argument("--threads", type=_number(int, 1), default=2, help="CPU threads")
+    p.add_argument("--threads", type=_thread_count, default=None,
+                   help="CPU threads (default: the usable cores, or OMP_NUM_THREADS)")
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help="show the Python traceback of an error")
 
@@ -84,12 +98,12 @@ def build_parser():
                        formatter_class=fmt)
     _add_common_options(t)
     t.add_argument("--seed", type=_number(int, 0), default=1, help="fixes every random choice")
-    t.add_argument("--model", choices=["linear", "mlp", "convnet", "convnet-max"],
+    t.add_argument("--model", choices=list(MODELS),
                    default="convnet", help="network (convnet-max: max pooling and ReLU)")
-    t.add_argument("--loss", choices=["nll", "mse", "margin"], default="nll",
+    t.add_argument("--loss", choices=list(LOSSES), default="nll",
                    help="nll: log-softmax head; mse: tanh head against +-1 targets; margin: "
                         "multi-class hinge on raw scores")
-    t.add_argument("--optimization", type=str.upper, choices=["SGD", "ASGD", "CG", "LBFGS"],
+    t.add_argument("--optimization", type=str.upper, choices=[o.upper() for o in OPTIMIZERS],
                    default="SGD", help="optimizer")
     t.add_argument("--learning-rate", type=_number(float, 0, low_open=True), default=1e-3,
                    help="SGD and L-BFGS step size; ASGD eta0")
@@ -220,10 +234,11 @@ def _scores(model, x, batch_size=1000):
 
 def _test(args):
     from .metrics import ConfusionMatrix
+    from .train import predict
 
     model, meta, data = _load_for_eval(args)
     confusion = ConfusionMatrix(10)
-    confusion.add(np.argmax(_scores(model, data.test_x), axis=1), data.test_y)
+    confusion.add(predict(model, data.test_x, 1000), data.test_y)
     print(confusion)
     print(f"test accuracy: {100 * confusion.accuracy:.2f}%")
     return 0
@@ -242,6 +257,7 @@ def _probabilities(scores, loss):
 
 def _write_csv(path, header, rows):
     from .serialization import atomic_write_text
+    from .train import predict
 
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")

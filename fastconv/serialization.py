@@ -7,6 +7,8 @@ no code) with:
   "version": 1, "architecture": <Module.config()>, "metadata": {...}}``. Metadata carries,
   for example, the normalization mean/std of the training set and the loss name.
 - ``param_000``, ``param_001``, ...: the parameter arrays in :meth:`Module.params` order.
+- ``buffer_000``, ...: non-parameter state (e.g. BatchNorm's running statistics) in
+  :meth:`Module.buffers` order; absent when the model has none.
 
 :func:`load_model` checks a file against this schema as it reads it (archive integrity, keys,
 JSON types, nesting depth, module types and their settings, parameter count, dtype and
@@ -176,6 +178,7 @@ def save_model(path, model, metadata=None):
     config = {"format": FORMAT, "version": VERSION, "architecture": model.config(),
               "metadata": metadata or {}}
     arrays = {f"param_{i:03d}": np.asarray(p) for i, p in enumerate(model.params())}
+    arrays.update({f"buffer_{i:03d}": np.asarray(b) for i, b in enumerate(model.buffers())})
     atomic_savez(path, __config__=_json_array(config), **arrays)
 
 
@@ -395,7 +398,8 @@ def load_model(path, *, input_shape=None, n_outputs=None):
     _check_metadata(path, metadata)
 
     saved = sorted(k for k in arrays if k.startswith("param_"))
-    extra = sorted(set(arrays) - set(saved) - {"__config__"})
+    buffers = sorted(k for k in arrays if k.startswith("buffer_"))
+    extra = sorted(set(arrays) - set(saved) - set(buffers) - {"__config__"})
     if extra:
         raise ModelFileError(path, f"has unexpected entries {', '.join(extra)}")
     expected_keys = [f"param_{i:03d}" for i in range(len(saved))]
@@ -426,6 +430,10 @@ def load_model(path, *, input_shape=None, n_outputs=None):
             raise ModelFileError(path, f"{key} has shape {value.shape}; "
                                        f"{type(m).__name__}.{name} needs {current.shape}")
         current[...] = value
+    try:
+        model.load_buffers([arrays[k] for k in buffers], "buffers")
+    except ValueError as exc:
+        raise ModelFileError(path, str(exc)) from None
     model.eval()
     if input_shape is not None:
         _check_io(path, model, tuple(input_shape), n_outputs)

@@ -2,11 +2,10 @@
 
 One :class:`Trainer` runs the homework's driver: each epoch reshuffles the training set, makes
 one optimizer step per mini-batch (the batch gradient is the mean over the batch), prints a
-confusion matrix, appends a row to ``train.log`` and ``test.log`` and writes, atomically, a
-checkpoint from which an interrupted run resumes to the same final weights as an
+confusion matrix, rewrites ``train.log`` and ``test.log`` (one row per finished epoch) and
+writes, atomically, a checkpoint from which an interrupted run resumes to the same final weights as an
 uninterrupted one.
 """
-import csv
 import json
 import math
 import os
@@ -22,13 +21,14 @@ from ._threads import get_num_threads, set_num_threads
 from .metrics import ConfusionMatrix
 from .optim._base import check_real
 from .nn.loss import make_loss
+from .optim import OPTIMIZERS, build_optimizer
 from .serialization import (ModelFileError, _parse_json_entry, atomic_savez, atomic_write_text,
                             read_npz, remove_stale_temporaries, save_model)
 
 __all__ = ["Trainer", "TrainingDiverged", "EpochStats", "build_optimizer", "OPTIMIZERS",
-           "CheckpointError", "SettingsMismatch", "SaveFolderError", "check_save_folder"]
+           "predict", "CheckpointError", "SettingsMismatch", "SaveFolderError",
+           "check_save_folder"]
 
-OPTIMIZERS = ("sgd", "asgd", "cg", "lbfgs")
 LBFGS_MODES = ("torch", "batch")
 # Samples per forward/backward pass inside one mini-batch; larger batches are chunked.
 CHUNK = 500
@@ -125,41 +125,34 @@ def check_save_folder(path):
 
 
 class EpochStats(dict):
-    """Per-epoch numbers: epoch, loss, accuracy, mean_class_accuracy, seconds (+ test_*)."""
+    """Numbers of one pass, readable as attributes.
+
+    A training epoch has ``epoch``, ``loss``, ``accuracy``, ``mean_class_accuracy``,
+    ``seconds``, ``seconds_per_sample`` and ``confusion`` (a ConfusionMatrix); :meth:`Trainer.
+    fit` adds the evaluation's as ``test_loss``, ``test_accuracy``, ``test_mean_class_
+    accuracy``, ``test_confusion`` and ``test_seconds``. :meth:`Trainer.evaluate` returns
+    ``loss``, ``accuracy``, ``mean_class_accuracy`` and ``confusion``.
+    """
 
     __getattr__ = dict.__getitem__
-
-
-def build_optimizer(name, params, *, lr=1e-3, lr_decay=1e-7, weight_decay=0.0, momentum=0.0,
-                    t0=1e6, max_iter=2, n_correction=10):
-    """Construct an optimizer by its homework name (``sgd``, ``asgd``, ``cg``, ``lbfgs``).
-
-    ``lr`` is SGD's and L-BFGS's learning rate and ASGD's eta0, as in the homework's driver;
-    ``t0`` is ASGD's averaging start in updates; ``max_iter`` is CG's and L-BFGS's iterations
-    per mini-batch.
-    """
-    name = name.lower()
-    if name == "sgd":
-        return optim.SGD(params, lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
-                         momentum=momentum)
-    if name == "asgd":
-        return optim.ASGD(params, lr=lr, t0=t0)
-    if name == "cg":
-        return optim.CG(params, max_iter=max_iter)
-    if name == "lbfgs":
-        return optim.LBFGS(params, lr=lr, max_iter=max_iter, n_correction=n_correction)
-    raise ValueError(f"unknown optimizer {name!r}; choose from {list(OPTIMIZERS)}")
 
 
 def _predict_labels(output):
     return np.argmax(output, axis=1)
 
 
-def _read_log(path):
-    if not os.path.exists(path):
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+def predict(model, x, batch_size=250):
+    """Predicted class of each row of ``x``: the arg-max of ``model``'s output, computed in
+    evaluation mode, batch by batch (the model's mode is restored afterwards)."""
+    training = model.training
+    model.eval()
+    out = []
+    try:
+        for lo in range(0, x.shape[0], batch_size):
+            out.append(_predict_labels(model.forward(x[lo:lo + batch_size])))
+    finally:
+        model.train(training)
+    return np.concatenate(out) if out else np.empty(0, dtype=np.intp)
 
 
 def _write_log(path, rows):
@@ -419,14 +412,11 @@ class Trainer:
                           confusion=confusion)
 
     def predict(self, x, batch_size=250):
-        """Predicted class of each row of ``x`` (evaluation mode)."""
-        self.model.eval()
-        out = []
+        """Predicted class of each row of ``x`` (evaluation mode; ASGD: averaged weights)."""
         with self._averaged():
-            for lo in range(0, x.shape[0], batch_size):
-                out.append(_predict_labels(self.model.forward(x[lo:lo + batch_size])))
+            labels = predict(self.model, x, batch_size)
         self.model.train()
-        return np.concatenate(out) if out else np.empty(0, dtype=np.intp)
+        return labels
 
     # -- the loop ---------------------------------------------------------------------------
     def fit(self, train_x, train_y, test_x=None, test_y=None, epochs=1, resume=True):
@@ -582,6 +572,8 @@ class Trainer:
                 "model_rng": self._model_rng_state(), "history": self.history,
                 "dtype": str(self.params.dtype), "n_params": int(self.params.size),
                 "settings": self.settings()}
+        arrays.update({f"buffer/{i:03d}": np.asarray(b)
+                       for i, b in enumerate(self.model.buffers())})
         atomic_savez(self._path("checkpoint.npz"), params=self.params,
                      order=self.order if self.order is not None else np.empty(0, np.intp),
                      __meta__=np.array(json.dumps(meta, default=_json_default)), **arrays)
@@ -657,7 +649,11 @@ class Trainer:
             except (KeyError, TypeError, ValueError) as exc:
                 raise CheckpointError(path, f"optimizer state is invalid "
                                             f"({type(exc).__name__}: {exc})") from None
-        # Everything is checked; restore.
+        # Everything is checked; restore (buffers first: they check their own shapes).
+        try:
+            self.model.load_buffers(state["buffers"], "buffers")
+        except ValueError as exc:
+            raise CheckpointError(path, str(exc)) from None
         self.params[...] = state["params"]
         self.order = state["order"]
         self.epoch, self.step_count = meta["epoch"], meta["step"]
@@ -697,7 +693,7 @@ def _check_rng_state(path, state, name):
 def _read_checkpoint(path, arrays):
     """Check a checkpoint's arrays and metadata against the schema; return them."""
     extra = sorted(k for k in arrays if k not in ("__meta__", "params", "order")
-                   and not k.startswith("opt/"))
+                   and not k.startswith(("opt/", "buffer/")))
     missing = sorted({"__meta__", "params", "order"} - set(arrays))
     if missing or extra:
         raise ModelFileError(path, f"entries do not match a checkpoint (missing: "
@@ -743,7 +739,9 @@ def _read_checkpoint(path, arrays):
                             or not np.array_equal(np.sort(order), np.arange(order.size)))):
         raise ModelFileError(path, "order is not a permutation of the training samples")
     opt = {k[4:]: v for k, v in arrays.items() if k.startswith("opt/")}
-    return {"meta": meta, "params": params, "order": order.astype(np.intp), "opt": opt}
+    buffers = [arrays[k] for k in sorted(arrays) if k.startswith("buffer/")]
+    return {"meta": meta, "params": params, "order": order.astype(np.intp), "opt": opt,
+            "buffers": buffers}
 
 
 def _flatten(value, prefix):

@@ -51,7 +51,7 @@ def sigmoid_forward(x, *, out=None, n_threads=None):
     out : ndarray, optional
         C-contiguous buffer of x's shape and dtype for the result.
     n_threads : int, optional
-        Threads (see :func:`fastconv.effective_n_threads`); used above 2**15 elements.
+        Threads (see :func:`fastconv.set_num_threads`); used above 2**15 elements.
 
     Returns
     -------
