@@ -58,7 +58,10 @@ def _number(kind, low=None, high=None, low_open=False, high_open=False):
 
 
 def _thread_count(text):
-    """argparse type of --threads: an int in [1, max_threads()]; the message quotes the input."""
+    """argparse type of --threads: ``auto`` or an int in [1, max_threads()]; the message
+    quotes the input."""
+    if text.strip().lower() == "auto":
+        return "auto"
     n = _number(int, 1)(text)
     if n > max_threads():
         raise argparse.ArgumentTypeError(f"must be <= {max_threads()} (64 x the usable "
@@ -73,7 +76,9 @@ def _add_common_options(p):
     p.add_argument("--size", choices=["full", "small"], default="full",
                    help="full = 60,000 train / 10,000 test; small = first 6,000 / 1,000")
     p.add_argument("--threads", type=_thread_count, default=None,
-                   help="CPU threads (default: the usable cores, or OMP_NUM_THREADS)")
+                   help="CPU threads, or 'auto': the cores other processes leave free, "
+                        "re-measured as it runs (default: the usable cores, or "
+                        "OMP_NUM_THREADS)")
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help="show the Python traceback of an error")
 
