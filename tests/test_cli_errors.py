@@ -16,7 +16,8 @@ from fastconv import nn
 from fastconv.serialization import ModelFileError, load_model, save_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA = os.path.join(os.path.dirname(__file__), "data")
+DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fastconv",
+                    "datasets", "mnist_sample")
 
 
 def subprocess_env(env=None):
@@ -193,7 +194,7 @@ def test_cli_no_data_offline(tmp_path):
 
 
 def test_cli_wrong_data_files(tmp_path):
-    # tests/data holds a small subset: valid IDX files that are not the canonical MNIST.
+    # The shipped sample holds a small subset: valid IDX files that are not the canonical MNIST.
     status, _, err = run_cli("train", "--data", DATA, "--save", tmp_path / "run", cwd=tmp_path)
     assert_one_line_error(status, err, 1, "sha256 mismatch", "--data")
 

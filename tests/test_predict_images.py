@@ -20,7 +20,8 @@ from fastconv.serialization import save_model
 
 from .test_cli_errors import assert_one_line_error, run_cli
 
-DATA = os.path.join(os.path.dirname(__file__), "data")
+DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fastconv",
+                    "datasets", "mnist_sample")
 SIZES = (56, 100, 19)
 
 

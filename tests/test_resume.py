@@ -15,7 +15,8 @@ from fastconv.train import CheckpointError, SaveFolderError, SettingsMismatch, T
 
 from .test_cli_errors import assert_one_line_error, run_cli
 
-DATA = os.path.join(os.path.dirname(__file__), "data")
+DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fastconv",
+                    "datasets", "mnist_sample")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
