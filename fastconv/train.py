@@ -536,7 +536,13 @@ class Trainer:
             state = _read_checkpoint(path, read_npz(path, "checkpoint"))
         except ModelFileError as exc:
             raise CheckpointError(exc.path, exc.problem) from None
-        differences = _differences(state["meta"]["settings"], self.settings())
+        saved, now = dict(state["meta"]["settings"]), self.settings()
+        if now["n_train"] is None:
+            # Called before fit (bench/_runner.py restores first, then fits epoch by epoch):
+            # the training-set size is not known yet and cannot be compared.
+            saved.pop("n_train", None)
+            now.pop("n_train")
+        differences = _differences(saved, now)
         if differences:
             raise SettingsMismatch(path, differences)
         meta = state["meta"]
