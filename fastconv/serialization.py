@@ -416,8 +416,10 @@ def load_model(path, *, input_shape=None, n_outputs=None):
     architecture = _with_dtype(config["architecture"], dtypes.copy().pop() if dtypes else None)
     try:
         model = module_from_config(architecture)
-    except (TypeError, ValueError) as exc:
-        raise ModelFileError(path, f"architecture cannot be built ({exc})") from None
+    except (TypeError, ValueError, OverflowError, MemoryError) as exc:
+        # MemoryError: layer sizes far beyond the parameters the file holds.
+        raise ModelFileError(path, f"architecture cannot be built "
+                                   f"({type(exc).__name__}: {exc})") from None
     slots = list(model._param_slots())
     if len(saved) != len(slots):
         raise ModelFileError(path, f"holds {len(saved)} parameter arrays; the architecture "

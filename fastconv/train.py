@@ -623,7 +623,13 @@ class Trainer:
         if n_train is not None:
             self._n_train = int(n_train)
         meta = state["meta"]
-        differences = _differences(meta["settings"], self.settings())
+        saved, now = dict(meta["settings"]), self.settings()
+        if now["n_train"] is None:
+            # Called before fit without n_train: the training-set size is not known yet and
+            # cannot be compared.
+            saved.pop("n_train", None)
+            now.pop("n_train")
+        differences = _differences(saved, now)
         if branch:
             differences = [d for d in differences if not _branch_safe(d, meta["epoch"])]
         if differences:

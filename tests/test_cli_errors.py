@@ -129,6 +129,16 @@ def _wrong_shape(tmp_path, good):
                         param_001=np.zeros(10, np.float32))
 
 
+def _huge_layer(tmp_path, good):
+    arch = {"type": "Linear", "in_features": 10 ** 12, "out_features": 10 ** 12}
+    return _with_config(tmp_path / "m.npz", _config(arch))
+
+
+def _bad_setting_value(tmp_path, good):
+    arch = {"type": "Conv2d", "in_channels": "one", "out_channels": 2, "kernel_size": 3}
+    return _with_config(tmp_path / "m.npz", _config(arch))
+
+
 def _unknown_type(tmp_path, good):
     return _with_config(tmp_path / "m.npz", _config({"type": "Transformer"}))
 
@@ -145,6 +155,8 @@ MALFORMED = {
     "HTML page": (_html, "not a model file"),
     "wrong shape": (_wrong_shape, "param_000 has shape (10, 5)"),
     "unknown type": (_unknown_type, "unknown module type 'Transformer'"),
+    "huge layer": (_huge_layer, "architecture cannot be built"),
+    "bad setting value": (_bad_setting_value, "architecture cannot be built"),
 }
 
 

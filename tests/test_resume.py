@@ -240,3 +240,15 @@ def test_the_natural_first_script_works_with_the_defaults(subset, tmp_path):
 def test_negative_t0_is_refused_in_epochs():
     with pytest.raises(ValueError, match=r"t0_epochs must be >= 0; got -1.0"):
         Trainer(nn.build_model("linear"), optimizer="asgd", t0_epochs=-1)
+
+
+def test_load_checkpoint_before_fit_restores(subset, tmp_path):
+    # bench/_runner.py restores first, then calls fit(resume=False) epoch by epoch.
+    x, y = subset
+    done = _trainer(tmp_path)
+    done.fit(x, y, epochs=1)
+    again = _trainer(tmp_path)
+    assert again.load_checkpoint() and again.epoch == 1
+    np.testing.assert_array_equal(again.params, done.params)
+    with pytest.raises(SettingsMismatch, match="lr"):
+        _trainer(tmp_path, lr=0.3).load_checkpoint()
