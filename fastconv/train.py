@@ -620,10 +620,10 @@ class Trainer:
             state = _read_checkpoint(path, read_npz(path, "checkpoint"))
         except ModelFileError as exc:
             raise CheckpointError(exc.path, exc.problem) from None
-        if n_train is not None:
-            self._n_train = int(n_train)
         meta = state["meta"]
         saved, now = dict(meta["settings"]), self.settings()
+        if n_train is not None:
+            now["n_train"] = int(n_train)
         if now["n_train"] is None:
             # Called before fit without n_train: the training-set size is not known yet and
             # cannot be compared.
@@ -656,6 +656,8 @@ class Trainer:
                 raise CheckpointError(path, f"optimizer state is invalid "
                                             f"({type(exc).__name__}: {exc})") from None
         # Everything is checked; restore (buffers first: they check their own shapes).
+        if n_train is not None:
+            self._n_train = int(n_train)
         try:
             self.model.load_buffers(state["buffers"], "buffers")
         except ValueError as exc:
