@@ -177,8 +177,8 @@ def set_num_threads(n):
     global _num_threads, _resolved, _auto
     if isinstance(n, str):
         if n != "auto":
-            raise ValueError(f"set_num_threads: n must be a positive int, 'auto' or None; "
-                             f"got {n!r}")
+            raise TypeError(f"set_num_threads: n must be a positive int, 'auto' or None; "
+                            f"got {n!r}")
         with _lock:
             if _auto is None:
                 _auto = _AutoThreads(_usable_cores() if openmp_enabled() else 1)

@@ -51,7 +51,7 @@ class SubtractiveNormalization(_LocalNormalization):
     # comparison costs 0.07 us where np.array_equal costs 1.8 (four calls per step of the
     # homework's ConvNet). A kernel changed in place, even to -0.0 for 0.0, goes back
     # through validation.
-    def __init__(self, kernel_size=7, kernel=None, dtype=np.float64):
+    def __init__(self, kernel_size=7, kernel=None, dtype=np.float32):
         super().__init__(kernel_size, kernel, dtype)
         self._plan_forward = self._plan_backward = None
 
