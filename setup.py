@@ -6,8 +6,13 @@ FASTCONV_NO_OPENMP=1
     Build without OpenMP (kernels run serially). The build also falls back to this,
     with a warning, when the compiler cannot compile and link an OpenMP program.
 FASTCONV_PORTABLE=1
-    Do not tune for the building machine (omit ``-march=native``): use this for wheels
-    that must run on other x86-64 CPUs.
+    Do not tune for the building machine (omit ``-march=native``). This is already the
+    default for wheels (``python -m build``, ``pip wheel``, ``pip install .``), which must
+    run on any CPU of their platform tag; in-place and editable builds
+    (``pip install -e .``, ``setup.py build_ext --inplace``) tune for the building CPU.
+FASTCONV_NATIVE=1
+    Tune a wheel for the building machine anyway (``-march=native``): for a wheel that is
+    installed only where it was built. Ignored when FASTCONV_PORTABLE=1.
 FASTCONV_DEBUG=1
     Debug build: Cython bounds checks, wraparound and initialization checks on, ``-O1 -g``.
 FASTCONV_BUILD_ONLY=name[,name...]
@@ -15,6 +20,7 @@ FASTCONV_BUILD_ONLY=name[,name...]
 """
 import glob
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -33,6 +39,7 @@ def _flag(name):
 
 DEBUG = _flag("FASTCONV_DEBUG")
 PORTABLE = _flag("FASTCONV_PORTABLE")
+NATIVE = _flag("FASTCONV_NATIVE")
 NO_OPENMP = _flag("FASTCONV_NO_OPENMP")
 MODE = "debug" if DEBUG else "release"
 # Generated C differs between debug and release builds (bounds checks are Cython directives),
@@ -80,11 +87,32 @@ def _compiles(compiler, flags, source, link=True):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _portable(commands):
+    """True unless this build may tune for the building CPU.
+
+    A wheel (the ``bdist_wheel`` command: ``python -m build``, ``pip wheel``, ``pip install
+    .``) is tagged for a whole platform, e.g. ``linux_x86_64``, so it must not use
+    instructions that only the building CPU has; an in-place or editable build runs where it
+    was built.
+    """
+    if PORTABLE:
+        return True
+    return "bdist_wheel" in commands and not NATIVE
+
+
 class BuildExt(build_ext):
     """build_ext that probes the compiler for OpenMP and ``-march=native``."""
 
+    def finalize_options(self):
+        super().finalize_options()
+        # A wheel build (CI, a release) has the machine to itself: compile the extensions
+        # side by side. In-place and editable builds keep the serial default (or their -j).
+        if self.parallel is None and "bdist_wheel" in self.distribution.commands:
+            self.parallel = os.cpu_count() or 1
+
     def build_extensions(self):
         ctype = self.compiler.compiler_type
+        portable = _portable(self.distribution.commands)
         compile_args, link_args = [], []
         if ctype == "msvc":
             compile_args += ["/O2"]
@@ -95,7 +123,7 @@ class BuildExt(build_ext):
             compile_args += ["-fno-math-errno", "-Wno-unused-function",
                              "-Wno-unreachable-code"]
             openmp = ["-fopenmp"]
-            if not PORTABLE and _compiles(self.compiler, ["-march=native"],
+            if not portable and _compiles(self.compiler, ["-march=native"],
                                           "int main(void){return 0;}\n"):
                 compile_args.append("-march=native")
         use_openmp = False
@@ -137,7 +165,8 @@ def _extensions():
             continue
         exts.append(Extension(
             "fastconv._kernels." + name, [path],
-            include_dirs=[np.get_include()],
+            # _kernels/ itself: C headers beside the .pyx (e.g. _conv2d_simd.h)
+            include_dirs=[np.get_include(), os.path.join("fastconv", "_kernels")],
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         ))
     directives = {
@@ -155,4 +184,26 @@ def _extensions():
                      force="--force" in sys.argv, quiet=True)
 
 
-setup(ext_modules=_extensions(), cmdclass={"build_ext": BuildExt})
+def _readme_for_index():
+    """README.md for the package index page, where repository-relative links are dead.
+
+    On GitHub the README's figures and links resolve against the repository; a package
+    index shows the same text without the repository, so relative images and links become
+    plain text naming the file (absolute ``http(s)`` links are kept).
+    """
+    with open("README.md", encoding="utf-8") as f:
+        text = f.read()
+
+    def image(m):
+        return f"*(figure: {m.group(1)}, `{m.group(2)}` in the source repository)*"
+
+    def link(m):
+        return f"{m.group(1)} (`{m.group(2)}` in the source repository)"
+
+    relative = r"(?!https?://|#|mailto:)([^)\s]+)"
+    text = re.sub(r"!\[([^\]]*)\]\(" + relative + r"\)", image, text)
+    return re.sub(r"(?<!!)\[([^\]]*)\]\(" + relative + r"\)", link, text)
+
+
+setup(ext_modules=_extensions(), cmdclass={"build_ext": BuildExt},
+      long_description=_readme_for_index(), long_description_content_type="text/markdown")

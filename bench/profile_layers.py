@@ -34,7 +34,7 @@ def profile(name, batch, steps, seed=0):
     layers = model.layers
     model.forward(x)                    # validated calls: every layer gets its plan
     model.forward(x)                    # planned: the pairs Sequential runs fused
-    fused = model._fused_pairs
+    fused = model.fused_pairs()
     groups = [(i, i + 1) if i in fused else (i, i) for i in range(len(layers))
               if i - 1 not in fused]    # (first, last) layer index run as one
     rows = [f"{a + 1:2d} " + "+".join(type(m).__name__ for m in layers[a:b + 1])
@@ -43,6 +43,7 @@ def profile(name, batch, steps, seed=0):
     bwd = np.zeros((steps, len(groups)))
     other = np.zeros((steps, 3))        # zero_grad, loss forward+backward, update
     clock = time.perf_counter
+    pooled = {}                         # a fused pair's output, for its backward
     for s in range(-3, steps):          # three warm-up steps
         def closure():
             t0 = clock()
@@ -53,8 +54,8 @@ def profile(name, batch, steps, seed=0):
                 a = clock()
                 if first == last:
                     h = layers[first].forward(h)
-                else:
-                    h = layers[last].forward_fused(layers[first], h)
+                else:       # as Sequential runs the pair: pool, then activate in place
+                    h = pooled[i] = layers[first].forward_inplace(layers[last].forward(h))
                 if s >= 0:
                     fwd[s, i] = clock() - a
             a = clock()
@@ -67,8 +68,8 @@ def profile(name, batch, steps, seed=0):
                 if first == last:
                     g = layers[first].backward(g, need_input_grad=first > 0)
                 else:
-                    g = layers[last].backward_fused(layers[first], g,
-                                                    need_input_grad=first > 0)
+                    g = layers[last].backward(layers[first].backward_from_output(pooled[i], g),
+                                              need_input_grad=first > 0)
                 if s >= 0:
                     bwd[s, i] = clock() - a
             if s >= 0:

@@ -4,11 +4,11 @@ Subpackages: :mod:`fastconv.functional` (validated kernels), :mod:`fastconv.nn` 
 losses, the homework's models), :mod:`fastconv.optim` (SGD, ASGD, CG, L-BFGS),
 :mod:`fastconv.datasets` (MNIST), and :class:`fastconv.Trainer`.
 """
+from ._version import __version__
 from ._threads import get_num_threads, openmp_enabled, set_num_threads
 from . import functional, nn, optim, datasets
 from .serialization import load_model, save_model
 from .train import Trainer, TrainingDiverged
 
-__version__ = "0.1.0"
-__all__ = ["functional", "nn", "optim", "datasets", "Trainer", "TrainingDiverged",
+__all__ = ["__version__", "functional", "nn", "optim", "datasets", "Trainer", "TrainingDiverged",
            "load_model", "save_model", "get_num_threads", "set_num_threads", "openmp_enabled"]

@@ -11,7 +11,12 @@ import threading
 
 from ._kernels._openmp import omp_max_threads, openmp_enabled
 
-__all__ = ["set_num_threads", "get_num_threads", "effective_n_threads", "openmp_enabled"]
+__all__ = ["set_num_threads", "get_num_threads", "effective_n_threads", "openmp_enabled",
+           "max_threads"]
+
+# Thread counts above this many per usable core are refused: they buy nothing on a CPU
+# kernel, and libgomp crashes (segfault) when it cannot create a team of, say, 100000.
+THREADS_PER_CORE_CAP = 64
 
 _lock = threading.Lock()
 _num_threads = None       # None: follow the default (OMP_NUM_THREADS, else usable cores)
@@ -25,6 +30,24 @@ def _usable_cores():
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return max(1, os.cpu_count() or 1)
+
+
+def max_threads():
+    """The largest thread count fastconv accepts: 64 x the usable cores."""
+    return THREADS_PER_CORE_CAP * _usable_cores()
+
+
+def _check_count(fn, n):
+    """``n`` as an int in [1, max_threads()], else TypeError/ValueError naming ``fn``."""
+    if isinstance(n, bool) or not hasattr(n, "__index__"):
+        raise TypeError(f"{fn}: n_threads must be a positive int or None; "
+                        f"got {type(n).__name__}")
+    n = int(n)
+    cap = max_threads()
+    if not 1 <= n <= cap:
+        raise ValueError(f"{fn}: n_threads must be in [1, {cap}] ({THREADS_PER_CORE_CAP} x "
+                         f"{_usable_cores()} usable cores); got {n}")
+    return n
 
 
 def _default_threads():
@@ -92,6 +115,7 @@ def effective_n_threads(n_threads=None):
         raise ValueError("n_threads must be a non-zero integer; got 0")
     if n < 0:
         n = max(1, _usable_cores() + 1 + n)
+    n = _check_count("effective_n_threads", n)
     return n if openmp_enabled() else 1
 
 
@@ -130,24 +154,31 @@ class _AutoThreads:
 
 
 def set_num_threads(n):
-    """Set the number of threads fastconv's kernels use.
+    """Set the number of OpenMP threads fastconv's kernels use.
+
+    SciPy's BLAS is not among them: it stays pinned to one thread whatever ``n`` is, because
+    fastconv splits GEMMs between its own OpenMP threads.
 
     Parameters
     ----------
     n : int, "auto" or None
-        Positive thread count; ``"auto"``: the usable cores that other processes leave free,
-        re-measured every half second (:mod:`fastconv._cpuload`), so that a busy neighbour
-        does not make every parallel region wait for a preempted thread; or None to return
-        to the default (``OMP_NUM_THREADS`` if set, else the usable cores). With ``"auto"``
-        the thread count follows the machine's load, and results are bitwise reproducible
-        only for a given thread count. SciPy's BLAS stays pinned to one thread either way,
-        because fastconv splits GEMMs between its own OpenMP threads.
+        Thread count in ``[1, max_threads()]`` (64 x the usable cores); ``"auto"``: the
+        usable cores that other processes leave free, re-measured every half second
+        (:mod:`fastconv._cpuload`), so that a busy neighbour does not make every parallel
+        region wait for a preempted thread (the count then follows the machine's load, and
+        results are bitwise reproducible only for a given thread count); or None to return
+        to the default (``OMP_NUM_THREADS`` if set, else the usable cores).
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``n`` is not an int or ``"auto"``, or outside ``[1, max_threads()]``.
     """
     global _num_threads, _resolved, _auto
     if isinstance(n, str):
         if n != "auto":
-            raise ValueError(f"set_num_threads: n must be a positive int, 'auto' or None; "
-                             f"got {n!r}")
+            raise TypeError(f"set_num_threads: n must be a positive int, 'auto' or None; "
+                            f"got {n!r}")
         with _lock:
             if _auto is None:
                 _auto = _AutoThreads(_usable_cores() if openmp_enabled() else 1)
@@ -155,12 +186,7 @@ def set_num_threads(n):
         _pin_scipy_blas()
         return
     if n is not None:
-        if isinstance(n, bool) or not hasattr(n, "__index__"):
-            raise TypeError(f"set_num_threads: n must be a positive int or None; "
-                            f"got {type(n).__name__}")
-        n = int(n)
-        if n < 1:
-            raise ValueError(f"set_num_threads: n must be >= 1; got {n}")
+        n = _check_count("set_num_threads", n)
     with _lock:
         _num_threads = n
         _resolved = None

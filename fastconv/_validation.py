@@ -10,6 +10,24 @@ import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
+# Largest size, stride, padding or kernel extent a kernel accepts: BLAS and the convolution
+# geometry count in C int, and a value past it would wrap around instead of failing.
+MAX_EXTENT = 2**31 - 1
+
+
+def check_dtype(dtype, fn=None, name="dtype"):
+    """Return ``np.dtype(dtype)`` when it is float32 or float64, else a TypeError naming
+    ``fn`` (when given) and ``name``: the one dtype check of the layers, the data loader and
+    the functions that take a dtype argument."""
+    prefix = f"{fn}: " if fn else ""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{prefix}{name} must be float32 or float64; got {dtype!r}") from None
+    if dt not in FLOAT_DTYPES:
+        raise TypeError(f"{prefix}{name} must be float32 or float64; got {dt}")
+    return dt
+
 
 def check_array(fn, name, x, ndim=None, layout="", dtype=None, dtype_of=None):
     """Validate a float input array and return it C-contiguous.
@@ -84,13 +102,16 @@ def check_out(fn, out, shape, dtype, inputs=(), name="out"):
     return out
 
 
-def check_int(fn, name, v, minimum=None):
-    """Return ``v`` as a Python int, rejecting bools, floats and values below ``minimum``."""
+def check_int(fn, name, v, minimum=None, maximum=None):
+    """Return ``v`` as a Python int, rejecting bools, floats and values outside
+    ``[minimum, maximum]``."""
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
-        raise TypeError(f"{fn}: {name} must be an int; got {type(v).__name__} {v!r}")
+        raise TypeError(f"{fn}: {name} must be an integer; got {type(v).__name__} {v!r}")
     v = int(v)
     if minimum is not None and v < minimum:
         raise ValueError(f"{fn}: {name} must be >= {minimum}; got {v}")
+    if maximum is not None and v > maximum:
+        raise ValueError(f"{fn}: {name} must be <= {maximum}; got {v}")
     return v
 
 
@@ -111,21 +132,26 @@ def check_float(fn, name, v, minimum=None, maximum=None, finite=True,
     return v
 
 
-def as_pair(fn, name, v, minimum):
-    """Normalize an int or a pair of ints to ``(a, b)``, each ``>= minimum``."""
+def as_pair(fn, name, v, minimum, maximum=MAX_EXTENT):
+    """Normalize an int or a pair of ints to ``(a, b)``, each in ``[minimum, maximum]``."""
     if isinstance(v, (tuple, list)):
         if len(v) != 2:
             raise ValueError(f"{fn}: {name} must be an int or a pair of ints; got {v!r}")
-        return (check_int(fn, name, v[0], minimum), check_int(fn, name, v[1], minimum))
-    v = check_int(fn, name, v, minimum)
+        return (check_int(fn, name, v[0], minimum, maximum),
+                check_int(fn, name, v[1], minimum, maximum))
+    v = check_int(fn, name, v, minimum, maximum)
     return (v, v)
 
 
 def output_size(fn, dim, size, kernel, stride, pad):
     """Size of a strided window output, ``(size + 2*pad - kernel) // stride + 1``.
 
-    Raises ValueError when the kernel does not fit in the padded input.
+    Raises ValueError when the kernel does not fit in the padded input, or when the padded
+    input exceeds ``MAX_EXTENT`` (the kernels' index arithmetic would overflow).
     """
+    if size + 2 * pad > MAX_EXTENT:
+        raise ValueError(f"{fn}: padded input {dim} {size} + 2*{pad} = {size + 2 * pad} "
+                         f"exceeds {MAX_EXTENT}; reduce the padding")
     if kernel > size + 2 * pad:
         raise ValueError(f"{fn}: kernel {dim} {kernel} is larger than the padded input "
                          f"{dim} {size} + 2*{pad} = {size + 2 * pad}")

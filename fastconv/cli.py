@@ -1,4 +1,10 @@
-"""The ``fastconv`` command: ``train``, ``test`` and ``predict``, with the homework's options."""
+"""The ``fastconv`` command: ``train``, ``test`` and ``predict``, with the homework's options.
+
+A user's mistake (a bad option value, missing or corrupt data, an unreadable model or
+checkpoint, an unwritable ``--save``) ends the command with one line on stderr naming the
+thing and the fix, exit status 2 for command-line usage and 1 for everything else; ``--debug``
+shows the traceback instead. Anything else is a bug and keeps its traceback.
+"""
 import argparse
 import csv
 import io
@@ -7,77 +13,162 @@ import sys
 
 import numpy as np
 
+from ._version import __version__
+from ._threads import max_threads
+from .nn.loss import LOSSES
+from .nn.models import MODELS
+from .optim import OPTIMIZERS
+
 __all__ = ["main", "build_parser"]
 
+USAGE_ERROR = 2
+RUNTIME_ERROR = 1
 
-def _add_data_options(p):
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: the problem and where to find help, no usage dump."""
+
+    def error(self, message):
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _number(kind, low=None, high=None, low_open=False, high_open=False):
+    """argparse type: a ``kind`` (int or float) within bounds; the message quotes the input."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'an integer' if kind is int else 'a number'}; got {text!r}") \
+                from None
+        if kind is float and not np.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a finite number; got {text!r}")
+        bad_low = low is not None and (value < low or (low_open and value == low))
+        bad_high = high is not None and (value > high or (high_open and value == high))
+        if bad_low or bad_high:
+            parts = []
+            if low is not None:
+                parts.append(f"{'>' if low_open else '>='} {low}")
+            if high is not None:
+                parts.append(f"{'<' if high_open else '<='} {high}")
+            raise argparse.ArgumentTypeError(f"must be {' and '.join(parts)}; got {text!r}")
+        return value
+    parse.__name__ = kind.__name__    # argparse names the type in some messages
+    return parse
+
+
+def _thread_count(text):
+    """argparse type of --threads: ``auto`` or an int in [1, max_threads()]; the message
+    quotes the input."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    n = _number(int, 1)(text)
+    if n > max_threads():
+        raise argparse.ArgumentTypeError(f"must be <= {max_threads()} (64 x the usable "
+                                         f"cores); got {text!r}")
+    return n
+
+
+def _add_common_options(p):
     p.add_argument("--data", default=None,
                    help="folder with the four MNIST .gz files (default: $FASTCONV_DATA, the "
                         "user cache, then a download)")
     p.add_argument("--size", choices=["full", "small"], default="full",
-                   help="full = 60,000 train / 10,000 test; small = first 6,000 / 1,000 "
-                        "(default: full)")
-    p.add_argument("--threads", type=int, default=2, help="CPU threads (default: 2)")
+                   help="full = 60,000 train / 10,000 test; small = first 6,000 / 1,000")
+    p.add_argument("--threads", type=_thread_count, default=None,
+                   help="CPU threads, or 'auto': the cores other processes leave free, "
+                        "re-measured as it runs (default: the usable cores, or "
+                        "OMP_NUM_THREADS)")
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help="show the Python traceback of an error")
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
-        prog="fastconv", description="Train and evaluate the MNIST homework's networks.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    """The ``fastconv`` argument parser (subcommands ``train``, ``test``, ``predict``).
+
+    Returns
+    -------
+    argparse.ArgumentParser
+    """
+    parser = _Parser(prog="fastconv",
+                     description="Train and evaluate the MNIST homework's networks.")
+    parser.add_argument("--version", action="version", version=f"fastconv {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the Python traceback of an error")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=_Parser)
+    fmt = argparse.ArgumentDefaultsHelpFormatter
 
     t = sub.add_parser("train", help="train a model, saving logs and the model every epoch",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    _add_data_options(t)
-    t.add_argument("--seed", type=int, default=1, help="fixes every random choice")
-    t.add_argument("--model", choices=["linear", "mlp", "convnet", "convnet-max"],
+                       formatter_class=fmt)
+    _add_common_options(t)
+    t.add_argument("--seed", type=_number(int, 0), default=1, help="fixes every random choice")
+    t.add_argument("--model", choices=list(MODELS),
                    default="convnet", help="network (convnet-max: max pooling and ReLU)")
-    t.add_argument("--loss", choices=["nll", "mse", "margin"], default="nll")
-    t.add_argument("--optimization", type=str.upper, choices=["SGD", "ASGD", "CG", "LBFGS"],
-                   default="SGD")
-    t.add_argument("--learning-rate", type=float, default=1e-3,
+    t.add_argument("--loss", choices=list(LOSSES), default="nll",
+                   help="nll: log-softmax head; mse: tanh head against +-1 targets; margin: "
+                        "multi-class hinge on raw scores")
+    t.add_argument("--optimization", type=str.upper, choices=[o.upper() for o in OPTIMIZERS],
+                   default="SGD", help="optimizer")
+    t.add_argument("--learning-rate", type=_number(float, 0, low_open=True), default=1e-3,
                    help="SGD and L-BFGS step size; ASGD eta0")
-    t.add_argument("--batch-size", type=int, default=1,
+    t.add_argument("--batch-size", type=_number(int, 1), default=1,
                    help="1 = pure stochastic; a batch's gradient is the mean over its samples")
-    t.add_argument("--weight-decay", type=float, default=0.0, help="SGD only")
-    t.add_argument("--momentum", type=float, default=0.0, help="SGD only")
-    t.add_argument("--t0", type=float, default=1,
+    t.add_argument("--weight-decay", type=_number(float, 0), default=0.0, help="SGD only")
+    t.add_argument("--momentum", type=_number(float, 0, 1, high_open=True), default=0.0,
+                   help="SGD only")
+    t.add_argument("--t0", type=_number(float, 0), default=1,
                    help="ASGD: start averaging after t0 epochs")
-    t.add_argument("--max-iter", type=int, default=2,
+    t.add_argument("--max-iter", type=_number(int, 1), default=2,
                    help="CG and L-BFGS: iterations per mini-batch")
-    t.add_argument("--type", choices=["double", "float"], default="double",
-                   help="float64 or float32 (float is much faster)")
+    t.add_argument("--type", choices=["double", "float"], default="float",
+                   help="float32 (float) or float64 (double); float is much faster")
     t.add_argument("--save", default="results", help="folder for logs and the model")
-    t.add_argument("--epochs", type=int, default=10, help="total epochs (resumes if the "
-                   "save folder holds a checkpoint)")
-    t.add_argument("--rotate", type=float, default=0.0, metavar="SIGMA",
+    t.add_argument("--epochs", type=_number(int, 1), default=10,
+                   help="total epochs, counting those of a resumed run")
+    t.add_argument("--rotate", type=_number(float, 0), default=0.0, metavar="SIGMA",
                    help="random rotation of training images, angle ~ N(0, SIGMA^2) radians "
                         "(the homework's best: 0.2)")
-    t.add_argument("--switch-to-lbfgs-after", type=int, default=None, metavar="K",
+    t.add_argument("--switch-to-lbfgs-after", type=_number(int, 1), default=None, metavar="K",
                    help="switch to L-BFGS after epoch K")
-    t.add_argument("--dropout", type=float, default=0.0, help="dropout before the fully "
-                   "connected layers")
+    t.add_argument("--dropout", type=_number(float, 0, 1, high_open=True), default=0.0,
+                   help="dropout probability before the fully connected layers")
     t.add_argument("--extra-conv", action="store_true", help="add a third convolution layer")
     t.add_argument("--local-contrast", action="store_true",
                    help="local contrastive normalization of the inputs (7-tap Gaussian)")
-    t.add_argument("--no-resume", action="store_true", help="start over even if the save "
-                   "folder holds a checkpoint")
+    t.add_argument("--no-resume", action="store_true",
+                   help="start over even if the save folder holds a checkpoint (its logs, "
+                        "model and checkpoint are replaced)")
     t.add_argument("--visualize", action="store_true",
                    help="write PNGs of the first two layers' filters and of training inputs")
     t.add_argument("--progress", choices=["auto", "on", "off"], default="auto",
                    help="progress bars (auto: only on a terminal)")
 
-    for name, helptext in (("test", "evaluate a saved model on the test set"),
-                           ("predict", "write Id,Prediction CSV for the test set")):
-        p = sub.add_parser(name, help=helptext,
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-        _add_data_options(p)
-        p.add_argument("--model-file", default=os.path.join("results", "model.npz"),
-                       help="model saved by 'fastconv train'")
-        if name == "predict":
-            p.add_argument("--output", default="predictions.csv", help="CSV to write")
+    e = sub.add_parser("test", help="evaluate a saved model on the test set",
+                       formatter_class=fmt)
+    _add_common_options(e)
+    e.add_argument("--model-file", default=os.path.join("results", "model.npz"),
+                   help="model saved by 'fastconv train'")
+
+    p = sub.add_parser("predict", formatter_class=fmt,
+                       help="label your own digit images, or the MNIST test set as CSV",
+                       description="Without IMAGE: write Id,Prediction CSV for the MNIST "
+                                   "test set. With IMAGE files: print (or write to --output) "
+                                   "file,label,p0..p9 for each digit, prepared exactly as the "
+                                   "training data was.")
+    _add_common_options(p)
+    p.add_argument("images", nargs="*", metavar="IMAGE",
+                   help="PNG files (any size, dark-on-light or light-on-dark) or .npy arrays "
+                        "(H, W) or (N, H, W) of grey levels")
+    p.add_argument("--model-file", default=os.path.join("results", "model.npz"),
+                   help="model saved by 'fastconv train'")
+    p.add_argument("--output", default=None,
+                   help="CSV to write (default: predictions.csv for the test set, standard "
+                        "output for IMAGE files)")
     return parser
 
 
+# -- commands ---------------------------------------------------------------------------
 def _load_data(args, dtype, normalization=None, local_contrast=False):
     from .datasets import Normalization, load_mnist
 
@@ -88,19 +179,21 @@ def _load_data(args, dtype, normalization=None, local_contrast=False):
 
 def _train(args):
     from . import nn, set_num_threads
-    from .train import Trainer
+    from .train import Trainer, check_save_folder
 
+    # Before any work: a --save that cannot be written would otherwise fail after an epoch.
+    check_save_folder(args.save)
     set_num_threads(args.threads)
     dtype = np.float32 if args.type == "float" else np.float64
     data = _load_data(args, dtype, local_contrast=args.local_contrast)
     model = nn.build_model(args.model, loss=args.loss, extra_conv=args.extra_conv,
                            dropout=args.dropout, rotate=args.rotate, dtype=dtype,
                            seed=args.seed)
-    print(model)
+    print(model.summary((1, 32, 32)))
     progress = {"auto": None, "on": True, "off": False}[args.progress]
     metadata = {"normalization": data.normalization.to_dict() if data.normalization else None,
                 "local_contrast": args.local_contrast, "model": args.model,
-                "options": {k: v for k, v in vars(args).items() if k != "func"}}
+                "options": {k: v for k, v in vars(args).items() if k not in ("func", "debug")}}
     trainer = Trainer(model, loss=args.loss, optimizer=args.optimization.lower(),
                       batch_size=args.batch_size, lr=args.learning_rate,
                       weight_decay=args.weight_decay, momentum=args.momentum,
@@ -108,73 +201,196 @@ def _train(args):
                       switch_to_lbfgs_after=args.switch_to_lbfgs_after, seed=args.seed,
                       threads=args.threads, save_dir=args.save, progress=progress,
                       metadata=metadata)
-    if args.visualize:
-        from .visualize import save_input_grid
-        print("wrote", save_input_grid(os.path.join(args.save, "inputs.png"), data.train_x))
     trainer.fit(data.train_x, data.train_y, data.test_x, data.test_y, epochs=args.epochs,
                 resume=not args.no_resume)
     if args.visualize:
-        from .visualize import visualize_model
-        for path in visualize_model(model, args.save):
-            print("wrote", path)
+        _write_figures(model, data.train_x, args.save)
     return 0
 
 
-def _load_for_eval(args):
+def _write_figures(model, inputs, folder):
+    from .visualize import visualize_model
+
+    # The figures are plain matplotlib Figures (no pyplot, no backend switch): saving one
+    # renders it with Agg for the PNG.
+    for name, fig in visualize_model(model, inputs).items():
+        path = os.path.join(folder, name + ".png")
+        fig.savefig(path, dpi=120)
+        print("wrote", path)
+
+
+def _load_for_eval(args, need_data=True):
     from . import set_num_threads
     from .serialization import load_model
 
     set_num_threads(args.threads)
-    model, meta = load_model(args.model_file)
-    data = _load_data(args, model.dtype, meta.get("normalization"),
-                      meta.get("local_contrast", False))
+    model, meta = load_model(args.model_file, input_shape=(1, 32, 32), n_outputs=10)
+    data = None
+    if need_data:
+        data = _load_data(args, model.dtype, meta.get("normalization"),
+                          meta.get("local_contrast", False))
     return model, meta, data
 
 
-def _predict(model, x, batch_size=1000):
-    return np.concatenate([np.argmax(model.forward(x[i:i + batch_size]), axis=1)
+def _scores(model, x, batch_size=1000):
+    return np.concatenate([model.forward(x[i:i + batch_size])
                            for i in range(0, x.shape[0], batch_size)])
 
 
 def _test(args):
     from .metrics import ConfusionMatrix
+    from .train import predict
 
     model, meta, data = _load_for_eval(args)
     confusion = ConfusionMatrix(10)
-    confusion.add(_predict(model, data.test_x), data.test_y)
+    confusion.add(predict(model, data.test_x, 1000), data.test_y)
     print(confusion)
     print(f"test accuracy: {100 * confusion.accuracy:.2f}%")
     return 0
 
 
-def _predict_cmd(args):
-    from .serialization import atomic_write_text
+def _probabilities(scores, loss):
+    """Class probabilities from the model's head: exp of log-probabilities for ``nll``, a
+    softmax of the scores otherwise (tanh outputs and margin scores are not probabilities)."""
+    if loss in (None, "nll"):
+        p = np.exp(scores.astype(np.float64))
+    else:
+        z = scores.astype(np.float64)
+        p = np.exp(z - z.max(axis=1, keepdims=True))
+    return p / p.sum(axis=1, keepdims=True)
 
-    model, meta, data = _load_for_eval(args)
-    pred = _predict(model, data.test_x)
+
+def _write_csv(path, header, rows):
+    from .serialization import atomic_write_text
+    from .train import predict
+
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["Id", "Prediction"])
-    writer.writerows((i + 1, int(p)) for i, p in enumerate(pred))
-    atomic_write_text(args.output, buf.getvalue())
-    print(f"wrote {len(pred)} predictions to {args.output}")
+    writer.writerow(header)
+    writer.writerows(rows)
+    if path is None:
+        sys.stdout.write(buf.getvalue())
+        return
+    try:
+        atomic_write_text(path, buf.getvalue())
+    except OSError as exc:
+        raise _UserError(f"cannot write --output {path}: {exc.strerror or exc}; choose "
+                         f"another --output") from None
+
+
+def _predict_cmd(args):
+    if not args.images:
+        model, meta, data = _load_for_eval(args)
+        pred = np.argmax(_scores(model, data.test_x), axis=1)
+        output = args.output or "predictions.csv"
+        _write_csv(output, ["Id", "Prediction"], ((i + 1, int(p)) for i, p in enumerate(pred)))
+        print(f"wrote {len(pred)} predictions to {output}")
+        return 0
+    from .datasets.images import prepare_digits, read_digit_images
+
+    model, meta, _ = _load_for_eval(args, need_data=False)
+    names, images = read_digit_images(args.images)
+    x = prepare_digits(images, meta.get("normalization"), meta.get("local_contrast", False),
+                       dtype=model.dtype, names=names)
+    probs = _probabilities(_scores(model, x), meta.get("loss"))
+    rows = [[name, int(np.argmax(p))] + [f"{v:.4f}" for v in p] for name, p in zip(names, probs)]
+    _write_csv(args.output, ["file", "label"] + [f"p{k}" for k in range(probs.shape[1])], rows)
+    if args.output:
+        print(f"wrote {len(rows)} predictions to {args.output}")
     return 0
 
 
-def main(argv=None):
-    from .train import TrainingDiverged
+# -- errors -------------------------------------------------------------------------------
+class _UserError(Exception):
+    """A one-line message for the user (exit status 1)."""
 
+
+# Trainer setting -> the option that sets it.
+_OPTION_OF = {"lr": "--learning-rate", "weight_decay": "--weight-decay",
+              "momentum": "--momentum", "max_iter": "--max-iter", "t0_epochs": "--t0",
+              "switch_to_lbfgs_after": "--switch-to-lbfgs-after", "seed": "--seed",
+              "loss": "--loss", "optimizer": "--optimization", "batch_size": "--batch-size",
+              "n_train": "--size (training samples)"}
+
+
+def _mismatch_message(exc, save):
+    from .train import _show
+
+    items, model_diffs = [], []
+    for name, old, new in exc.differences:
+        if name.startswith("model"):
+            model_diffs.append(f"{name} {_show(old)} there, {_show(new)} now")
+        else:
+            items.append(f"{_OPTION_OF.get(name, name)} {_show(old)} there, {_show(new)} now")
+    if model_diffs:
+        more = f", and {len(model_diffs) - 2} more" if len(model_diffs) > 2 else ""
+        items.append("the network (--model, --type, --rotate, --dropout, --extra-conv: "
+                     + "; ".join(model_diffs[:2]) + more + ")")
+    return (f"{save} holds a run trained with other settings: {'; '.join(items)}. Rerun with "
+            f"--no-resume to start over (replacing that run), or pass another --save folder")
+
+
+def _one_line(exc, args):
+    """The message and exit status for a user error, or None for anything else (a bug)."""
+    from .datasets import DataFileError, DataNotFoundError
+    from .datasets.images import ImageError
+    from .serialization import ModelFileError
+    from .train import CheckpointError, SaveFolderError, SettingsMismatch, TrainingDiverged
+
+    if isinstance(exc, _UserError):
+        return str(exc)
+    if isinstance(exc, DataNotFoundError):
+        first = str(exc).splitlines()[0]
+        return (f"{first} Put the four MNIST .gz files in a folder and pass --data FOLDER or "
+                f"set FASTCONV_DATA (--debug lists every place tried)")
+    if isinstance(exc, DataFileError):
+        return (f"{exc}; --data (or FASTCONV_DATA) must name a folder holding the original "
+                f"MNIST files")
+    if isinstance(exc, SettingsMismatch):
+        return _mismatch_message(exc, args.save)
+    if isinstance(exc, CheckpointError):
+        return (f"checkpoint {exc}; nothing was trained. Rerun with --no-resume to start "
+                f"over, or pass another --save folder")
+    if isinstance(exc, ModelFileError):
+        return (f"model file {exc}; pass --model-file with a model.npz written by "
+                f"'fastconv train'")
+    if isinstance(exc, SaveFolderError):
+        return f"--save {exc.path}: {exc.problem}; pass another --save folder"
+    if isinstance(exc, ImageError):
+        return f"image {exc}"
+    if isinstance(exc, TrainingDiverged):
+        return f"{exc}; the logs and the last epoch's checkpoint are kept"
+    return None
+
+
+def main(argv=None):
+    """Run the ``fastconv`` command.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments without the program name; default ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        Exit status: 0 on success, 1 for a runtime error (bad data, model or checkpoint
+        file, unwritable folder, divergence), 130 when interrupted. Usage errors exit with
+        status 2 through ``SystemExit``.
+    """
     args = build_parser().parse_args(argv)
     try:
         return {"train": _train, "test": _test, "predict": _predict_cmd}[args.command](args)
-    except TrainingDiverged as exc:
-        print(f"fastconv: {exc}; the logs and the last epoch's checkpoint are kept",
-              file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume from the last epoch",
               file=sys.stderr)
         return 130
+    except Exception as exc:
+        message = None if getattr(args, "debug", False) else _one_line(exc, args)
+        if message is None:
+            raise
+        print(f"fastconv {args.command}: error: {message}", file=sys.stderr)
+        return RUNTIME_ERROR
 
 
 if __name__ == "__main__":

@@ -15,8 +15,23 @@ class ConfusionMatrix:
         self.matrix = np.zeros((self.n_classes, self.n_classes), dtype=np.int64)
 
     def add(self, predicted, target):
-        """Count a batch of predicted and true labels (1-D integer arrays)."""
-        np.add.at(self.matrix, (np.asarray(target), np.asarray(predicted)), 1)
+        """Count a batch of predicted and true labels.
+
+        Parameters
+        ----------
+        predicted, target : array_like of int, shape (N,)
+            Labels in ``[0, n_classes)``.
+        """
+        predicted, target = np.asarray(predicted), np.asarray(target)
+        if predicted.shape != target.shape or predicted.ndim != 1:
+            raise ValueError(f"ConfusionMatrix.add: predicted and target must be 1-D of the "
+                             f"same length; got shapes {predicted.shape} and {target.shape}")
+        for name, labels in (("predicted", predicted), ("target", target)):
+            if labels.size and (labels.min() < 0 or labels.max() >= self.n_classes):
+                raise ValueError(f"ConfusionMatrix.add: {name} labels must lie in "
+                                 f"[0, {self.n_classes}); got {labels.max()} (a model or data "
+                                 f"set with more classes than the matrix)")
+        np.add.at(self.matrix, (target, predicted), 1)
 
     def reset(self):
         self.matrix[...] = 0

@@ -1,4 +1,4 @@
-"""Model files and atomic writes.
+"""Model files, their schema, and atomic writes.
 
 A model file is a NumPy ``.npz`` archive (loaded with ``allow_pickle=False``, so it can hold
 no code) with:
@@ -7,16 +7,30 @@ no code) with:
   "version": 1, "architecture": <Module.config()>, "metadata": {...}}``. Metadata carries,
   for example, the normalization mean/std of the training set and the loss name.
 - ``param_000``, ``param_001``, ...: the parameter arrays in :meth:`Module.params` order.
+- ``buffer_000``, ...: non-parameter state (e.g. BatchNorm's running statistics) in
+  :meth:`Module.buffers` order; absent when the model has none.
+
+:func:`load_model` checks a file against this schema as it reads it (archive integrity, keys,
+JSON types, nesting depth, module types and their settings, parameter count, dtype and
+shapes, and optionally the input and output shapes), so that any malformed file is one
+:class:`ModelFileError` naming the file and what is wrong, never an exception from deep
+inside NumPy, ``zipfile`` or a layer's constructor.
 """
+import glob
+import inspect
 import json
 import os
 import tempfile
+import zipfile
+import zlib
 
 import numpy as np
 
-from .nn.module import module_from_config
+from .nn.module import _REGISTRY, module_from_config
 
-__all__ = ["save_model", "load_model", "atomic_write_bytes", "atomic_savez", "atomic_write_text"]
+__all__ = ["save_model", "load_model", "read_npz", "ModelFileError", "atomic_write_bytes",
+           "atomic_savez", "atomic_write_text", "remove_stale_temporaries"]
+
 
 def _read_umask():
     # os.umask can only be read by setting it; do it once, at import, not per write.
@@ -28,18 +42,44 @@ def _read_umask():
 _UMASK = _read_umask()
 FORMAT = "fastconv-model"
 VERSION = 1
+#: Deepest nesting of JSON containers accepted in a model's or checkpoint's description.
+#: The homework's models need 4 (config -> architecture -> layers -> layer); the bound keeps a
+#: hostile file from exhausting the recursion limit.
+MAX_DEPTH = 16
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+
+
+class ModelFileError(ValueError):
+    """A model or checkpoint file is missing, unreadable or does not follow the schema.
+
+    Attributes
+    ----------
+    path : str
+        The offending file.
+    problem : str
+        What is wrong with it, in one sentence.
+    """
+
+    def __init__(self, path, problem):
+        self.path = os.fspath(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+def _tmp_prefix(path):
+    return os.path.basename(path) + "."
 
 
 def _atomic(path, write):
     """Write through ``write(fileobj)`` to a temporary file beside ``path``, then rename.
 
-    A reader never sees a half-written file, and an interrupted write leaves only a stray
-    ``.tmp`` file that the next write replaces.
+    A reader never sees a half-written file; an interrupted write leaves a
+    ``<name>.<random>.tmp`` file that :func:`remove_stale_temporaries` deletes.
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=os.path.basename(path) + ".", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=_tmp_prefix(path), suffix=".tmp")
     try:
         # mkstemp creates the file 0600; give it the permissions a plain open() would.
         os.fchmod(fd, 0o666 & ~_UMASK)
@@ -57,16 +97,67 @@ def _atomic(path, write):
 
 
 def atomic_write_bytes(path, data):
+    """Write ``data`` to ``path`` atomically (a temporary file beside it, then a rename).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    data : bytes
+    """
     _atomic(path, lambda f: f.write(data))
 
 
 def atomic_write_text(path, text):
+    """Write ``text`` to ``path`` atomically, UTF-8 encoded, line endings unchanged.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    text : str
+    """
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def atomic_savez(path, **arrays):
-    """``np.savez`` to ``path`` atomically (``path`` is used exactly, no suffix added)."""
+    """``np.savez`` to ``path`` atomically (``path`` is used exactly, no suffix added).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    **arrays : ndarray
+        Stored under their keyword names.
+    """
     _atomic(path, lambda f: np.savez(f, **arrays))
+
+
+def remove_stale_temporaries(folder, names):
+    """Delete the temporary files that interrupted atomic writes of ``names`` left in ``folder``.
+
+    Only files named like :func:`atomic_savez`'s temporaries (``<name>.<random>.tmp``) for the
+    given names are touched.
+
+    Parameters
+    ----------
+    folder : str or os.PathLike
+    names : iterable of str
+        File names written atomically into ``folder`` (e.g. ``"model.npz"``).
+
+    Returns
+    -------
+    list of str
+        The paths removed.
+    """
+    removed = []
+    for name in names:
+        pattern = os.path.join(glob.escape(os.fspath(folder)),
+                               glob.escape(_tmp_prefix(name)) + "*.tmp")
+        for path in glob.glob(pattern):
+            try:
+                os.unlink(path)
+                removed.append(path)
+            except FileNotFoundError:
+                pass
+    return removed
 
 
 def _json_array(obj):
@@ -74,52 +165,292 @@ def _json_array(obj):
 
 
 def save_model(path, model, metadata=None):
-    """Save ``model``'s architecture, parameters and ``metadata`` (JSON-able) to ``path``."""
+    """Save ``model``'s architecture, parameters and ``metadata`` to ``path`` atomically.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Written exactly (no ``.npz`` suffix is added).
+    model : fastconv.nn.Module
+    metadata : dict, optional
+        JSON-serialisable; stored with the model (e.g. the data normalization, the loss).
+    """
     config = {"format": FORMAT, "version": VERSION, "architecture": model.config(),
               "metadata": metadata or {}}
     arrays = {f"param_{i:03d}": np.asarray(p) for i, p in enumerate(model.params())}
+    arrays.update({f"buffer_{i:03d}": np.asarray(b) for i, b in enumerate(model.buffers())})
     atomic_savez(path, __config__=_json_array(config), **arrays)
 
 
-def load_model(path):
-    """Load a model saved by :func:`save_model`.
+# -- reading ------------------------------------------------------------------------------
+def read_npz(path, what="model file"):
+    """Read every array of an ``.npz`` archive into memory, refusing pickled objects.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    what : str
+        How the file is called in error messages ("model file", "checkpoint").
+
+    Returns
+    -------
+    dict of str to ndarray
+
+    Raises
+    ------
+    ModelFileError
+        The file is missing, empty, not a zip archive, truncated, corrupt (CRC mismatch), or
+        holds an entry that is not a plain array.
+    """
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except FileNotFoundError:
+        raise ModelFileError(path, f"no such {what}") from None
+    except IsADirectoryError:
+        raise ModelFileError(path, f"is a folder, not a {what}") from None
+    except OSError as exc:
+        raise ModelFileError(path, f"cannot read the {what}: {exc.strerror or exc}") from None
+    if not head:
+        raise ModelFileError(path, f"the {what} is empty (0 bytes)")
+    if head not in _ZIP_MAGIC:
+        raise ModelFileError(path, f"not a {what}: a {what} is a NumPy .npz (zip) archive, "
+                                   f"this file starts with {head!r}")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {key: archive[key] for key in archive.files}
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError,
+            NotImplementedError) as exc:
+        raise ModelFileError(path, f"the {what} is truncated or corrupt "
+                                   f"({type(exc).__name__}: {exc})") from None
+
+
+def _json_depth(obj, limit, depth=1):
+    """Depth of nested lists/dicts in ``obj``, stopping as soon as ``limit`` is passed."""
+    if depth > limit:
+        return depth
+    if isinstance(obj, dict):
+        children = obj.values()
+    elif isinstance(obj, list):
+        children = obj
+    else:
+        return depth - 1
+    return max([depth] + [_json_depth(c, limit, depth + 1) for c in children])
+
+
+def _parse_json_entry(path, value, key, what="model file"):
+    """Decode a 0-d unicode array holding JSON (``__config__``, ``__meta__``) into a dict.
+
+    Parameters
+    ----------
+    path : str
+        For error messages.
+    value : ndarray
+        The stored entry.
+    key : str
+        Its name in the archive.
+    what : str
+        How the file is called in error messages.
+
+    Returns
+    -------
+    dict
+
+    Raises
+    ------
+    ModelFileError
+        The entry is not a 0-d string, not JSON, not an object, or nested deeper than
+        :data:`MAX_DEPTH`.
+    """
+    if value.shape != () or value.dtype.kind != "U":
+        raise ModelFileError(path, f"{key} must be a 0-d unicode array holding JSON; got "
+                                   f"shape {value.shape}, dtype {value.dtype}")
+    text = str(value)
+    try:
+        obj = json.loads(text)
+    except RecursionError:
+        raise ModelFileError(path, f"{key} is nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError as exc:
+        raise ModelFileError(path, f"{key} is not valid JSON ({exc})") from None
+    if not isinstance(obj, dict):
+        raise ModelFileError(path, f"{key} must be a JSON object; got a "
+                                   f"{type(obj).__name__}")
+    if _json_depth(obj, MAX_DEPTH) > MAX_DEPTH:
+        raise ModelFileError(path, f"{key} is nested deeper than {MAX_DEPTH} levels")
+    return obj
+
+
+def _check_architecture(path, node, where="architecture"):
+    """Check one module description (recursively for containers) before building it."""
+    if not isinstance(node, dict):
+        raise ModelFileError(path, f"{where} must be a JSON object; got "
+                                   f"{type(node).__name__}")
+    kind = node.get("type")
+    if not isinstance(kind, str):
+        raise ModelFileError(path, f"{where} has no \"type\" string")
+    cls = _REGISTRY.get(kind)
+    if cls is None:
+        raise ModelFileError(path, f"{where} has unknown module type {kind!r}; known: "
+                                   f"{', '.join(sorted(_REGISTRY))}")
+    settings = {k: v for k, v in node.items() if k != "type"}
+    if kind == "Sequential":
+        if set(settings) != {"layers"} or not isinstance(settings["layers"], list):
+            raise ModelFileError(path, f"{where} (Sequential) needs exactly a \"layers\" list; "
+                                       f"got keys {sorted(settings)}")
+        for i, child in enumerate(settings["layers"]):
+            _check_architecture(path, child, f"{where}.layers[{i}]")
+        return
+    params = inspect.signature(cls.__init__).parameters
+    accepted = {n for n, p in params.items() if n not in ("self", "rng")
+                and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    unknown = sorted(set(settings) - accepted)
+    if unknown:
+        raise ModelFileError(path, f"{where} ({kind}) has unknown setting(s) "
+                                   f"{', '.join(unknown)}; {kind} accepts "
+                                   f"{', '.join(sorted(accepted)) or 'none'}")
+    missing = sorted(n for n in accepted if params[n].default is inspect.Parameter.empty
+                     and n not in settings)
+    if missing:
+        raise ModelFileError(path, f"{where} ({kind}) lacks required setting(s) "
+                                   f"{', '.join(missing)}")
+
+
+def _with_dtype(node, dtype):
+    """A copy of ``node`` in which every layer that takes a dtype but names none gets ``dtype``."""
+    if dtype is None:
+        return node
+    node = dict(node)
+    if node["type"] == "Sequential":
+        node["layers"] = [_with_dtype(child, dtype) for child in node["layers"]]
+    elif "dtype" not in node and "dtype" in inspect.signature(
+            _REGISTRY[node["type"]].__init__).parameters:
+        node["dtype"] = str(dtype)
+    return node
+
+
+def _check_metadata(path, metadata):
+    from .datasets import Normalization
+    from .nn.loss import LOSSES
+
+    if not isinstance(metadata, dict):
+        raise ModelFileError(path, f"metadata must be a JSON object; got "
+                                   f"{type(metadata).__name__}")
+    norm = metadata.get("normalization")
+    if norm is not None:
+        if not isinstance(norm, dict):
+            raise ModelFileError(path, f"metadata.normalization must be an object with mean "
+                                       f"and std; got {type(norm).__name__}")
+        try:
+            Normalization.from_dict(norm)
+        except (TypeError, ValueError) as exc:
+            raise ModelFileError(path, f"metadata.normalization is invalid ({exc})") from None
+    if "local_contrast" in metadata and not isinstance(metadata["local_contrast"], bool):
+        raise ModelFileError(path, "metadata.local_contrast must be true or false")
+    loss = metadata.get("loss")
+    if loss is not None and loss not in LOSSES:
+        raise ModelFileError(path, f"metadata.loss {loss!r} is not one of "
+                                   f"{', '.join(sorted(LOSSES))}")
+
+
+def load_model(path, *, input_shape=None, n_outputs=None):
+    """Load a model saved by :func:`save_model`, checking the file against the schema.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    input_shape : tuple of int, optional
+        Shape of one input sample, e.g. ``(1, 32, 32)``. When given, the model is run once
+        on zeros of this shape, and a model that cannot take such inputs is refused.
+    n_outputs : int, optional
+        Needs ``input_shape``: the model must produce this many outputs per sample (e.g. 10
+        classes for MNIST).
 
     Returns
     -------
     model : fastconv.nn.Module
         In evaluation mode, parameters in the saved dtype.
     metadata : dict
+
+    Raises
+    ------
+    ModelFileError
+        For any file that is missing, unreadable or breaks the schema; the message names
+        the file and the problem.
     """
     path = os.fspath(path)
+    arrays = read_npz(path)
+    if "__config__" not in arrays:
+        raise ModelFileError(path, "has no __config__ entry; not a fastconv model file")
+    config = _parse_json_entry(path, arrays["__config__"], "__config__")
+    if config.get("format") != FORMAT:
+        raise ModelFileError(path, f"has format {config.get('format')!r}, expected {FORMAT!r}")
+    version = config.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ModelFileError(path, f"has version {version!r}; expected a positive integer")
+    if version > VERSION:
+        raise ModelFileError(path, f"has version {version}; this fastconv reads up to "
+                                   f"{VERSION} (upgrade fastconv)")
+    if "architecture" not in config:
+        raise ModelFileError(path, "__config__ has no \"architecture\" entry")
+    _check_architecture(path, config["architecture"])
+    metadata = config.get("metadata", {})
+    _check_metadata(path, metadata)
+
+    saved = sorted(k for k in arrays if k.startswith("param_"))
+    buffers = sorted(k for k in arrays if k.startswith("buffer_"))
+    extra = sorted(set(arrays) - set(saved) - set(buffers) - {"__config__"})
+    if extra:
+        raise ModelFileError(path, f"has unexpected entries {', '.join(extra)}")
+    expected_keys = [f"param_{i:03d}" for i in range(len(saved))]
+    if saved != expected_keys:
+        raise ModelFileError(path, f"parameter entries must be param_000 ... param_"
+                                   f"{len(saved) - 1:03d} without gaps; got "
+                                   f"{', '.join(saved)}")
+    dtypes = {arrays[k].dtype for k in saved}
+    if len(dtypes) > 1 or any(d not in (np.float32, np.float64) for d in dtypes):
+        raise ModelFileError(path, f"parameters must all be float32 or all float64; got "
+                                   f"{', '.join(sorted(map(str, dtypes)))}")
+    # Files written before layers recorded their dtype are rebuilt in the parameters'
+    # dtype: building in the default and converting would round a float64 kernel to float32.
+    architecture = _with_dtype(config["architecture"], dtypes.copy().pop() if dtypes else None)
     try:
-        archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"load_model: {path} is not a readable fastconv model file ({exc})") \
-            from None
-    with archive:
-        if "__config__" not in archive.files:
-            raise ValueError(f"load_model: {path} has no __config__ entry; not a fastconv model")
-        config = json.loads(str(archive["__config__"]))
-        if config.get("format") != FORMAT:
-            raise ValueError(f"load_model: {path} has format {config.get('format')!r}, "
-                             f"expected {FORMAT!r}")
-        if config.get("version", 0) > VERSION:
-            raise ValueError(f"load_model: {path} has version {config['version']}; this "
-                             f"fastconv reads up to {VERSION}")
-        model = module_from_config(config["architecture"])
-        slots = list(model._param_slots())
-        saved = sorted(k for k in archive.files if k.startswith("param_"))
-        if len(saved) != len(slots):
-            raise ValueError(f"load_model: {path} holds {len(saved)} parameter arrays; the "
-                             f"architecture needs {len(slots)}")
-        dtype = archive[saved[0]].dtype if saved else None
-        if dtype is not None:
-            model.astype(dtype)
-        for (m, name), key in zip(slots, saved):
-            value = archive[key]
-            current = getattr(m, name)
-            if value.shape != current.shape:
-                raise ValueError(f"load_model: {path}: {key} has shape {value.shape}; "
-                                 f"{type(m).__name__}.{name} needs {current.shape}")
-            current[...] = value
-    return model.eval(), config.get("metadata", {})
+        model = module_from_config(architecture)
+    except (TypeError, ValueError, OverflowError, MemoryError) as exc:
+        # MemoryError: layer sizes far beyond the parameters the file holds.
+        raise ModelFileError(path, f"architecture cannot be built "
+                                   f"({type(exc).__name__}: {exc})") from None
+    slots = list(model._param_slots())
+    if len(saved) != len(slots):
+        raise ModelFileError(path, f"holds {len(saved)} parameter arrays; the architecture "
+                                   f"needs {len(slots)}")
+    if dtypes:
+        model.astype(dtypes.pop())
+    for (m, name), key in zip(slots, saved):
+        value, current = arrays[key], getattr(m, name)
+        if value.shape != current.shape:
+            raise ModelFileError(path, f"{key} has shape {value.shape}; "
+                                       f"{type(m).__name__}.{name} needs {current.shape}")
+        current[...] = value
+    try:
+        model.load_buffers([arrays[k] for k in buffers], "buffers")
+    except ValueError as exc:
+        raise ModelFileError(path, str(exc)) from None
+    model.eval()
+    if input_shape is not None:
+        _check_io(path, model, tuple(input_shape), n_outputs)
+    return model, metadata
+
+
+def _check_io(path, model, input_shape, n_outputs):
+    """Run ``model`` once on zeros shaped like one sample; check its output count."""
+    x = np.zeros((1,) + input_shape, dtype=model.dtype or np.float32)
+    try:
+        y = model.forward(x)
+    except (TypeError, ValueError) as exc:
+        raise ModelFileError(path, f"the model does not accept inputs of shape "
+                                   f"{input_shape} ({exc})") from None
+    if n_outputs is not None and (y.ndim != 2 or y.shape[1] != n_outputs):
+        got = y.shape[1] if y.ndim == 2 else f"shape {y.shape[1:]}"
+        raise ModelFileError(path, f"the model has {got} outputs per sample; "
+                                   f"{n_outputs} are needed (one per class)")

@@ -2,15 +2,15 @@
 
 One :class:`Trainer` runs the homework's driver: each epoch reshuffles the training set, makes
 one optimizer step per mini-batch (the batch gradient is the mean over the batch), prints a
-confusion matrix, appends a row to ``train.log`` and ``test.log`` and writes, atomically, a
-checkpoint from which an interrupted run resumes to the same final weights as an
+confusion matrix, rewrites ``train.log`` and ``test.log`` (one row per finished epoch) and
+writes, atomically, a checkpoint from which an interrupted run resumes to the same final weights as an
 uninterrupted one.
 """
-import csv
 import json
 import math
 import os
 import sys
+import tempfile
 import time
 from contextlib import nullcontext
 
@@ -19,12 +19,16 @@ import numpy as np
 from . import optim
 from ._threads import get_num_threads, set_num_threads
 from .metrics import ConfusionMatrix
+from .optim._base import check_real
 from .nn.loss import make_loss
-from .serialization import atomic_savez, atomic_write_text, save_model
+from .optim import OPTIMIZERS, build_optimizer
+from .serialization import (ModelFileError, _parse_json_entry, atomic_savez, atomic_write_text,
+                            read_npz, remove_stale_temporaries, save_model)
 
-__all__ = ["Trainer", "TrainingDiverged", "EpochStats", "build_optimizer", "OPTIMIZERS"]
+__all__ = ["Trainer", "TrainingDiverged", "EpochStats", "build_optimizer", "OPTIMIZERS",
+           "predict", "CheckpointError", "SettingsMismatch", "SaveFolderError",
+           "check_save_folder"]
 
-OPTIMIZERS = ("sgd", "asgd", "cg", "lbfgs")
 LBFGS_MODES = ("torch", "batch")
 # Samples per forward/backward pass inside one mini-batch; larger batches are chunked.
 CHUNK = 500
@@ -40,42 +44,115 @@ class TrainingDiverged(RuntimeError):
         self.epoch, self.step, self.loss = epoch, step, loss
 
 
+class CheckpointError(ModelFileError):
+    """``checkpoint.npz`` is unreadable or does not follow the schema; nothing was trained.
+
+    Start over with ``fit(..., resume=False)`` (``fastconv train --no-resume``) or train
+    into another folder.
+    """
+
+
+class SettingsMismatch(ValueError):
+    """The save folder's checkpoint was made with other settings than this Trainer's.
+
+    Resuming would silently mix the two runs (the optimizer state carries the old learning
+    rate, the logs the old loss), so it is refused before anything trains.
+
+    Attributes
+    ----------
+    path : str
+        The checkpoint.
+    differences : list of (str, object, object)
+        ``(setting, value in the checkpoint, value now)`` for each differing setting.
+    """
+
+    def __init__(self, path, differences):
+        self.path = os.fspath(path)
+        self.differences = list(differences)
+        listed = "; ".join(f"{name}: {_show(old)} in the checkpoint, {_show(new)} now"
+                           for name, old, new in self.differences)
+        super().__init__(f"{self.path} was made with other settings ({listed}); start over "
+                         f"with resume=False or use another save_dir")
+
+
+class SaveFolderError(ValueError):
+    """The save folder cannot be created or written; raised before any work is done.
+
+    Attributes
+    ----------
+    path : str
+    problem : str
+    """
+
+    def __init__(self, path, problem):
+        self.path = os.fspath(path)
+        self.problem = problem
+        super().__init__(f"save folder {self.path}: {problem}")
+
+
+_ABSENT = "(absent)"
+
+
+def _show(value):
+    return value if value is _ABSENT else repr(value)
+
+
+#: Files a Trainer writes atomically into its save folder.
+SAVED_FILES = ("model.npz", "checkpoint.npz", "train.log", "test.log")
+
+
+def check_save_folder(path):
+    """Create ``path`` if needed and check that files can be written into it.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Raises
+    ------
+    SaveFolderError
+        ``path`` is an existing file, or the folder cannot be created or written.
+    """
+    path = os.fspath(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise SaveFolderError(path, "exists and is a file, not a folder")
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise SaveFolderError(path, f"cannot be written ({exc.strerror or exc})") from None
+
+
 class EpochStats(dict):
-    """Per-epoch numbers: epoch, loss, accuracy, mean_class_accuracy, seconds (+ test_*)."""
+    """Numbers of one pass, readable as attributes.
+
+    A training epoch has ``epoch``, ``loss``, ``accuracy``, ``mean_class_accuracy``,
+    ``seconds``, ``seconds_per_sample`` and ``confusion`` (a ConfusionMatrix); :meth:`Trainer.
+    fit` adds the evaluation's as ``test_loss``, ``test_accuracy``, ``test_mean_class_
+    accuracy``, ``test_confusion`` and ``test_seconds``. :meth:`Trainer.evaluate` returns
+    ``loss``, ``accuracy``, ``mean_class_accuracy`` and ``confusion``.
+    """
 
     __getattr__ = dict.__getitem__
-
-
-def build_optimizer(name, params, *, lr=1e-3, lr_decay=1e-7, weight_decay=0.0, momentum=0.0,
-                    t0=1e6, max_iter=2, n_correction=10):
-    """Construct an optimizer by its homework name (``sgd``, ``asgd``, ``cg``, ``lbfgs``).
-
-    ``lr`` is SGD's and L-BFGS's learning rate and ASGD's eta0, as in the homework's driver;
-    ``t0`` is ASGD's averaging start in updates; ``max_iter`` is CG's and L-BFGS's iterations
-    per mini-batch.
-    """
-    name = name.lower()
-    if name == "sgd":
-        return optim.SGD(params, lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
-                         momentum=momentum)
-    if name == "asgd":
-        return optim.ASGD(params, lr=lr, t0=t0)
-    if name == "cg":
-        return optim.CG(params, max_iter=max_iter)
-    if name == "lbfgs":
-        return optim.LBFGS(params, lr=lr, max_iter=max_iter, n_correction=n_correction)
-    raise ValueError(f"unknown optimizer {name!r}; choose from {list(OPTIMIZERS)}")
 
 
 def _predict_labels(output):
     return np.argmax(output, axis=1)
 
 
-def _read_log(path):
-    if not os.path.exists(path):
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+def predict(model, x, batch_size=250):
+    """Predicted class of each row of ``x``: the arg-max of ``model``'s output, computed in
+    evaluation mode, batch by batch (the model's mode is restored afterwards)."""
+    training = model.training
+    model.eval()
+    out = []
+    try:
+        for lo in range(0, x.shape[0], batch_size):
+            out.append(_predict_labels(model.forward(x[lo:lo + batch_size])))
+    finally:
+        model.train(training)
+    return np.concatenate(out) if out else np.empty(0, dtype=np.intp)
 
 
 def _write_log(path, rows):
@@ -148,7 +225,9 @@ class Trainer:
         self.batch_size = int(batch_size)
         self.options = dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                             momentum=momentum, max_iter=max_iter)
-        self.t0_epochs = t0_epochs
+        # Checked here in the user's unit (epochs): ASGD would see t0 in updates, a number
+        # the user never typed.
+        self.t0_epochs = check_real("Trainer", "t0_epochs", t0_epochs, low=0)
         self.switch_to_lbfgs_after = switch_to_lbfgs_after
         if lbfgs_mode not in LBFGS_MODES:
             raise ValueError(f"Trainer: lbfgs_mode must be one of {list(LBFGS_MODES)}; "
@@ -333,27 +412,66 @@ class Trainer:
                           confusion=confusion)
 
     def predict(self, x, batch_size=250):
-        """Predicted class of each row of ``x`` (evaluation mode)."""
-        self.model.eval()
-        out = []
+        """Predicted class of each row of ``x`` (evaluation mode; ASGD: averaged weights)."""
         with self._averaged():
-            for lo in range(0, x.shape[0], batch_size):
-                out.append(_predict_labels(self.model.forward(x[lo:lo + batch_size])))
+            labels = predict(self.model, x, batch_size)
         self.model.train()
-        return np.concatenate(out) if out else np.empty(0, dtype=np.intp)
+        return labels
 
     # -- the loop ---------------------------------------------------------------------------
     def fit(self, train_x, train_y, test_x=None, test_y=None, epochs=1, resume=True):
-        """Train until ``epochs`` epochs are done in total (resuming from a checkpoint).
+        """Train until ``epochs`` epochs are done in total, resuming from a checkpoint.
 
-        Returns the list of per-epoch EpochStats (including epochs done before a resume,
-        read back from the logs).
+        With ``save_dir`` and ``resume``, a ``checkpoint.npz`` in ``save_dir`` is read and
+        checked in full before anything trains, and its settings (model, loss, optimizer
+        and its hyperparameters, batch size, seed, number of training samples) must equal
+        this Trainer's: a run is only continued, never silently changed.
+
+        Parameters
+        ----------
+        train_x, train_y : ndarray
+            Inputs (N, ...) in the model's dtype and integer labels (N,).
+        test_x, test_y : ndarray, optional
+            Evaluated after every epoch.
+        epochs : int
+            Total epochs, counting those done before a resume; >= 1.
+        resume : bool
+            Continue from ``save_dir``'s checkpoint if there is one; False starts over
+            (the folder's logs and checkpoint are then replaced).
+
+        Returns
+        -------
+        list of dict
+            Per-epoch statistics, including epochs done before a resume.
+
+        Raises
+        ------
+        SaveFolderError
+            ``save_dir`` cannot be written.
+        CheckpointError
+            The checkpoint is unreadable or malformed.
+        SettingsMismatch
+            The checkpoint was made with other settings.
         """
+        if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
+            raise ValueError(f"Trainer.fit: epochs must be an integer >= 1; got {epochs!r}")
+        self._check_data(train_x, train_y, "train")
+        if test_x is not None:
+            self._check_data(test_x, test_y, "test")
         self._n_train = train_x.shape[0]
+        if self.save_dir:
+            check_save_folder(self.save_dir)
+            removed = remove_stale_temporaries(self.save_dir, SAVED_FILES)
+            if removed and self.verbose:
+                print(f"removed {len(removed)} leftover temporary file(s) of an interrupted "
+                      f"write in {self.save_dir}")
         if self.threads is not None:
             set_num_threads(self.threads)
         if self.save_dir and resume:
             self.load_checkpoint()
+            if self.epoch >= epochs and self.verbose:
+                print(f"nothing to train: {self.save_dir} already holds {self.epoch} "
+                      f"epoch(s) of this run (ask for more epochs to continue it)")
         while self.epoch < epochs:
             stats = self.train_epoch(train_x, train_y)
             if test_x is not None:
@@ -369,6 +487,42 @@ class Trainer:
                 self._write_logs()
                 self.save_checkpoint()
         return self.history
+
+    def _check_data(self, x, y, which):
+        """Refuse inputs the model cannot take, with the fix, before the first step."""
+        dtype = self.params.dtype
+        if not isinstance(x, np.ndarray) or not isinstance(y, np.ndarray):
+            raise TypeError(f"Trainer.fit: {which}_x and {which}_y must be numpy arrays; got "
+                            f"{type(x).__name__} and {type(y).__name__}")
+        if x.dtype != dtype:
+            raise TypeError(f"Trainer.fit: {which}_x has dtype {x.dtype} but the model's "
+                            f"parameters are {dtype}; convert the data with "
+                            f"x.astype(np.{dtype}) (load_mnist(dtype=np.{dtype})) or the "
+                            f"model with model.astype(np.{x.dtype})")
+        if y.ndim != 1 or y.dtype.kind not in "iu":
+            raise TypeError(f"Trainer.fit: {which}_y must be a 1-D integer array of labels; "
+                            f"got shape {y.shape}, dtype {y.dtype}")
+        if x.shape[0] != y.shape[0]:
+            raise ValueError(f"Trainer.fit: {which}_x has {x.shape[0]} samples but {which}_y "
+                             f"has {y.shape[0]} labels; they must match one to one")
+
+    def settings(self):
+        """What a resumed run must share with the run that wrote the checkpoint.
+
+        Returns
+        -------
+        dict
+            The model's architecture, loss, optimizer and its hyperparameters, batch size,
+            seed and number of training samples (None before :meth:`fit`).
+        """
+        return {"model": self.model.config(), "loss": self.loss_name,
+                "optimizer": self.optimizer_name, "batch_size": self.batch_size,
+                **{k: v for k, v in self.options.items()}, "t0_epochs": self.t0_epochs,
+                "switch_to_lbfgs_after": self.switch_to_lbfgs_after,
+                "lbfgs_mode": self.lbfgs_mode, "lbfgs_batch_size": self.lbfgs_batch_size,
+                "lbfgs_max_iter": self.lbfgs_max_iter, "lr_schedule": self.lr_schedule,
+                "schedule_epochs": self.schedule_epochs, "seed": self.seed,
+                "n_train": self._n_train}
 
     def _report(self, stats):
         if not self.verbose:
@@ -402,6 +556,7 @@ class Trainer:
             _write_log(self._path("test.log"), test_rows)
 
     def model_metadata(self):
+        """The metadata saved with ``model.npz``: the Trainer's plus loss and epoch."""
         return {**self.metadata, "loss": self.loss_name, "epoch": self.epoch}
 
     def save_checkpoint(self):
@@ -415,7 +570,10 @@ class Trainer:
                 "optimizer_scalars": scalars,
                 "data_rng": self.data_rng.bit_generator.state,
                 "model_rng": self._model_rng_state(), "history": self.history,
-                "dtype": str(self.params.dtype), "n_params": int(self.params.size)}
+                "dtype": str(self.params.dtype), "n_params": int(self.params.size),
+                "settings": self.settings()}
+        arrays.update({f"buffer/{i:03d}": np.asarray(b)
+                       for i, b in enumerate(self.model.buffers())})
         atomic_savez(self._path("checkpoint.npz"), params=self.params,
                      order=self.order if self.order is not None else np.empty(0, np.intp),
                      __meta__=np.array(json.dumps(meta, default=_json_default)), **arrays)
@@ -426,21 +584,86 @@ class Trainer:
                 return m.rng.bit_generator.state
         return None
 
-    def load_checkpoint(self):
-        """Restore from ``checkpoint.npz`` in ``save_dir`` if present. Returns True if so."""
+    def load_checkpoint(self, n_train=None, branch=False):
+        """Restore from ``checkpoint.npz`` in ``save_dir`` if present.
+
+        The whole file is checked (schema, settings, optimizer state) before anything is
+        restored: on any error the Trainer is left as it was.
+
+        Parameters
+        ----------
+        n_train : int, optional
+            Size of the training set this Trainer will see (:meth:`fit` passes it); part of
+            the settings a checkpoint must share.
+        branch : bool
+            The checkpoint comes from another run that this one branches from: its L-BFGS
+            settings (``switch_to_lbfgs_after``, ``lbfgs_*``) may differ from this Trainer's
+            as long as neither run has switched by the checkpoint's epoch, since until then
+            both ran the same optimizer (``fastconv.experiments`` uses this).
+
+        Returns
+        -------
+        bool
+            True if a checkpoint was restored.
+
+        Raises
+        ------
+        CheckpointError
+            The checkpoint is unreadable or malformed.
+        SettingsMismatch
+            It was made with other settings than this Trainer's.
+        """
         path = self._path("checkpoint.npz")
         if not os.path.exists(path):
             return False
-        with np.load(path, allow_pickle=False) as ck:
-            meta = json.loads(str(ck["__meta__"]))
-            if meta["n_params"] != self.params.size or meta["dtype"] != str(self.params.dtype):
-                raise ValueError(f"{path}: checkpoint is for a different model "
-                                 f"({meta['n_params']} {meta['dtype']} parameters, this model "
-                                 f"has {self.params.size} {self.params.dtype}); use another "
-                                 f"save folder")
-            self.params[...] = ck["params"]
-            self.order = ck["order"].copy()
-            opt_arrays = {k[4:]: ck[k].copy() for k in ck.files if k.startswith("opt/")}
+        try:
+            state = _read_checkpoint(path, read_npz(path, "checkpoint"))
+        except ModelFileError as exc:
+            raise CheckpointError(exc.path, exc.problem) from None
+        meta = state["meta"]
+        saved, now = dict(meta["settings"]), self.settings()
+        if n_train is not None:
+            now["n_train"] = int(n_train)
+        if now["n_train"] is None:
+            # Called before fit without n_train: the training-set size is not known yet and
+            # cannot be compared.
+            saved.pop("n_train", None)
+            now.pop("n_train")
+        differences = _differences(saved, now)
+        if branch:
+            differences = [d for d in differences if not _branch_safe(d, meta["epoch"])]
+        if differences:
+            raise SettingsMismatch(path, differences)
+        if meta["dtype"] != str(self.params.dtype) or meta["n_params"] != self.params.size:
+            raise CheckpointError(path, f"holds {meta['n_params']} {meta['dtype']} parameters; "
+                                        f"this model has {self.params.size} "
+                                        f"{self.params.dtype}")
+        stepper = None
+        if meta["optimizer_scalars"] or state["opt"]:
+            stepper = self._make_stepper()
+            opt_state = {**meta["optimizer_scalars"], **state["opt"]}
+            if (isinstance(stepper, optim.SwitchSchedule)
+                    and opt_state.get("optimizer") != "SwitchSchedule"
+                    and meta["epoch"] <= self.switch_to_lbfgs_after):
+                # The first optimizer alone, before the switch (a run branching from a plain
+                # SGD run): the schedule's first optimizer takes it.
+                opt_state = {"optimizer": "SwitchSchedule",
+                             "switch_after_epoch": self.switch_to_lbfgs_after,
+                             **{f"first.{k}": v for k, v in opt_state.items()}}
+            try:
+                stepper.load_state_dict(opt_state)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise CheckpointError(path, f"optimizer state is invalid "
+                                            f"({type(exc).__name__}: {exc})") from None
+        # Everything is checked; restore (buffers first: they check their own shapes).
+        if n_train is not None:
+            self._n_train = int(n_train)
+        try:
+            self.model.load_buffers(state["buffers"], "buffers")
+        except ValueError as exc:
+            raise CheckpointError(path, str(exc)) from None
+        self.params[...] = state["params"]
+        self.order = state["order"]
         self.epoch, self.step_count = meta["epoch"], meta["step"]
         self.history = meta["history"]
         self.data_rng.bit_generator.state = meta["data_rng"]
@@ -449,22 +672,128 @@ class Trainer:
                 if m.stochastic and m.rng is not None:
                     m.rng.bit_generator.state = meta["model_rng"]
                     break
-        if meta["optimizer_scalars"] or opt_arrays:
-            self._stepper = self._make_stepper()
-            state = {**meta["optimizer_scalars"], **opt_arrays}
-            if (isinstance(self._stepper, optim.SwitchSchedule)
-                    and state.get("optimizer") != "SwitchSchedule"
-                    and self.epoch <= self.switch_to_lbfgs_after):
-                # A checkpoint of the first optimizer alone, taken before the switch (a run
-                # branching from a plain SGD run): the schedule's first optimizer takes it.
-                state = {"optimizer": "SwitchSchedule",
-                         "switch_after_epoch": self.switch_to_lbfgs_after,
-                         **{f"first.{k}": v for k, v in state.items()}}
-            self._stepper.load_state_dict(state)
+        if stepper is not None:
+            self._stepper = stepper
             self._optimizer_for_epoch(max(self.epoch, 1))
         if self.verbose:
-            print(f"resumed from {path} at epoch {self.epoch}")
+            print(f"resuming from {path}: {self.epoch} epoch(s) done")
         return True
+
+
+_HISTORY_KEYS = ("epoch", "loss", "accuracy", "mean_class_accuracy", "seconds")
+_META_TYPES = {"epoch": int, "step": int, "seed": int, "optimizer_scalars": dict,
+               "data_rng": dict, "history": list, "dtype": str, "n_params": int,
+               "settings": dict}
+
+
+def _is_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_rng_state(path, state, name):
+    try:
+        np.random.Generator(getattr(np.random, state["bit_generator"])()
+                            ).bit_generator.state = state
+    except (AttributeError, KeyError, TypeError, ValueError):
+        raise ModelFileError(path, f"{name} is not a valid generator state") from None
+
+
+def _read_checkpoint(path, arrays):
+    """Check a checkpoint's arrays and metadata against the schema; return them."""
+    extra = sorted(k for k in arrays if k not in ("__meta__", "params", "order")
+                   and not k.startswith(("opt/", "buffer/")))
+    missing = sorted({"__meta__", "params", "order"} - set(arrays))
+    if missing or extra:
+        raise ModelFileError(path, f"entries do not match a checkpoint (missing: "
+                                   f"{', '.join(missing) or 'none'}; unexpected: "
+                                   f"{', '.join(extra) or 'none'})")
+    meta = _parse_json_entry(path, arrays["__meta__"], "__meta__", "checkpoint")
+    if "settings" not in meta:
+        raise ModelFileError(path, "records no settings (written by an older fastconv), so a "
+                                   "resume cannot be checked")
+    for key, kind in _META_TYPES.items():
+        value = meta.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise ModelFileError(path, f"__meta__.{key} must be a {kind.__name__}; got "
+                                       f"{type(value).__name__}")
+    if meta["epoch"] < 0 or meta["step"] < 0:
+        raise ModelFileError(path, "__meta__.epoch and step must be >= 0")
+    if "model_rng" not in meta or not isinstance(meta["model_rng"], (dict, type(None))):
+        raise ModelFileError(path, "__meta__.model_rng must be an object or null")
+    history = meta["history"]
+    if len(history) != meta["epoch"]:
+        raise ModelFileError(path, f"history has {len(history)} entries for "
+                                   f"{meta['epoch']} epochs")
+    for i, row in enumerate(history):
+        if (not isinstance(row, dict) or row.get("epoch") != i + 1
+                or not all(_is_number(row.get(k)) for k in _HISTORY_KEYS)
+                or not all(_is_number(v) for k, v in row.items() if k.startswith("test_"))):
+            raise ModelFileError(path, f"history entry {i + 1} is malformed (needs numbers "
+                                       f"for {', '.join(_HISTORY_KEYS)})")
+    _check_rng_state(path, meta["data_rng"], "__meta__.data_rng")
+    if meta["model_rng"] is not None:
+        _check_rng_state(path, meta["model_rng"], "__meta__.model_rng")
+    params = arrays["params"]
+    if (params.ndim != 1 or str(params.dtype) != meta["dtype"]
+            or params.size != meta["n_params"]):
+        raise ModelFileError(path, f"params has shape {params.shape}, dtype {params.dtype}; "
+                                   f"__meta__ says {meta['n_params']} {meta['dtype']}")
+    if not np.all(np.isfinite(params)):
+        raise ModelFileError(path, "params holds NaN or infinite values")
+    order = arrays["order"]
+    n_train = meta["settings"].get("n_train")
+    if order.ndim != 1 or order.dtype.kind not in "iu" or (
+            order.size and (order.size != n_train
+                            or not np.array_equal(np.sort(order), np.arange(order.size)))):
+        raise ModelFileError(path, "order is not a permutation of the training samples")
+    opt = {k[4:]: v for k, v in arrays.items() if k.startswith("opt/")}
+    buffers = [arrays[k] for k in sorted(arrays) if k.startswith("buffer/")]
+    return {"meta": meta, "params": params, "order": order.astype(np.intp), "opt": opt,
+            "buffers": buffers}
+
+
+def _flatten(value, prefix):
+    """``{"model.layers[2].dtype": "float64", ...}``: nested settings as dotted paths."""
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}.{k}"))
+        return out
+    if isinstance(value, list) and any(isinstance(v, dict) for v in value):
+        out = {f"{prefix} length": len(value)}
+        for i, v in enumerate(value):
+            out.update(_flatten(v, f"{prefix}[{i}]"))
+        return out
+    return {prefix: value}
+
+
+_BRANCH_SETTINGS = ("switch_to_lbfgs_after", "lbfgs_mode", "lbfgs_batch_size",
+                    "lbfgs_max_iter")
+
+
+def _branch_safe(difference, epoch):
+    """A setting difference that cannot have acted by ``epoch`` (see ``branch``)."""
+    name, saved, now = difference
+    if name not in _BRANCH_SETTINGS:
+        return False
+    if name == "switch_to_lbfgs_after":
+        return all(v in (None, _ABSENT) or v >= epoch for v in (saved, now))
+    return True
+
+
+def _differences(saved, now):
+    """``(name, saved value, current value)`` for every setting that differs."""
+    def plain(v):
+        return json.loads(json.dumps(v, default=_json_default))
+
+    saved_flat, now_flat = {}, {}
+    for key in saved:
+        saved_flat.update(_flatten(plain(saved[key]), key))
+    for key in now:
+        now_flat.update(_flatten(plain(now[key]), key))
+    return [(key, saved_flat.get(key, _ABSENT), now_flat.get(key, _ABSENT))
+            for key in sorted(set(saved_flat) | set(now_flat))
+            if saved_flat.get(key, _ABSENT) != now_flat.get(key, _ABSENT)]
 
 
 def _json_default(obj):

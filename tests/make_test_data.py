@@ -48,7 +48,10 @@ def cut(source, out=OUT):
 def _readme(table, out):
     rows = "\n".join(
         f"| {name} | {(out / name).stat().st_size} | {digest} |" for name, digest in table.items())
-    return f"""# A small real-MNIST subset for the tests
+    return f"""# A small real-MNIST sample, shipped with the package
+
+Used by the tests, the smoke preset of the experiment matrix (also on Dask workers that have
+only fastconv installed) and `fastconv.datasets.load_mnist_sample()`.
 
 The first {N_TRAIN} training images and labels and the first {N_TEST} test images and labels of
 the canonical MNIST files, written as valid IDX files with deterministic gzip (no time stamp, no

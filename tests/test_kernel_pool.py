@@ -527,3 +527,62 @@ def test_validation_read_only_out():
     out.setflags(write=False)
     with pytest.raises(ValueError, match="writeable"):
         max_pool2d_forward(X, 2, out=out)
+
+
+# --- average pooling --------------------------------------------------------------------
+
+def _avg_pool_reference(x, kh, kw, sh, sw):
+    """PyTorch AvgPool2d (no padding, floor mode) as a plain loop over windows."""
+    n, c, h, w = x.shape
+    oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
+    y = np.empty((n, c, oh, ow), np.float64)
+    for i in range(oh):
+        for j in range(ow):
+            y[:, :, i, j] = x[:, :, i * sh:i * sh + kh, j * sw:j * sw + kw].astype(
+                np.float64).mean(axis=(2, 3))
+    return y
+
+
+AVG_CASES = [((2, 3, 8, 8), 2, None), ((1, 2, 7, 9), (3, 2), (2, 3)), ((3, 1, 5, 5), 3, 1),
+             ((1, 1, 4, 4), 4, None), ((2, 70, 16, 16), 2, None)]
+
+
+@pytest.mark.parametrize("shape, k, s", AVG_CASES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+def test_avg_pool_forward_matches_reference(rng, shape, k, s, dtype, n_threads):
+    from fastconv.functional import avg_pool2d_forward
+    from fastconv._validation import as_pair
+    x = rng.standard_normal(shape).astype(dtype)
+    kh, kw = as_pair("t", "k", k, 1)
+    sh, sw = (kh, kw) if s is None else as_pair("t", "s", s, 1)
+    y = avg_pool2d_forward(x, k, s, n_threads=n_threads)
+    tol = 1e-6 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(y, _avg_pool_reference(x, kh, kw, sh, sw), rtol=tol, atol=tol)
+    assert y.dtype == dtype
+    np.testing.assert_array_equal(y, avg_pool2d_forward(x, k, s, n_threads=1))
+
+
+@pytest.mark.parametrize("shape, k, s", AVG_CASES[:4])
+def test_avg_pool_backward_matches_finite_differences(rng, shape, k, s):
+    from fastconv.functional import avg_pool2d_backward, avg_pool2d_forward
+    from .gradcheck import check_vjp
+    x = rng.standard_normal(shape)
+    check_vjp(lambda z: avg_pool2d_forward(z, k, s),
+              lambda z, y, g: avg_pool2d_backward(g, z.shape, k, s), x, rng)
+
+
+@pytest.mark.parametrize("call, exc, match", [
+    (lambda F: F.avg_pool2d_forward(np.zeros((1, 1, 4, 4)), 5), ValueError, "larger than"),
+    (lambda F: F.avg_pool2d_forward(np.zeros((1, 4, 4)), 2), ValueError, "4-D"),
+    (lambda F: F.avg_pool2d_forward(np.zeros((1, 1, 4, 4), np.int32), 2), TypeError, "dtype"),
+    (lambda F: F.avg_pool2d_forward(np.zeros((1, 1, 4, 4)), 2, 0), ValueError, "stride"),
+    (lambda F: F.avg_pool2d_backward(np.zeros((1, 1, 3, 3)), (1, 1, 4, 4), 2), ValueError,
+     "grad_out must have shape"),
+    (lambda F: F.avg_pool2d_backward(np.zeros((1, 1, 2, 2)), (1, 1, 4), 2), ValueError,
+     "input_shape"),
+])
+def test_avg_pool_validation(call, exc, match):
+    import fastconv.functional as F
+    with pytest.raises(exc, match=match):
+        call(F)

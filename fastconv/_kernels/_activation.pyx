@@ -17,9 +17,9 @@
 #   beta and p come in as double and are rounded once to real_t.
 #
 # Threading
-#   Elementwise ops split the flat array into fixed chunks of _CHUNK elements and prange over
+#   Elementwise ops split the flat array into fixed chunks of CHUNK elements and prange over
 #   chunks; softmax prange's over rows. Both axes are race-free, so results are bitwise
-#   identical for any thread count. Work below _PAR_MIN elements runs serially: waking an
+#   identical for any thread count. Work below SERIAL_BELOW elements runs serially: waking an
 #   OpenMP team costs more than the op.
 #
 # Vectorization
@@ -30,8 +30,7 @@ from cython.parallel cimport prange
 from libc.math cimport exp, expf, log, tanh, INFINITY
 from ._types cimport real_t
 
-cdef Py_ssize_t _CHUNK = 1 << 14
-cdef Py_ssize_t _PAR_MIN = 1 << 15
+from ._openmp cimport CHUNK, SERIAL_BELOW
 
 cdef enum _Op:
     _SIGMOID
@@ -160,14 +159,14 @@ cdef void _elementwise(_Op op, const real_t[::1] a, const real_t[::1] b, real_t[
                        int n_threads) noexcept:
     """Run ``op`` over the flat arrays; ``b`` is unused (may alias ``a``) for unary ops."""
     cdef Py_ssize_t size = out.shape[0]
-    cdef Py_ssize_t n_chunks = (size + _CHUNK - 1) // _CHUNK
+    cdef Py_ssize_t n_chunks = (size + CHUNK - 1) // CHUNK
     cdef Py_ssize_t c, start
     if size == 0:
         return
-    if n_threads > 1 and size >= _PAR_MIN:
+    if n_threads > 1 and size >= SERIAL_BELOW:
         for c in prange(n_chunks, schedule='static', nogil=True, num_threads=n_threads):
-            start = c * _CHUNK
-            _chunk(op, &a[start], &b[start], &out[start], min(_CHUNK, size - start))
+            start = c * CHUNK
+            _chunk(op, &a[start], &b[start], &out[start], min(CHUNK, size - start))
     else:
         with nogil:
             _chunk(op, &a[0], &b[0], &out[0], size)
@@ -251,17 +250,17 @@ def dropout_forward(const real_t[::1] x,      # IN
                     int n_threads):
     """mask = (u >= p) / (1 - p); y = x * mask (inverted dropout)."""
     cdef Py_ssize_t size = y.shape[0]
-    cdef Py_ssize_t n_chunks = (size + _CHUNK - 1) // _CHUNK
+    cdef Py_ssize_t n_chunks = (size + CHUNK - 1) // CHUNK
     cdef Py_ssize_t c, start
     # 1 / (1 - p) is formed in double and rounded once, so float32 and float64 masks agree.
     cdef real_t scale = <real_t>(1.0 / (1.0 - p))
     if size == 0:
         return
-    if n_threads > 1 and size >= _PAR_MIN:
+    if n_threads > 1 and size >= SERIAL_BELOW:
         for c in prange(n_chunks, schedule='static', nogil=True, num_threads=n_threads):
-            start = c * _CHUNK
+            start = c * CHUNK
             _dropout_impl(&x[start], &u[start], p, scale, &mask[start], &y[start],
-                          min(_CHUNK, size - start))
+                          min(CHUNK, size - start))
     else:
         with nogil:
             _dropout_impl(&x[0], &u[0], p, scale, &mask[0], &y[0], size)
@@ -379,7 +378,7 @@ cdef void _rows(_RowOp op, const real_t[:, ::1] a, const real_t[:, ::1] b,
     cdef real_t bt = <real_t>beta
     if rows == 0 or k == 0:
         return
-    if n_threads > 1 and rows > 1 and rows * k >= _PAR_MIN:
+    if n_threads > 1 and rows > 1 and rows * k >= SERIAL_BELOW:
         for r in prange(rows, schedule='static', nogil=True, num_threads=n_threads):
             _row(op, &a[r, 0], &b[r, 0], &out[r, 0], k, bt)
     else:

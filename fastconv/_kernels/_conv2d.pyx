@@ -49,6 +49,7 @@ Design
     this in training mode (fastconv.nn.Conv2d).
 """
 from cython.parallel cimport prange
+from cpython.pyport cimport PY_SSIZE_T_MAX
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy, memset
 
@@ -56,112 +57,7 @@ from ._types cimport real_t
 from ._blas cimport gemm_rm
 
 
-cdef extern from *:
-    """
-    #include <string.h>
-    /* Rows h and h+1 (when h+1 < H) of one channel of x in _col2im_unit_stride, in chunks
-       of 8 elements. Each chunk is summed over its taps (u, v), in that order, in a vector
-       register and stored once; the two rows and two neighbouring chunks of each are four
-       independent sums, so the adds overlap instead of waiting on each other's latency. A
-       tap adds the 8 elements of its col row that land on the chunk, masked to the columns
-       j in [0, ow) that exist: the others are read (they may hold anything, NaN included)
-       but cleared bitwise before the add. col_c is the channel's first im2col row, p the
-       row length. Written in C with GCC vector extensions: Cython's rendering of the masked
-       add (temporaries, branches) stayed scalar. */
-    #define FC_MASKED(VT, IT, iota, src, j0, ow)                                               \
-        ({ VT r_; memcpy(&r_, (src) + (j0), sizeof r_);                                       \
-           (VT)((IT)r_ & ((iota >= -(j0)) & (iota < (ow) - (j0)))); })
-    #define FC_STORE(xrow, w0, W, acc)                                                       \
-        if ((W) - (w0) >= 8) memcpy((xrow) + (w0), &(acc), sizeof (acc));                   \
-        else for (int l = 0; l < (W) - (w0); l++) (xrow)[(w0) + l] = (acc)[l];
-    #define FC_COL2IM_ROWS(T, VT, IT, iota, col_c, x_c, H, W, h, kh, kw, sh, ph, pw, oh, ow, p) \
-        int two = (h) + 1 < (H);                                                              \
-        for (int w0 = 0; w0 < (W); w0 += 16) {                                                  \
-            VT a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0};  /* row h/h+1, chunk w0/w0+8 */     \
-            int second = w0 + 8 < (W);                                                        \
-            for (int u = 0; u < (kh); u++) {                                                  \
-                int t0 = (h) + (ph) - u, t1 = t0 + 1;                                         \
-                int i0 = (sh) == 1 ? t0 : (t0 >= 0 ? t0 / (sh) : -1);                         \
-                int i1 = (sh) == 1 ? t1 : (t1 >= 0 ? t1 / (sh) : -1);                         \
-                int ok0 = t0 >= 0 && i0 < (oh) && i0 * (sh) == t0;                            \
-                int ok1 = two && t1 >= 0 && i1 < (oh) && i1 * (sh) == t1;                     \
-                if (!ok0 && !ok1) continue;                                                   \
-                for (int v = 0; v < (kw); v++) {                                              \
-                    const T* row_uv = (col_c) + ((long)u * (kw) + v) * (p);                   \
-                    int j0 = w0 + (pw) - v, j1 = j0 + 8;                                      \
-                    if (ok0) {                                                                \
-                        const T* r = row_uv + (long)i0 * (ow);                                \
-                        if (j0 > -8 && j0 < (ow)) a00 += FC_MASKED(VT, IT, iota, r, j0, ow);  \
-                        if (second && j1 > -8 && j1 < (ow))                                    \
-                            a01 += FC_MASKED(VT, IT, iota, r, j1, ow);                            \
-                    }                                                                         \
-                    if (ok1) {                                                                \
-                        const T* r = row_uv + (long)i1 * (ow);                                \
-                        if (j0 > -8 && j0 < (ow)) a10 += FC_MASKED(VT, IT, iota, r, j0, ow);  \
-                        if (second && j1 > -8 && j1 < (ow))                                    \
-                            a11 += FC_MASKED(VT, IT, iota, r, j1, ow);                            \
-                    }                                                                         \
-                }                                                                             \
-            }                                                                                 \
-            T* xr0 = (x_c) + (long)(h) * (W);                                                 \
-            FC_STORE(xr0, w0, W, a00)                                                         \
-            if (second) { FC_STORE(xr0, w0 + 8, W, a01) }                                     \
-            if (two) {                                                                        \
-                T* xr1 = xr0 + (W);                                                           \
-                FC_STORE(xr1, w0, W, a10)                                                     \
-                if (second) { FC_STORE(xr1, w0 + 8, W, a11) }                                 \
-            }                                                                                 \
-        }
-    /* rows x n elements from src (row stride src_step) to dst (row stride dst_step), no
-       overlap: each row as 32-byte blocks, the last one overlapping its neighbour instead of
-       a scalar tail, and rows of one to two blocks (ow = 10 floats in the homework's
-       64->64 layer) without a loop. The row-by-row helper in Cython spent more on its loop
-       than on the copy. */
-    #define FC_COPY_ROWS(T, dst, dst_step, src, src_step, rows, n) do {                  \
-        const long b_ = 32 / (long)sizeof(T);                                             \
-        if ((n) < b_) {                                                                   \
-            for (long r_ = 0; r_ < (rows); r_++)                                          \
-                for (long j_ = 0; j_ < (n); j_++)                                         \
-                    (dst)[r_ * (dst_step) + j_] = (src)[r_ * (src_step) + j_];            \
-        } else if ((n) <= 2 * b_) {                                                       \
-            for (long r_ = 0; r_ < (rows); r_++) {                                        \
-                memcpy((dst) + r_ * (dst_step), (src) + r_ * (src_step), 32);             \
-                memcpy((dst) + r_ * (dst_step) + (n) - b_,                                \
-                       (src) + r_ * (src_step) + (n) - b_, 32);                           \
-            }                                                                             \
-        } else {                                                                          \
-            for (long r_ = 0; r_ < (rows); r_++) {                                        \
-                long j_ = 0;                                                              \
-                for (; j_ + b_ < (n); j_ += b_)                                           \
-                    memcpy((dst) + r_ * (dst_step) + j_, (src) + r_ * (src_step) + j_, 32);\
-                memcpy((dst) + r_ * (dst_step) + (n) - b_,                                \
-                       (src) + r_ * (src_step) + (n) - b_, 32);                           \
-            }                                                                             \
-        }                                                                                 \
-    } while (0)
-    static void fc_copy_rows_f(float* dst, long dst_step, const float* src, long src_step,
-                               long rows, long n)
-    { FC_COPY_ROWS(float, dst, dst_step, src, src_step, rows, n); }
-    static void fc_copy_rows_d(double* dst, long dst_step, const double* src, long src_step,
-                               long rows, long n)
-    { FC_COPY_ROWS(double, dst, dst_step, src, src_step, rows, n); }
-    typedef float fc_v8f __attribute__((vector_size(32)));
-    typedef int fc_v8i __attribute__((vector_size(32)));
-    typedef double fc_v8d __attribute__((vector_size(64)));
-    typedef long long fc_v8l __attribute__((vector_size(64)));
-    static void fc_col2im_rows_f(const float* col_c, float* x_c, int H, int W, int h, int kh,
-                                 int kw, int sh, int ph, int pw, int oh, int ow, long p) {
-        const fc_v8i iota = {0, 1, 2, 3, 4, 5, 6, 7};
-        FC_COL2IM_ROWS(float, fc_v8f, fc_v8i, iota, col_c, x_c, H, W, h, kh, kw, sh, ph, pw,
-                       oh, ow, p)
-    }
-    static void fc_col2im_rows_d(const double* col_c, double* x_c, int H, int W, int h, int kh,
-                                 int kw, int sh, int ph, int pw, int oh, int ow, long p) {
-        const fc_v8l iota = {0, 1, 2, 3, 4, 5, 6, 7};
-        FC_COL2IM_ROWS(double, fc_v8d, fc_v8l, iota, col_c, x_c, H, W, h, kh, kw, sh, ph, pw,
-                       oh, ow, p)
-    }
-    """
+cdef extern from "_conv2d_simd.h":
     void fc_copy_rows_f(float* dst, long dst_step, const float* src, long src_step, long rows,
                         long n) noexcept nogil
     void fc_copy_rows_d(double* dst, long dst_step, const double* src, long src_step,
@@ -198,14 +94,15 @@ cdef inline int _split(int total, int t, int n_parts) noexcept nogil:
 cdef inline void _valid_range(int size, int out_size, int stride, int pad, int offset,
                               int* lo, int* hi) noexcept nogil:
     """[lo, hi): outputs i < out_size with 0 <= i*stride + offset - pad < size."""
-    cdef int a = pad - offset
-    cdef int b = size + pad - offset
+    # In 64-bit: a + stride - 1 passes INT_MAX for a stride near it (a 1x1 output).
+    cdef long long a = pad - offset
+    cdef long long b = <long long>size + pad - offset
     if stride == 1:
-        lo[0] = max(a, 0)
-        hi[0] = min(out_size, b)
+        lo[0] = <int>max(a, 0)
+        hi[0] = <int>min(out_size, b)
     else:
-        lo[0] = (a + stride - 1) // stride if a > 0 else 0
-        hi[0] = min(out_size, (b - 1) // stride + 1) if b > 0 else 0
+        lo[0] = <int>min((a + stride - 1) // stride, out_size) if a > 0 else 0
+        hi[0] = <int>min(out_size, (b - 1) // stride + 1) if b > 0 else 0
     if hi[0] < lo[0]:
         hi[0] = lo[0]
 
@@ -833,14 +730,32 @@ cdef void _backward_impl(const real_t* x, const real_t* grad_y, const real_t* we
 # ---------------------------------------------------------------------------------------------
 
 cdef Geom _geometry(const Py_ssize_t* x_shape, const Py_ssize_t* w_shape,
-                   int sh, int sw, int ph, int pw) noexcept:
-    """Sizes of a convolution of an (N, C, H, W) input by an (F, C, KH, KW) kernel."""
+                   Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw) except *:
+    """Sizes of a convolution of an (N, C, H, W) input by an (F, C, KH, KW) kernel.
+
+    Geom counts in C int (as the BLAS it calls): every size and every intermediate index
+    (at most the padded input extent) is checked to fit here, in 64-bit arithmetic, so that
+    a geometry fastconv.functional would refuse can never wrap around in a kernel either.
+    """
     cdef Geom g
+    cdef Py_ssize_t oh, ow
+    cdef Py_ssize_t limit = 2147483647
+    if sh < 1 or sw < 1 or ph < 0 or pw < 0 or sh > limit or sw > limit \
+            or x_shape[2] + 2 * ph > limit or x_shape[3] + 2 * pw > limit \
+            or x_shape[2] + 2 * ph < w_shape[2] or x_shape[3] + 2 * pw < w_shape[3]:
+        raise ValueError(f"conv2d: stride ({sh}, {sw}) or padding ({ph}, {pw}) out of range "
+                         f"for input {x_shape[2]}x{x_shape[3]} and kernel "
+                         f"{w_shape[2]}x{w_shape[3]}")
+    oh = (x_shape[2] + 2 * ph - w_shape[2]) // sh + 1
+    ow = (x_shape[3] + 2 * pw - w_shape[3]) // sw + 1
+    if x_shape[1] * w_shape[2] * w_shape[3] > limit or oh * ow > limit or w_shape[0] > limit:
+        raise ValueError(f"conv2d: geometry too large: C*KH*KW = "
+                         f"{x_shape[1] * w_shape[2] * w_shape[3]}, OH*OW = {oh * ow} and "
+                         f"F = {w_shape[0]} must each be <= {limit}")
     g.c, g.h, g.w = x_shape[1], x_shape[2], x_shape[3]
     g.f, g.kh, g.kw = w_shape[0], w_shape[2], w_shape[3]
     g.sh, g.sw, g.ph, g.pw = sh, sw, ph, pw
-    g.oh = (g.h + 2 * ph - g.kh) // sh + 1
-    g.ow = (g.w + 2 * pw - g.kw) // sw + 1
+    g.oh, g.ow = oh, ow
     g.k = g.c * g.kh * g.kw
     g.p = g.oh * g.ow
     return g
@@ -866,6 +781,9 @@ cdef real_t* _workspace(const Geom* g, int T, bint weight_grads, bint outputs,
     if outputs:
         n += _slice_size(<Py_ssize_t>g.f * g.p, item)
     w.stride = n
+    if T < 1 or <object>T * n * item > <object>PY_SSIZE_T_MAX:
+        raise MemoryError(f"conv2d: a workspace of {T} threads x {n} elements does not fit "
+                          f"in memory")
     ws = <real_t*>malloc(T * n * item)
     if ws == NULL:
         raise MemoryError(f"conv2d: cannot allocate a workspace of {T} x {n} elements")
@@ -890,7 +808,7 @@ def conv2d_forward(const real_t[:, :, :, ::1] x,        # IN  (N, C, H, W)
                    const real_t[:, :, :, ::1] weight,   # IN  (F, C, KH, KW)
                    const real_t[::1] bias,              # IN  (F,) or None
                    real_t[:, :, :, ::1] y,              # OUT (N, F, OH, OW)
-                   int sh, int sw, int ph, int pw, int n_threads,
+                   Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, int n_threads,
                    real_t[::1] col_keep=None):          # OUT (>= K*P,) or None
     """y[n,f,i,j] = bias[f] + sum_{c,u,v} weight[f,c,u,v] * x[n,c,i*sh+u-ph, j*sw+v-pw].
 
@@ -918,7 +836,8 @@ def conv2d_forward(const real_t[:, :, :, ::1] x,        # IN  (N, C, H, W)
 def conv2d_backward_input(const real_t[:, :, :, ::1] grad_y,   # IN  (N, F, OH, OW)
                           const real_t[:, :, :, ::1] weight,   # IN  (F, C, KH, KW)
                           real_t[:, :, :, ::1] grad_x,         # OUT (N, C, H, W)
-                          int sh, int sw, int ph, int pw, int n_threads):
+                          Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                          int n_threads):
     """grad_x[n,c,h,w] = sum over (f,u,v,i,j) with i*sh+u-ph = h and j*sw+v-pw = w of
     weight[f,c,u,v] * grad_y[n,f,i,j]: the adjoint of conv2d_forward without bias."""
     cdef Geom g = _geometry(grad_x.shape, weight.shape, sh, sw, ph, pw)
@@ -942,8 +861,8 @@ def conv2d_backward(const real_t[:, :, :, ::1] x,           # IN  (N, C, H, W)
                     real_t[:, :, :, ::1] grad_weight,       # OUT (F, C, KH, KW)
                     real_t[::1] grad_bias,                  # OUT (F,)
                     bint accumulate,
-                    int sh, int sw, int ph, int pw, int n_threads,
-                    real_t[::1] col_kept=None):             # IN  (>= K*P,) or None
+                    Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+                    int n_threads, real_t[::1] col_kept=None):             # IN  (>= K*P,) or None
     """grad_weight[f,c,u,v] (+)= sum_{n,i,j} grad_y[n,f,i,j] * x[n,c,i*sh+u-ph, j*sw+v-pw],
     grad_bias[f] (+)= sum_{n,i,j} grad_y[n,f,i,j], the sums added to the arrays' contents when
     accumulate is true; and, unless grad_x is None, grad_x as in conv2d_backward_input.

@@ -74,12 +74,21 @@ cdef void _forward_part(int t, int T, const real_t* x, const real_t* weight,
             y[<Py_ssize_t>i * n_out + o] += bias[o]
 
 
+cdef int _check_int_sizes(Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out) except -1:
+    """The GEMMs count in C int (BLAS's convention): refuse sizes that would wrap around."""
+    if n > 2147483647 or n_in > 2147483647 or n_out > 2147483647:
+        raise ValueError(f"linear: sizes N={n}, IN={n_in}, OUT={n_out} must each be "
+                         f"<= 2147483647")
+    return 0
+
+
 def linear_forward(const real_t[:, ::1] x,        # IN  (N, IN)
                    const real_t[:, ::1] weight,   # IN  (OUT, IN)
                    const real_t[::1] bias,        # IN  (OUT,) or None
                    real_t[:, ::1] y,              # OUT (N, OUT)
                    int n_threads):
     """y[n, o] = bias[o] + sum_i x[n, i] * weight[o, i]."""
+    _check_int_sizes(x.shape[0], x.shape[1], weight.shape[0])
     cdef int n_batch = x.shape[0]
     cdef int n_in = x.shape[1]
     cdef int n_out = weight.shape[0]
@@ -131,6 +140,7 @@ def linear_backward(const real_t[:, ::1] x,             # IN  (N, IN)
                     bint accumulate, int n_threads):
     """grad_x = grad_y @ weight; grad_weight (+)= grad_y^T @ x; grad_bias (+)= sum_n grad_y[n],
     the sums added to the arrays' contents when accumulate is true. grad_x None skips it."""
+    _check_int_sizes(x.shape[0], x.shape[1], weight.shape[0])
     cdef int n_batch = x.shape[0]
     cdef int n_in = x.shape[1]
     cdef int n_out = weight.shape[0]

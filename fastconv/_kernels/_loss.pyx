@@ -14,20 +14,19 @@
 # so indexing by a label can never leave the row).
 #
 # Determinism: every loss is accumulated in double, and partial sums are formed per row (or
-# per fixed chunk of _CHUNK elements for MSE) and then added in index order by one thread, so
+# per fixed chunk of CHUNK elements for MSE) and then added in index order by one thread, so
 # the loss is bitwise identical for every thread count. Gradients are written row by row
-# (race-free), in parallel over rows above _PAR_MIN elements of work.
+# (race-free), in parallel over rows above SERIAL_BELOW elements of work.
 from cython.parallel cimport prange
 from libc.math cimport exp, expf, log, INFINITY
 import numpy as np
 from ._types cimport real_t
 
-cdef Py_ssize_t _CHUNK = 1 << 14
-cdef Py_ssize_t _PAR_MIN = 1 << 15
+from ._openmp cimport CHUNK, SERIAL_BELOW
 
 
 cdef inline bint _parallel(Py_ssize_t tasks, Py_ssize_t work, int n_threads) noexcept nogil:
-    return n_threads > 1 and tasks > 1 and work >= _PAR_MIN
+    return n_threads > 1 and tasks > 1 and work >= SERIAL_BELOW
 
 
 cdef inline double _sum_ordered(const double[::1] parts) noexcept nogil:
@@ -43,6 +42,74 @@ cdef inline real_t _exp(real_t v) noexcept nogil:
         return expf(v)
     else:
         return exp(v)
+
+
+# One dispatcher for the row-wise ops and one for the chunked ones, as _activation.pyx's
+# _elementwise: each op's work on one row (or chunk) is written once, and the only
+# difference between the parallel and the serial call is the loop that hands out rows.
+cdef enum _Op:
+    _NLL_BACKWARD
+    _LSM_NLL_FORWARD
+    _LSM_NLL_BACKWARD
+    _MARGIN_FORWARD
+    _MARGIN_BACKWARD
+    _MSE_FORWARD
+    _MSE_BACKWARD
+
+
+cdef inline void _row(_Op op, const real_t* x, real_t* out, Py_ssize_t k, Py_ssize_t t,
+                      double margin, real_t scale, double* loss) noexcept nogil:
+    """One row of a row-wise op: x and out are the row's k scores and outputs (out may be
+    NULL), t its label; a forward op stores the row's loss in loss[0]."""
+    if op == _NLL_BACKWARD:
+        _nll_backward_row(out, k, t, scale)
+    elif op == _LSM_NLL_FORWARD:
+        loss[0] = _log_softmax_nll_row(x, out, k, t)
+    elif op == _LSM_NLL_BACKWARD:
+        _log_softmax_nll_backward_row(x, out, k, t, scale)
+    elif op == _MARGIN_FORWARD:
+        loss[0] = _margin_row(x, k, t, margin)
+    else:
+        _margin_backward_row(x, out, k, t, margin, scale)
+
+
+cdef void _by_rows(_Op op, const real_t* x, real_t* out, const Py_ssize_t* target,
+                   Py_ssize_t n_rows, Py_ssize_t k, double margin, real_t scale,
+                   double* row_loss, int n_threads) noexcept nogil:
+    """Run a row-wise op over n_rows rows of k; row r's loss goes to row_loss[r]."""
+    cdef Py_ssize_t r
+    if _parallel(n_rows, n_rows * k, n_threads):
+        for r in prange(n_rows, schedule='static', num_threads=n_threads):
+            _row(op, x + r * k if x != NULL else NULL, out + r * k if out != NULL else NULL,
+                 k, target[r], margin, scale, row_loss + r if row_loss != NULL else NULL)
+    else:
+        for r in range(n_rows):
+            _row(op, x + r * k if x != NULL else NULL, out + r * k if out != NULL else NULL,
+                 k, target[r], margin, scale, row_loss + r if row_loss != NULL else NULL)
+
+
+cdef inline void _chunk(_Op op, const real_t* x, const real_t* t, real_t* out, Py_ssize_t n,
+                        real_t scale, double* part) noexcept nogil:
+    if op == _MSE_FORWARD:
+        part[0] = _sq_diff_sum(x, t, n)
+    else:
+        _mse_backward_impl(x, t, out, scale, n)
+
+
+cdef void _by_chunks(_Op op, const real_t* x, const real_t* t, real_t* out, Py_ssize_t size,
+                     real_t scale, double* parts, int n_threads) noexcept nogil:
+    """Run a flat op over fixed chunks of CHUNK elements (whatever the thread count, so
+    partial sums never depend on it); chunk c's partial result goes to parts[c]."""
+    cdef Py_ssize_t n_chunks = (size + CHUNK - 1) // CHUNK
+    cdef Py_ssize_t c
+    if _parallel(n_chunks, size, n_threads):
+        for c in prange(n_chunks, schedule='static', num_threads=n_threads):
+            _chunk(op, x + c * CHUNK, t + c * CHUNK, out + c * CHUNK if out != NULL else NULL,
+                   min(CHUNK, size - c * CHUNK), scale, parts + c if parts != NULL else NULL)
+    else:
+        for c in range(n_chunks):
+            _chunk(op, x + c * CHUNK, t + c * CHUNK, out + c * CHUNK if out != NULL else NULL,
+                   min(CHUNK, size - c * CHUNK), scale, parts + c if parts != NULL else NULL)
 
 
 # ---------------------------------------------------------------------------------------
@@ -75,25 +142,22 @@ def nll_loss_forward(const real_t[:, ::1] logp,           # IN  (N, K) log-proba
     return s / n_rows
 
 
+cdef void _nll_backward_row(real_t* gx, Py_ssize_t k, Py_ssize_t t,
+                            real_t scale) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(k):
+        gx[i] = 0
+    gx[t] = -scale
+
+
 def nll_loss_backward(const Py_ssize_t[::1] target,       # IN  (N,) labels
                       double scale,                       # grad_out / N
                       real_t[:, ::1] grad_x,              # OUT (N, K)
                       int n_threads):
     """grad_x[n, i] = -scale [i == target[n]]."""
-    cdef Py_ssize_t n_rows = grad_x.shape[0]
-    cdef Py_ssize_t k = grad_x.shape[1]
-    cdef Py_ssize_t r, i
-    if _parallel(n_rows, n_rows * k, n_threads):
-        for r in prange(n_rows, schedule='static', nogil=True, num_threads=n_threads):
-            for i in range(k):
-                grad_x[r, i] = 0
-            grad_x[r, target[r]] = <real_t>(-scale)
-    else:
-        with nogil:
-            for r in range(n_rows):
-                for i in range(k):
-                    grad_x[r, i] = 0
-                grad_x[r, target[r]] = <real_t>(-scale)
+    with nogil:
+        _by_rows(_NLL_BACKWARD, <const real_t*>NULL, &grad_x[0, 0], &target[0],
+                 grad_x.shape[0], grad_x.shape[1], 0, <real_t>scale, NULL, n_threads)
 
 
 # ---------------------------------------------------------------------------------------
@@ -125,18 +189,11 @@ def log_softmax_nll_forward(const real_t[:, ::1] x,        # IN  (N, K) scores
                             real_t[:, ::1] logp,           # OUT (N, K) log-probabilities
                             int n_threads):
     """logp = log_softmax(x) over rows; L = -1/N sum_n logp[n, target[n]] (N >= 1, K >= 1)."""
-    cdef Py_ssize_t n_rows = x.shape[0]
-    cdef Py_ssize_t k = x.shape[1]
-    cdef Py_ssize_t r
-    cdef double[::1] row_loss = np.empty(n_rows, dtype=np.float64)
-    if _parallel(n_rows, n_rows * k, n_threads):
-        for r in prange(n_rows, schedule='static', nogil=True, num_threads=n_threads):
-            row_loss[r] = _log_softmax_nll_row(&x[r, 0], &logp[r, 0], k, target[r])
-    else:
-        with nogil:
-            for r in range(n_rows):
-                row_loss[r] = _log_softmax_nll_row(&x[r, 0], &logp[r, 0], k, target[r])
-    return _sum_ordered(row_loss) / n_rows
+    cdef double[::1] row_loss = np.empty(x.shape[0], dtype=np.float64)
+    with nogil:
+        _by_rows(_LSM_NLL_FORWARD, &x[0, 0], &logp[0, 0], &target[0], x.shape[0],
+                 x.shape[1], 0, 0, &row_loss[0], n_threads)
+    return _sum_ordered(row_loss) / x.shape[0]
 
 
 cdef void _log_softmax_nll_backward_row(const real_t* logp, real_t* gx, Py_ssize_t k,
@@ -153,17 +210,9 @@ def log_softmax_nll_backward(const real_t[:, ::1] logp,       # IN  saved log-pr
                              real_t[:, ::1] grad_x,           # OUT (N, K)
                              int n_threads):
     """grad_x[n, i] = (exp(logp[n, i]) - [i == target[n]]) * scale."""
-    cdef Py_ssize_t n_rows = logp.shape[0]
-    cdef Py_ssize_t k = logp.shape[1]
-    cdef Py_ssize_t r
-    cdef real_t s = <real_t>scale
-    if _parallel(n_rows, n_rows * k, n_threads):
-        for r in prange(n_rows, schedule='static', nogil=True, num_threads=n_threads):
-            _log_softmax_nll_backward_row(&logp[r, 0], &grad_x[r, 0], k, target[r], s)
-    else:
-        with nogil:
-            for r in range(n_rows):
-                _log_softmax_nll_backward_row(&logp[r, 0], &grad_x[r, 0], k, target[r], s)
+    with nogil:
+        _by_rows(_LSM_NLL_BACKWARD, &logp[0, 0], &grad_x[0, 0], &target[0], logp.shape[0],
+                 logp.shape[1], 0, <real_t>scale, NULL, n_threads)
 
 
 # ---------------------------------------------------------------------------------------
@@ -185,22 +234,13 @@ def mse_loss_forward(const real_t[::1] x,          # IN  flat
                      int n_threads):
     """L = 1/size sum_i (x_i - target_i)^2 (size >= 1).
 
-    Partial sums cover fixed chunks of _CHUNK elements regardless of the thread count and
+    Partial sums cover fixed chunks of CHUNK elements regardless of the thread count and
     are added in chunk order, so the result does not depend on n_threads.
     """
     cdef Py_ssize_t size = x.shape[0]
-    cdef Py_ssize_t n_chunks = (size + _CHUNK - 1) // _CHUNK
-    cdef Py_ssize_t c, start
-    cdef double[::1] parts = np.empty(n_chunks, dtype=np.float64)
-    if _parallel(n_chunks, size, n_threads):
-        for c in prange(n_chunks, schedule='static', nogil=True, num_threads=n_threads):
-            start = c * _CHUNK
-            parts[c] = _sq_diff_sum(&x[start], &target[start], min(_CHUNK, size - start))
-    else:
-        with nogil:
-            for c in range(n_chunks):
-                start = c * _CHUNK
-                parts[c] = _sq_diff_sum(&x[start], &target[start], min(_CHUNK, size - start))
+    cdef double[::1] parts = np.empty((size + CHUNK - 1) // CHUNK, dtype=np.float64)
+    with nogil:
+        _by_chunks(_MSE_FORWARD, &x[0], &target[0], NULL, size, 0, &parts[0], n_threads)
     return _sum_ordered(parts) / size
 
 
@@ -217,18 +257,9 @@ def mse_loss_backward(const real_t[::1] x,         # IN  flat
                       real_t[::1] grad_x,          # OUT flat
                       int n_threads):
     """grad_x = scale (x - target)."""
-    cdef Py_ssize_t size = x.shape[0]
-    cdef Py_ssize_t n_chunks = (size + _CHUNK - 1) // _CHUNK
-    cdef Py_ssize_t c, start
-    cdef real_t s = <real_t>scale
-    if _parallel(n_chunks, size, n_threads):
-        for c in prange(n_chunks, schedule='static', nogil=True, num_threads=n_threads):
-            start = c * _CHUNK
-            _mse_backward_impl(&x[start], &target[start], &grad_x[start], s,
-                               min(_CHUNK, size - start))
-    else:
-        with nogil:
-            _mse_backward_impl(&x[0], &target[0], &grad_x[0], s, size)
+    with nogil:
+        _by_chunks(_MSE_BACKWARD, &x[0], &target[0], &grad_x[0], x.shape[0], <real_t>scale,
+                   NULL, n_threads)
 
 
 # ---------------------------------------------------------------------------------------
@@ -256,18 +287,11 @@ def margin_loss_forward(const real_t[:, ::1] x,          # IN  (N, K) scores
                         double margin,
                         int n_threads):
     """L = 1/N sum_n 1/K sum_{i != t_n} max(0, margin - x[n, t_n] + x[n, i]) (N >= 1)."""
-    cdef Py_ssize_t n_rows = x.shape[0]
-    cdef Py_ssize_t k = x.shape[1]
-    cdef Py_ssize_t r
-    cdef double[::1] row_loss = np.empty(n_rows, dtype=np.float64)
-    if _parallel(n_rows, n_rows * k, n_threads):
-        for r in prange(n_rows, schedule='static', nogil=True, num_threads=n_threads):
-            row_loss[r] = _margin_row(&x[r, 0], k, target[r], margin)
-    else:
-        with nogil:
-            for r in range(n_rows):
-                row_loss[r] = _margin_row(&x[r, 0], k, target[r], margin)
-    return _sum_ordered(row_loss) / k / n_rows
+    cdef double[::1] row_loss = np.empty(x.shape[0], dtype=np.float64)
+    with nogil:
+        _by_rows(_MARGIN_FORWARD, &x[0, 0], NULL, &target[0], x.shape[0], x.shape[1],
+                 margin, 0, &row_loss[0], n_threads)
+    return _sum_ordered(row_loss) / x.shape[1] / x.shape[0]
 
 
 cdef void _margin_backward_row(const real_t* x, real_t* gx, Py_ssize_t k, Py_ssize_t t,
@@ -293,14 +317,6 @@ def margin_loss_backward(const real_t[:, ::1] x,         # IN  (N, K) scores
                          real_t[:, ::1] grad_x,          # OUT (N, K)
                          int n_threads):
     """grad_x[n, i] = scale [z_i active] for i != t_n; grad_x[n, t_n] = -scale #active."""
-    cdef Py_ssize_t n_rows = x.shape[0]
-    cdef Py_ssize_t k = x.shape[1]
-    cdef Py_ssize_t r
-    cdef real_t s = <real_t>scale
-    if _parallel(n_rows, n_rows * k, n_threads):
-        for r in prange(n_rows, schedule='static', nogil=True, num_threads=n_threads):
-            _margin_backward_row(&x[r, 0], &grad_x[r, 0], k, target[r], margin, s)
-    else:
-        with nogil:
-            for r in range(n_rows):
-                _margin_backward_row(&x[r, 0], &grad_x[r, 0], k, target[r], margin, s)
+    with nogil:
+        _by_rows(_MARGIN_BACKWARD, &x[0, 0], &grad_x[0, 0], &target[0], x.shape[0],
+                 x.shape[1], margin, <real_t>scale, NULL, n_threads)

@@ -15,3 +15,14 @@ cdef extern from *:
     int fc_openmp_enabled() noexcept nogil
     int fc_omp_max_threads() noexcept nogil
     int fc_omp_thread_num() noexcept nogil
+
+
+cdef enum:
+    # The one serial threshold of the kernels: below this many elements of work a call runs
+    # on one thread, because forking a team costs more than it saves. Kernels whose element
+    # costs a whole window of loads (pooling, batch normalization's two passes) go parallel
+    # from half of it.
+    SERIAL_BELOW = 1 << 15
+    # Elementwise and row-wise kernels cut their work into chunks of this many elements,
+    # whatever the thread count, so that partial sums (and results) never depend on it.
+    CHUNK = 1 << 14

@@ -1,16 +1,19 @@
-"""Spatial pooling kernels: max pooling (with arg-max) and Lp pooling.
+"""Spatial pooling kernels: max pooling (with arg-max), Lp pooling and average pooling.
 
 Design
 ------
 (a) Ops. ``max_pool2d_forward`` / ``max_pool2d_backward`` (Torch7 SpatialMaxPooling, no padding,
     floor mode) and ``lp_pool2d_forward`` / ``lp_pool2d_backward`` (Torch7 SpatialLPPooling:
-    the *sum* of x^p over the window, then the 1/p-th power; p = 2 is the homework's L2 pooling).
+    the *sum* of x^p over the window, then the 1/p-th power; p = 2 is the homework's L2 pooling)
+    and ``avg_pool2d_forward`` / ``avg_pool2d_backward`` (PyTorch AvgPool2d without padding:
+    the window mean).
 (b) Layout and dtypes. NCHW, C-contiguous, ``real_t`` (float32 or float64); arg-max indices are
     ``Py_ssize_t`` (np.intp), the flat offset ``i*W + j`` inside the input's (n, c) plane.
 (c) Threading. Every op parallelizes over the N*C planes with a static ``prange``. Each plane's
     output (forward) and gradient (backward) is written by exactly one thread, so there is no
     racy accumulation, and the result is bitwise independent of the thread count. Work below
-    ``_PAR_MIN_WORK`` elements runs serially: forking a team costs more than it saves there.
+    ``SERIAL_BELOW // 2`` elements runs serially (half the shared threshold: an element costs
+    a window of loads).
 (d) Vectorization. Branchy scalar pooling was measured at 25-35% of a training step, so every
     inner loop is straight-line code over an output row that gcc can if-convert and vectorize:
     the arg-max update is a pair of selects, never a branch. The hot 2x2/2 window has its own
@@ -18,7 +21,8 @@ Design
     (branchy) remainder runs (see _SPAN); other windows sweep the kernel taps in the outer
     loops and the output row in the innermost loop. Max backward is a plain scatter-add.
 (e) Saved for backward. Max pooling saves the arg-max ``indices`` (shaped like y). Lp pooling
-    saves nothing extra: its backward takes x and y.
+    saves nothing extra: its backward takes x and y. Average pooling saves nothing: its
+    backward needs only grad_out and the input's shape.
 (f) Safety. Shapes and hyperparameters are checked by ``fastconv.functional`` before these run;
     ``max_pool2d_backward`` additionally range-checks every index inside the kernel (one pass,
     no extra sweep over the indices) and reports the count of bad ones instead of writing.
@@ -29,9 +33,7 @@ from libc.string cimport memset
 
 from ._types cimport real_t
 
-cdef enum:
-    # Input elements below which a call runs on one thread.
-    _PAR_MIN_WORK = 16384
+from ._openmp cimport SERIAL_BELOW
 
 
 cdef extern from *:
@@ -69,7 +71,78 @@ cdef inline real_t _sqrt(real_t v) noexcept nogil:
 
 
 cdef inline int _team(Py_ssize_t work, int n_threads) noexcept nogil:
-    return n_threads if work >= _PAR_MIN_WORK else 1
+    return n_threads if work >= SERIAL_BELOW // 2 else 1
+
+
+# One dispatcher runs every op plane by plane, on a team or serially: each op's work on one
+# (n, c) plane is a _plane case, written once.
+cdef enum _Op:
+    _MAX_FORWARD
+    _MAX_BACKWARD
+    _LP_FORWARD
+    _LP_BACKWARD
+    _AVG_FORWARD
+    _AVG_BACKWARD
+
+
+cdef struct _Planes:
+    # What every plane of one call shares: the geometry, p, and the arrays that are not
+    # real_t (indices) or are read-only inputs of either dtype (x, as void*).
+    Py_ssize_t planes, h, w, oh, ow, kh, kw, sh, sw
+    double p
+    const void* x               # (N, C, H, W) input, or NULL
+    Py_ssize_t* idx             # (N, C, OH, OW) arg-max indices, or NULL
+
+
+cdef _Planes _planes(const Py_ssize_t* in_shape, const Py_ssize_t* out_shape, Py_ssize_t kh,
+                     Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, double p) noexcept:
+    cdef _Planes a
+    a.planes = in_shape[0] * in_shape[1]
+    a.h, a.w, a.oh, a.ow = in_shape[2], in_shape[3], out_shape[2], out_shape[3]
+    a.kh, a.kw, a.sh, a.sw, a.p = kh, kw, sh, sw, p
+    a.x, a.idx = NULL, NULL
+    return a
+
+
+cdef inline Py_ssize_t _plane(_Op op, const _Planes* a, Py_ssize_t pl, const real_t* g,
+                              real_t* y, real_t* gx) noexcept nogil:
+    """Plane pl of op: g is grad_out (or NULL), y the (N, C, OH, OW) output or, in Lp
+    backward, the forward output; gx the (N, C, H, W) gradient. Returns the count of bad
+    indices (max backward), else 0."""
+    cdef Py_ssize_t hw = a.h * a.w, ohw = a.oh * a.ow
+    cdef const real_t* xp = <const real_t*>a.x + pl * hw if a.x != NULL else NULL
+    if op == _MAX_FORWARD:
+        _max_fwd_plane(xp, y + pl * ohw, a.idx + pl * ohw if a.idx != NULL else NULL, a.w,
+                       a.oh, a.ow, a.kh, a.kw, a.sh, a.sw)
+    elif op == _MAX_BACKWARD:
+        return _max_bwd_scatter(g + pl * ohw, a.idx + pl * ohw, gx + pl * hw, hw, ohw)
+    elif op == _LP_FORWARD:
+        _lp_fwd_plane(xp, y + pl * ohw, a.p, a.w, a.oh, a.ow, a.kh, a.kw, a.sh, a.sw)
+    elif op == _LP_BACKWARD:
+        _lp_bwd_plane(xp, y + pl * ohw, g + pl * ohw, gx + pl * hw, a.p, a.h, a.w, a.oh, a.ow,
+                      a.kh, a.kw, a.sh, a.sw)
+    elif op == _AVG_FORWARD:
+        _avg_fwd_plane(xp, y + pl * ohw, a.w, a.oh, a.ow, a.kh, a.kw, a.sh, a.sw)
+    else:
+        _avg_bwd_plane(g + pl * ohw, gx + pl * hw, a.h, a.w, a.oh, a.ow, a.kh, a.kw, a.sh,
+                       a.sw)
+    return 0
+
+
+cdef Py_ssize_t _by_planes(_Op op, const _Planes* a, const real_t* g, real_t* y, real_t* gx,
+                           int n_threads) noexcept nogil:
+    """Run op over every plane; planes are independent, so the split never changes a
+    result. Returns the summed count of bad indices."""
+    cdef Py_ssize_t pl
+    cdef Py_ssize_t bad = 0
+    cdef int nt = _team(a.planes * a.h * a.w, n_threads)
+    if nt > 1:
+        for pl in prange(a.planes, schedule='static', num_threads=nt):
+            bad += _plane(op, a, pl, g, y, gx)
+    else:
+        for pl in range(a.planes):
+            bad += _plane(op, a, pl, g, y, gx)
+    return bad
 
 
 # --------------------------------------------------------------------------------------------
@@ -240,26 +313,11 @@ def max_pool2d_forward(const real_t[:, :, :, ::1] x,        # IN  (N, C, H, W)
     Ties go to the first maximum in row-major window order; a NaN wins. ``indices`` may be
     None when the caller does not need them. Sizes are checked by the caller (non-empty).
     """
-    cdef Py_ssize_t planes = x.shape[0] * x.shape[1]
-    cdef Py_ssize_t h = x.shape[2], w = x.shape[3], oh = y.shape[2], ow = y.shape[3]
-    cdef const real_t* xp = &x[0, 0, 0, 0]
-    cdef real_t* yp = &y[0, 0, 0, 0]
-    cdef Py_ssize_t* ip = NULL
-    cdef Py_ssize_t pl
-    cdef int nt = _team(planes * h * w, n_threads)
-    if indices is not None:
-        ip = &indices[0, 0, 0, 0]
-    if nt > 1:
-        for pl in prange(planes, schedule='static', nogil=True, num_threads=nt):
-            _max_fwd_plane(xp + pl * h * w, yp + pl * oh * ow,
-                           ip + pl * oh * ow if ip != NULL else NULL,
-                           w, oh, ow, kh, kw, sh, sw)
-    else:
-        with nogil:
-            for pl in range(planes):
-                _max_fwd_plane(xp + pl * h * w, yp + pl * oh * ow,
-                               ip + pl * oh * ow if ip != NULL else NULL,
-                               w, oh, ow, kh, kw, sh, sw)
+    cdef _Planes a = _planes(x.shape, y.shape, kh, kw, sh, sw, 0)
+    a.x = &x[0, 0, 0, 0]
+    a.idx = &indices[0, 0, 0, 0] if indices is not None else NULL
+    with nogil:
+        _by_planes(_MAX_FORWARD, &a, NULL, &y[0, 0, 0, 0], NULL, n_threads)
 
 
 cdef Py_ssize_t _max_bwd_scatter(const real_t* gp, const Py_ssize_t* ip, real_t* gxp,
@@ -289,24 +347,12 @@ def max_pool2d_backward(const real_t[:, :, :, ::1] grad_out,       # IN  (N, C, 
 
     Returns the number of indices outside ``[0, H*W)``; those are skipped, never written.
     """
-    cdef Py_ssize_t planes = grad_x.shape[0] * grad_x.shape[1]
-    cdef Py_ssize_t h = grad_x.shape[2], w = grad_x.shape[3]
-    cdef Py_ssize_t oh = grad_out.shape[2], ow = grad_out.shape[3]
-    cdef const real_t* gp = &grad_out[0, 0, 0, 0]
-    cdef const Py_ssize_t* ip = &indices[0, 0, 0, 0]
-    cdef real_t* gxp = &grad_x[0, 0, 0, 0]
-    cdef Py_ssize_t pl
-    cdef Py_ssize_t bad = 0
-    cdef int nt = _team(planes * h * w, n_threads)
-    if nt > 1:
-        for pl in prange(planes, schedule='static', nogil=True, num_threads=nt):
-            bad += _max_bwd_scatter(gp + pl * oh * ow, ip + pl * oh * ow, gxp + pl * h * w,
-                                    h * w, oh * ow)
-    else:
-        with nogil:
-            for pl in range(planes):
-                bad += _max_bwd_scatter(gp + pl * oh * ow, ip + pl * oh * ow, gxp + pl * h * w,
-                                        h * w, oh * ow)
+    cdef _Planes a = _planes(grad_x.shape, grad_out.shape, 1, 1, 1, 1, 0)
+    cdef Py_ssize_t bad
+    a.idx = <Py_ssize_t*>&indices[0, 0, 0, 0]    # read only
+    with nogil:
+        bad = _by_planes(_MAX_BACKWARD, &a, &grad_out[0, 0, 0, 0], NULL, &grad_x[0, 0, 0, 0],
+                         n_threads)
     return bad
 
 
@@ -343,8 +389,10 @@ cdef void _lp_fwd_generic(const real_t* xp, real_t* yp, double p, Py_ssize_t w,
     cdef const real_t* r
     cdef real_t* yr
     cdef real_t t
+    # p = 1 (average pooling's window sum too) adds x itself: pow(v, 1) is v exactly.
     cdef real_t inv_p = <real_t>(1.0 / p)
     cdef bint square = p == 2.0
+    cdef bint linear = p == 1.0
     for i in range(oh):
         yr = yp + i * ow
         for j in range(ow):
@@ -356,13 +404,16 @@ cdef void _lp_fwd_generic(const real_t* xp, real_t* yp, double p, Py_ssize_t w,
                     for j in range(ow):
                         t = r[j * sw]
                         yr[j] += t * t
+                elif linear:
+                    for j in range(ow):
+                        yr[j] += r[j * sw]
                 else:
                     for j in range(ow):
                         yr[j] += _pow(r[j * sw], p)
         if square:
             for j in range(ow):
                 yr[j] = _sqrt(yr[j])
-        else:
+        elif not linear:
             for j in range(ow):
                 yr[j] = _pow(yr[j], inv_p)
 
@@ -382,19 +433,10 @@ def lp_pool2d_forward(const real_t[:, :, :, ::1] x,    # IN  (N, C, H, W)
                       Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
                       int n_threads):
     """y[n,c,i,j] = (Σ_{u<kh, v<kw} x[n,c,i*sh+u, j*sw+v]^p)^(1/p); p = 2 uses sqrt(Σ x²)."""
-    cdef Py_ssize_t planes = x.shape[0] * x.shape[1]
-    cdef Py_ssize_t h = x.shape[2], w = x.shape[3], oh = y.shape[2], ow = y.shape[3]
-    cdef const real_t* xp = &x[0, 0, 0, 0]
-    cdef real_t* yp = &y[0, 0, 0, 0]
-    cdef Py_ssize_t pl
-    cdef int nt = _team(planes * h * w, n_threads)
-    if nt > 1:
-        for pl in prange(planes, schedule='static', nogil=True, num_threads=nt):
-            _lp_fwd_plane(xp + pl * h * w, yp + pl * oh * ow, p, w, oh, ow, kh, kw, sh, sw)
-    else:
-        with nogil:
-            for pl in range(planes):
-                _lp_fwd_plane(xp + pl * h * w, yp + pl * oh * ow, p, w, oh, ow, kh, kw, sh, sw)
+    cdef _Planes a = _planes(x.shape, y.shape, kh, kw, sh, sw, p)
+    a.x = &x[0, 0, 0, 0]
+    with nogil:
+        _by_planes(_LP_FORWARD, &a, NULL, &y[0, 0, 0, 0], NULL, n_threads)
 
 
 cdef void _l2_bwd_2x2(const real_t* xp, const real_t* yp, const real_t* gp, real_t* gxp,
@@ -485,20 +527,64 @@ def lp_pool2d_backward(const real_t[:, :, :, ::1] x,           # IN  (N, C, H, W
     Where y = 0 and p > 1 (y^(1-p) infinite) the window contributes 0, a valid subgradient
     for x >= 0; for p = 1 the map is linear and the factor is exactly 1.
     """
-    cdef Py_ssize_t planes = x.shape[0] * x.shape[1]
-    cdef Py_ssize_t h = x.shape[2], w = x.shape[3], oh = y.shape[2], ow = y.shape[3]
-    cdef const real_t* xp = &x[0, 0, 0, 0]
-    cdef const real_t* yp = &y[0, 0, 0, 0]
-    cdef const real_t* gp = &grad_out[0, 0, 0, 0]
-    cdef real_t* gxp = &grad_x[0, 0, 0, 0]
-    cdef Py_ssize_t pl
-    cdef int nt = _team(planes * h * w, n_threads)
-    if nt > 1:
-        for pl in prange(planes, schedule='static', nogil=True, num_threads=nt):
-            _lp_bwd_plane(xp + pl * h * w, yp + pl * oh * ow, gp + pl * oh * ow,
-                          gxp + pl * h * w, p, h, w, oh, ow, kh, kw, sh, sw)
-    else:
-        with nogil:
-            for pl in range(planes):
-                _lp_bwd_plane(xp + pl * h * w, yp + pl * oh * ow, gp + pl * oh * ow,
-                              gxp + pl * h * w, p, h, w, oh, ow, kh, kw, sh, sw)
+    cdef _Planes a = _planes(x.shape, y.shape, kh, kw, sh, sw, p)
+    a.x = &x[0, 0, 0, 0]
+    with nogil:
+        _by_planes(_LP_BACKWARD, &a, &grad_out[0, 0, 0, 0], &y[0, 0, 0, 0],
+                   &grad_x[0, 0, 0, 0], n_threads)
+
+
+# --------------------------------------------------------------------------------------------
+# Average pooling
+# --------------------------------------------------------------------------------------------
+
+cdef void _avg_fwd_plane(const real_t* xp, real_t* yp, Py_ssize_t w, Py_ssize_t oh,
+                         Py_ssize_t ow, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh,
+                         Py_ssize_t sw) noexcept nogil:
+    # The window sums are Lp pooling's with p = 1; then one scale by 1/(kh*kw).
+    cdef Py_ssize_t o
+    cdef real_t scale = <real_t>(1.0 / <double>(kh * kw))
+    _lp_fwd_generic(xp, yp, 1.0, w, oh, ow, kh, kw, sh, sw)
+    for o in range(oh * ow):
+        yp[o] *= scale
+
+
+def avg_pool2d_forward(const real_t[:, :, :, ::1] x,    # IN  (N, C, H, W)
+                       real_t[:, :, :, ::1] y,          # OUT (N, C, OH, OW)
+                       Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
+                       int n_threads):
+    """y[n,c,i,j] = (1/(kh*kw)) Σ_{u<kh, v<kw} x[n,c,i*sh+u, j*sw+v]."""
+    cdef _Planes a = _planes(x.shape, y.shape, kh, kw, sh, sw, 0)
+    a.x = &x[0, 0, 0, 0]
+    with nogil:
+        _by_planes(_AVG_FORWARD, &a, NULL, &y[0, 0, 0, 0], NULL, n_threads)
+
+
+cdef void _avg_bwd_plane(const real_t* gp, real_t* gxp, Py_ssize_t h, Py_ssize_t w,
+                         Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t kh, Py_ssize_t kw,
+                         Py_ssize_t sh, Py_ssize_t sw) noexcept nogil:
+    # Zero, then add each scaled output gradient to its window, taps outside and the output
+    # row inside: overlapping windows add in a fixed order, and the plane is one thread's.
+    cdef Py_ssize_t i, j, u, v
+    cdef const real_t* gr
+    cdef real_t* xr
+    cdef real_t scale = <real_t>(1.0 / <double>(kh * kw))
+    memset(gxp, 0, h * w * sizeof(real_t))
+    for i in range(oh):
+        gr = gp + i * ow
+        for u in range(kh):
+            for v in range(kw):
+                xr = gxp + (i * sh + u) * w + v
+                for j in range(ow):
+                    xr[j * sw] += gr[j] * scale
+
+
+def avg_pool2d_backward(const real_t[:, :, :, ::1] grad_out,    # IN  (N, C, OH, OW)
+                        real_t[:, :, :, ::1] grad_x,            # OUT (N, C, H, W)
+                        Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
+                        int n_threads):
+    """grad_x[n,c,a,b] = (1/(kh*kw)) Σ_{windows (i,j) ∋ (a,b)} grad_out[n,c,i,j]."""
+    cdef _Planes a = _planes(grad_x.shape, grad_out.shape, kh, kw, sh, sw, 0)
+    with nogil:
+        _by_planes(_AVG_BACKWARD, &a, &grad_out[0, 0, 0, 0], NULL, &grad_x[0, 0, 0, 0],
+                   n_threads)

@@ -52,8 +52,19 @@ class DataFileError(ValueError):
         super().__init__(f"{self.path}: {problem}")
 
 
-def read_bytes(path, gz=None):
-    """Return the content of ``path``, decompressed when it is gzip.
+# The largest file an IDX header may declare. MNIST's largest is 47 MB; a header claiming
+# more than this is refused before anything is inflated, so that a small compressed file
+# cannot make the reader allocate gigabytes (a "gzip bomb").
+MAX_IDX_BYTES = 1 << 30
+
+
+def read_bytes(path, gz=None, max_bytes=MAX_IDX_BYTES):
+    """Return the bytes of the IDX file ``path``, decompressed when it is gzip.
+
+    The header is read first and the body only up to the size the header declares (plus one
+    byte, so that :func:`parse_idx` can report trailing bytes): a file never inflates more
+    than it claims, and a claim above ``max_bytes`` is refused at once. A file that is not
+    IDX at all yields just its first bytes, for :func:`parse_idx` to reject.
 
     Gzip is recognised by its magic bytes rather than the file name, so a mirror that serves
     an HTML page under a ``.gz`` name is reported as "not a gzip file", not as a zlib error.
@@ -65,28 +76,52 @@ def read_bytes(path, gz=None):
     gz : bool, optional
         Whether gzip is required; default: when the name ends in ``.gz``. Downloads pass it
         explicitly because their temporary files have other names.
+    max_bytes : int
+        Largest uncompressed size a header may declare.
 
     Raises
     ------
     DataFileError
-        If the file is gzip but truncated or corrupt, or must be gzip but is not.
+        If the file is gzip but truncated or corrupt, must be gzip but is not, or declares
+        more than ``max_bytes``.
     """
-    with open(path, "rb") as f:
-        data = f.read()
     if gz is None:
         gz = os.fspath(path).endswith(".gz")
-    if data[:2] != _GZIP_MAGIC:
-        if gz:
-            head = data[:40].decode("latin-1")
-            raise DataFileError(path, f"not a gzip file (starts with {head!r})")
+    with open(path, "rb") as f:
+        start = f.read(40)
+        f.seek(0)
+        if start[:2] != _GZIP_MAGIC:
+            if gz:
+                raise DataFileError(path, f"not a gzip file (starts with "
+                                          f"{start.decode('latin-1')!r})")
+            return _read_bounded(f.read, path, max_bytes)
+        try:
+            with gzip.GzipFile(fileobj=f, mode="rb") as stream:
+                return _read_bounded(stream.read, path, max_bytes)
+        except EOFError:
+            raise DataFileError(path, "truncated gzip file (compressed stream ends early)") \
+                from None
+        except (gzip.BadGzipFile, zlib.error) as exc:
+            raise DataFileError(path, f"corrupt gzip file ({exc})") from None
+
+
+def _read_bounded(read, path, max_bytes):
+    """Header, then at most the declared body plus one byte, through ``read(n)``."""
+    data = read(4)
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _TYPE_CODES:
         return data
-    try:
-        return gzip.decompress(data)
-    except EOFError:
-        raise DataFileError(path, "truncated gzip file (compressed stream ends early)") \
-            from None
-    except (gzip.BadGzipFile, zlib.error) as exc:
-        raise DataFileError(path, f"corrupt gzip file ({exc})") from None
+    data += read(4 * data[3])
+    if len(data) < 4 + 4 * data[3]:
+        return data
+    shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(data[3]))
+    size = _TYPE_CODES[data[2]].itemsize
+    for d in shape:
+        size *= d
+    if size > max_bytes:
+        raise DataFileError(path, f"header declares shape {shape} of "
+                                  f"{_TYPE_CODES[data[2]].name}: {size} bytes, more than the "
+                                  f"{max_bytes}-byte limit of an IDX file")
+    return data + read(size + 1)
 
 
 def parse_idx(data, path="<bytes>"):

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._validation import check_dtype
 from ._download import fetch_verified
 from ._idx import DataFileError, parse_idx, read_bytes
 
@@ -370,8 +371,6 @@ def load_mnist(folder=None, size="full", dtype=np.float32, normalize=True,
     TypeError, ValueError
         Bad ``dtype``, ``normalize``, ``size`` or ``expected_sha256``, or ``size`` asks for
         more images than the files hold.
-    RuntimeError
-        ``local_contrast=True`` but the normalization kernel is not available.
 
     Examples
     --------
@@ -381,9 +380,7 @@ def load_mnist(folder=None, size="full", dtype=np.float32, normalize=True,
     >>> saved = data.normalization.to_dict()                     # doctest: +SKIP
     >>> test = load_mnist(normalize=Normalization.from_dict(saved))  # doctest: +SKIP
     """
-    dtype = np.dtype(dtype)
-    if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise TypeError(f"load_mnist: dtype must be float32 or float64; got {dtype}")
+    dtype = check_dtype(dtype, "load_mnist")
     if not isinstance(normalize, (bool, Normalization)):
         raise TypeError(f"load_mnist: normalize must be a bool or a Normalization; "
                         f"got {type(normalize).__name__}")

@@ -43,6 +43,8 @@ DEFAULT_TRAIN_FN = "fastconv.experiments.worker:train_run"
 # Config settings that act only after the L-BFGS switch, or not at all before epoch k.
 BRANCH_KEYS = ("epochs", "switch_to_lbfgs_after", "lbfgs_mode", "lbfgs_batch_size",
                "lbfgs_max_iter")
+# Marks a run folder whose checkpoint.npz came from the parent it branches from.
+BRANCH_FILE = "branch.json"
 # The small files a run's record carries back to a client without shared storage.
 RETURNED_FILES = ("config.json", "metrics.csv", "train.log", "test.log")
 # model.npz travels too when it is at most this large (the linear and MLP models; the
@@ -190,8 +192,10 @@ def _branch(run, out, config, branch):
     snapshot = RunDir(out, branch["key"]).snapshot(epoch)
     if not os.path.exists(snapshot):
         return None
+    record = {"key": branch["key"], "epoch": epoch}
+    write_json(run.file(BRANCH_FILE), record)
     _copy_atomic(snapshot, run.file("checkpoint.npz"))
-    return {"key": branch["key"], "epoch": epoch}
+    return record
 
 
 def summarize(history):
@@ -256,7 +260,9 @@ def train_run(config, run_dir, threads, on_epoch):
                       switch_to_lbfgs_after=config["switch_to_lbfgs_after"],
                       seed=config["seed"], threads=threads, save_dir=run_dir, progress=False,
                       metadata=metadata, verbose=False, **optional)
-    resumed_at = trainer.epoch if trainer.load_checkpoint() else 0
+    branched = os.path.exists(os.path.join(run_dir, BRANCH_FILE))
+    resumed_at = trainer.epoch if trainer.load_checkpoint(n_train=data.train_x.shape[0],
+                                                          branch=branched) else 0
     if trainer.history:
         on_epoch(trainer.history)
         if trainer.epoch >= config["epochs"] and not os.path.exists(

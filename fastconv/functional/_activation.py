@@ -51,7 +51,7 @@ def sigmoid_forward(x, *, out=None, n_threads=None):
     out : ndarray, optional
         C-contiguous buffer of x's shape and dtype for the result.
     n_threads : int, optional
-        Threads (see :func:`fastconv.effective_n_threads`); used above 2**15 elements.
+        Threads (see :func:`fastconv.set_num_threads`); used above 2**15 elements.
 
     Returns
     -------
@@ -207,7 +207,7 @@ def softmax_forward(x, beta=1.0, *, out=None, n_threads=None):
         ``y[..., i] = exp(beta x[..., i]) / sum_k exp(beta x[..., k])``.
 
     Shape:
-        x: (*, K), y: (*, K).
+        x: ``(*, K)``, y: ``(*, K)``.
     """
     fn = "softmax_forward"
     xc = _check_nd(fn, "x", x)
@@ -239,7 +239,7 @@ def softmax_backward(y, grad_out, beta=1.0, *, out=None, n_threads=None):
         ``J_ij = beta y_i (delta_ij - y_j)``.
 
     Shape:
-        y, grad_out, grad_x: (*, K).
+        y, grad_out, grad_x: ``(*, K)``.
     """
     fn = "softmax_backward"
     yc = _check_nd(fn, "y", y)
@@ -272,7 +272,7 @@ def log_softmax_forward(x, *, out=None, n_threads=None):
         ``y[..., i] = x[..., i] - log sum_k exp(x[..., k])``.
 
     Shape:
-        x: (*, K), y: (*, K).
+        x: ``(*, K)``, y: ``(*, K)``.
     """
     fn = "log_softmax_forward"
     xc = _check_nd(fn, "x", x)
@@ -300,7 +300,7 @@ def log_softmax_backward(y, grad_out, *, out=None, n_threads=None):
         ``grad_x[..., i] = g_i - exp(y_i) sum_k g_k``.
 
     Shape:
-        y, grad_out, grad_x: (*, K).
+        y, grad_out, grad_x: ``(*, K)``.
     """
     fn = "log_softmax_backward"
     yc = _check_nd(fn, "y", y)

@@ -11,7 +11,8 @@ import numpy as np
 
 from .._kernels import _conv2d
 from .._threads import effective_n_threads
-from .._validation import as_pair, check_array, check_int, check_out, check_shape, output_size
+from .._validation import (MAX_EXTENT, as_pair, check_array, check_int, check_out, check_shape,
+                           output_size)
 
 __all__ = ["conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight",
            "conv2d_backward"]
@@ -48,6 +49,10 @@ def _conv2d_geometry(fn, x_shape, weight_shape, stride, padding, x_name="x",
                          f"{weight_name} must have shape ({f}, {c}, {kh}, {kw}) {_W}")
     oh = output_size(fn, "height", h, kh, stride[0], padding[0])
     ow = output_size(fn, "width", w, kw, stride[1], padding[1])
+    # The im2col matrix is (K, P) = (C*KH*KW, OH*OW), multiplied by a BLAS counting in int.
+    if c * kh * kw > MAX_EXTENT or oh * ow > MAX_EXTENT or f > MAX_EXTENT:
+        raise ValueError(f"{fn}: geometry too large: C*KH*KW = {c * kh * kw}, "
+                         f"OH*OW = {oh * ow} and F = {f} must each be <= {MAX_EXTENT}")
     return stride, padding, (n, f, oh, ow)
 
 

@@ -10,7 +10,8 @@ import numpy as np
 
 from .._kernels import _normalization as _kernel
 from .._threads import effective_n_threads
-from .._validation import check_array, check_float, check_int, check_out, check_shape
+from .._validation import (check_array, check_dtype, check_float, check_int, check_out,
+                           check_shape)
 
 __all__ = [
     "gaussian_kernel_1d",
@@ -48,8 +49,7 @@ def gaussian_kernel_1d(size=7, sigma=None, *, dtype=np.float64):
     size = check_int(fn, "size", size, minimum=1)
     sigma = 0.25 if sigma is None else check_float(fn, "sigma", sigma, minimum=0.0,
                                                    min_inclusive=False)
-    if np.dtype(dtype) not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise TypeError(f"{fn}: dtype must be float32 or float64; got {np.dtype(dtype)}")
+    dtype = check_dtype(dtype, fn)
     i = np.arange(size, dtype=np.float64)
     g = np.exp(-0.5 * ((i - (size - 1) / 2) / (sigma * size)) ** 2)
     return g.astype(dtype)

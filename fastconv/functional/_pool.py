@@ -1,4 +1,4 @@
-"""Pooling: max pooling with arg-max indices, and Lp (L2) pooling.
+"""Pooling: max pooling with arg-max indices, Lp (L2) pooling and average pooling.
 
 Both follow Torch7 (SpatialMaxPooling, SpatialLPPooling): no padding, floor mode, and Lp pooling
 *sums* x^p over the window (it does not average).
@@ -10,7 +10,8 @@ from .._threads import effective_n_threads
 from .._validation import as_pair, check_array, check_float, check_out, check_shape
 
 __all__ = ["max_pool2d_forward", "max_pool2d_backward",
-           "lp_pool2d_forward", "lp_pool2d_backward"]
+           "lp_pool2d_forward", "lp_pool2d_backward",
+           "avg_pool2d_forward", "avg_pool2d_backward"]
 
 _NCHW = "(N, C, H, W)"
 _NCHW_OUT = "(N, C, OH, OW)"
@@ -236,4 +237,79 @@ def lp_pool2d_backward(x, y, grad_out, p, kernel_size, stride=None, *, out=None,
     nt = effective_n_threads(n_threads)
     if x.size:
         _pool.lp_pool2d_backward(x, y, grad_out, grad_x, p, kh, kw, sh, sw, nt)
+    return grad_x
+
+
+def avg_pool2d_forward(x, kernel_size, stride=None, *, out=None, n_threads=None):
+    """2-D average pooling (PyTorch AvgPool2d with no padding, floor mode).
+
+    ``y[n,c,i,j] = (1/(KH*KW)) Σ_{u<KH, v<KW} x[n,c,i*SH+u, j*SW+v]``
+
+    Parameters
+    ----------
+    x : ndarray of shape (N, C, H, W), float32 or float64
+        Input. Any memory layout; non-contiguous views are copied.
+    kernel_size : int or (int, int)
+        Window (KH, KW), each >= 1 and no larger than the input.
+    stride : int or (int, int), optional
+        Step (SH, SW), each >= 1. Default: ``kernel_size``.
+    out : ndarray of shape (N, C, OH, OW), optional
+        C-contiguous, writeable buffer of x's dtype for ``y``.
+    n_threads : int, optional
+        Threads; planes are split between them.
+
+    Returns
+    -------
+    y : ndarray of shape (N, C, OH, OW)
+
+    Shape:
+        ``OH = (H - KH) // SH + 1``, ``OW = (W - KW) // SW + 1``.
+    """
+    fn = "avg_pool2d_forward"
+    x = check_array(fn, "x", x, ndim=4, layout=_NCHW)
+    n, c, h, w = x.shape
+    kh, kw, sh, sw, oh, ow = _window(fn, h, w, kernel_size, stride)
+    y = check_out(fn, out, (n, c, oh, ow), x.dtype, inputs=(x,))
+    nt = effective_n_threads(n_threads)
+    if x.size:
+        _pool.avg_pool2d_forward(x, y, kh, kw, sh, sw, nt)
+    return y
+
+
+def avg_pool2d_backward(grad_out, input_shape, kernel_size, stride=None, *, out=None,
+                        n_threads=None):
+    """Gradient of :func:`avg_pool2d_forward` with respect to x.
+
+    ``grad_x[n,c,a,b] = (1/(KH*KW)) Σ_{windows (i,j) ∋ (a,b)} grad_out[n,c,i,j]``; pixels
+    that no window covers (floor mode) get 0.
+
+    Parameters
+    ----------
+    grad_out : ndarray of shape (N, C, OH, OW), float32 or float64
+        Gradient with respect to the pooled output.
+    input_shape : tuple of 4 ints
+        Shape (N, C, H, W) of the forward input.
+    kernel_size, stride
+        As given to the forward call.
+    out : ndarray of shape (N, C, H, W), optional
+        C-contiguous, writeable buffer of grad_out's dtype for ``grad_x``.
+    n_threads : int, optional
+        Threads; planes are split between them.
+
+    Returns
+    -------
+    grad_x : ndarray of shape (N, C, H, W)
+
+    Shape:
+        grad_out: (N, C, OH, OW), the forward output shape of input_shape.
+    """
+    fn = "avg_pool2d_backward"
+    grad_out = check_array(fn, "grad_out", grad_out, ndim=4, layout=_NCHW_OUT)
+    n, c, h, w = _input_shape(fn, input_shape)
+    kh, kw, sh, sw, oh, ow = _window(fn, h, w, kernel_size, stride)
+    check_shape(fn, "grad_out", grad_out, (n, c, oh, ow), "(the forward output shape)")
+    grad_x = check_out(fn, out, (n, c, h, w), grad_out.dtype, inputs=(grad_out,))
+    nt = effective_n_threads(n_threads)
+    if grad_x.size:
+        _pool.avg_pool2d_backward(grad_out, grad_x, kh, kw, sh, sw, nt)
     return grad_x

@@ -1,6 +1,8 @@
 """Parameter initialization shared by the layers with weights."""
 import numpy as np
 
+from .._validation import check_dtype as _check_dtype
+
 
 def as_generator(rng):
     """Accept None (fresh entropy), an int seed or a Generator; return a Generator."""
@@ -19,7 +21,5 @@ def torch7_uniform(rng, shape, fan_in, dtype):
 
 
 def check_dtype(dtype):
-    dtype = np.dtype(dtype)
-    if dtype not in (np.float32, np.float64):
-        raise TypeError(f"dtype must be float32 or float64; got {dtype}")
-    return dtype
+    """A layer's dtype argument (see fastconv._validation.check_dtype)."""
+    return _check_dtype(dtype)

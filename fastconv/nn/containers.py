@@ -17,6 +17,7 @@ class Sequential(Module):
             if not isinstance(m, Module):
                 raise TypeError(f"Sequential: children must be Modules; got {type(m).__name__}")
         self.layers = list(modules)
+        self._fused = None
 
     def children(self):
         return self.layers
@@ -28,42 +29,63 @@ class Sequential(Module):
         return self.layers[i]
 
     def add(self, module):
+        """Append ``module`` to the chain; returns self."""
         if not isinstance(module, Module):
             raise TypeError(f"Sequential.add: expected a Module; got {type(module).__name__}")
         self.layers.append(module)
         self._flat = None
-        self._fused_pairs = set()
+        self._fused = None
         return self
 
+    @staticmethod
+    def _fusable(act, pool):
+        """A monotonic elementwise activation followed by a layer that commutes with it
+        (max pooling): run as pool, then the activation in place on the pooled values."""
+        return (getattr(act, "monotonic", False) and hasattr(act, "forward_inplace")
+                and getattr(pool, "commutes_with_monotonic", False))
+
     def forward(self, x):
-        """Run the layers in order. A pair that has a fused form (a layer whose
-        :meth:`~Module.forward_fused` accepts its predecessor, such as max pooling after
-        tanh) runs as one; :meth:`backward` then runs the pair's fused backward."""
+        """Run the layers in order.
+
+        A monotonic activation followed by max pooling runs as pooling first, then the
+        activation in place on the pooled values: equal, because the activation preserves
+        order, and it touches a quarter of the elements (2x2 pooling) and never stores its
+        full-size output. Its backward then applies the activation's derivative to the
+        pooled gradient only (:meth:`backward`). One difference remains: when the activation
+        rounds two different inputs of one window to the same value, the layer-by-layer
+        pair sends the gradient to the first of them and the fused pair to the larger input;
+        the gradient's value is the same.
+        """
         layers = self.layers
         n = len(layers)
-        fused = self._fused_pairs = set()
+        fused = self._fused = {}    # index of the activation -> its pooled output
         i = 0
         while i < n:
-            if i + 1 < n:
-                y = layers[i + 1].forward_fused(layers[i], x)
-                if y is not None:
-                    fused.add(i)
-                    x = y
-                    i += 2
-                    continue
+            if i + 1 < n and self._fusable(layers[i], layers[i + 1]):
+                y = layers[i + 1].forward(x)
+                fused[i] = layers[i].forward_inplace(y)
+                x = y
+                i += 2
+                continue
             x = layers[i].forward(x)
             i += 1
         return x
 
+    def fused_pairs(self):
+        """Indices of the activations that the last :meth:`forward` ran fused with the max
+        pooling after them (pairs ``(i, i + 1)``)."""
+        return sorted(self._fused or ())
+
     def backward(self, grad_out, need_input_grad=True):
         layers = self.layers
-        fused = getattr(self, "_fused_pairs", ())
+        fused = self._fused or {}
         g = grad_out
         i = len(layers) - 1
         while i >= 0:
-            if i - 1 in fused and layers[i].fused_with(layers[i - 1]):
-                g = layers[i].backward_fused(layers[i - 1], g,
-                                             need_input_grad=need_input_grad or i > 1)
+            # A fused pair, unless its activation ran on its own since.
+            if i - 1 in fused and layers[i - 1].inplace_last:
+                g = layers[i - 1].backward_from_output(fused[i - 1], g)
+                g = layers[i].backward(g, need_input_grad=need_input_grad or i > 1)
                 i -= 2
             else:
                 g = layers[i].backward(g, need_input_grad=need_input_grad or i > 0)

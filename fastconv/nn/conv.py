@@ -20,7 +20,7 @@ class Conv2d(WeightedLayer):
     in_channels, out_channels : int
     kernel_size, stride, padding : int or (int, int)
     bias : bool
-    dtype : {numpy.float32, numpy.float64}
+    dtype : {numpy.float32, numpy.float64}, default numpy.float32
     rng : None, int or numpy.random.Generator
         Source of the initial weights, U(-1/sqrt(fan_in), 1/sqrt(fan_in)) as Torch7,
         fan_in = in_channels * kh * kw.
@@ -30,7 +30,7 @@ class Conv2d(WeightedLayer):
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
-                 bias=True, dtype=np.float64, rng=None):
+                 bias=True, dtype=np.float32, rng=None):
         super().__init__()
         self.in_channels = check_int("Conv2d", "in_channels", in_channels, 1)
         self.out_channels = check_int("Conv2d", "out_channels", out_channels, 1)
@@ -42,27 +42,41 @@ class Conv2d(WeightedLayer):
                               self.in_channels * kh * kw, bias, dtype, rng)
         # The last sample's im2col matrix, when the forward pass left it for the backward
         # pass (see _run_forward); _col_ready says it belongs to the current input.
-        self._col = None
+        self._col = self._col_x = None
         self._col_ready = False
+        self._col_key = None    # (x shape, kernel arguments, threads) it was built for
+
+    hyper_names = ("stride", "padding")
+
+    def _input_features(self):
+        return 4, self.in_channels, "input channels"
 
     def _validated_forward(self, x):
         self._col, self._col_ready = None, False
-        return F.conv2d_forward(x, self.weight, self.bias, self.stride, self.padding)
+        y = F.conv2d_forward(x, self.weight, self.bias, self.stride, self.padding)
+        return y, as_pair("Conv2d", "stride", self.stride, 1) + \
+            as_pair("Conv2d", "padding", self.padding, 0)
 
-    def _run_forward(self, x, y):
+    def _run_forward(self, x, y, args, n_threads):
         # A sample that the threads share (batch 1, or the last of a batch that does not
         # divide among them) is built as one whole im2col matrix in training mode and kept,
         # so that the weight gradient need not build it again: +2.5-4% per training step of
-        # the max-pool ConvNet at batch 1 (bench/RESULTS.md). The rest of a batch is built block by block
-        # and not kept (that would take K*P elements per sample).
-        n_threads = fast.threads()
-        self._col = None    # recycled through the buffer pool once nothing else holds it
+        # the max-pool ConvNet at batch 1 (bench/RESULTS.md). The rest of a batch is built
+        # block by block and not kept (that would take K*P elements per sample). The kept
+        # matrix is only as good as the input it was built from, so a copy of that sample
+        # is kept too, and backward uses the matrix only while x still holds those bytes.
+        self._col = self._col_x = None  # recycled through the pool once nothing holds them
+        self._col_ready = False
         if self.training and x.shape[0] % n_threads:
             f, c, kh, kw = self.weight.shape
             self._col = self._empty((c * kh * kw * y.shape[2] * y.shape[3],), x.dtype)
-        self._col_ready = _conv2d.conv2d_forward(x, self.weight, self.bias, y, *self.stride,
-                                                 *self.padding, n_threads, self._col)
-        if not self._col_ready:
+        self._col_ready = _conv2d.conv2d_forward(x, self.weight, self.bias, y, *args,
+                                                 n_threads, self._col)
+        if self._col_ready:
+            self._col_x = self._empty(x.shape[1:], x.dtype)
+            np.copyto(self._col_x, x[-1])
+            self._col_key = (x.shape, args, n_threads)
+        else:
             self._col = None
 
     def _validated_backward(self, x, grad_out, need_input_grad):
@@ -71,16 +85,21 @@ class Conv2d(WeightedLayer):
         if not need_input_grad:
             F.conv2d_backward_weight(x, grad_out, self.weight.shape, self.stride,
                                      self.padding, accumulate_into=grads)
-            return None
-        grad_x, _, _ = F.conv2d_backward(x, self.weight, grad_out, self.stride, self.padding,
-                                         accumulate_into=grads)
-        return grad_x
+            grad_x = None
+        else:
+            grad_x, _, _ = F.conv2d_backward(x, self.weight, grad_out, self.stride,
+                                             self.padding, accumulate_into=grads)
+        return grad_x, as_pair("Conv2d", "stride", self.stride, 1) + \
+            as_pair("Conv2d", "padding", self.padding, 0)
 
-    def _run_backward(self, x, grad_out, grad_x, grad_bias):
+    def _run_backward(self, x, grad_out, grad_x, grad_bias, args, n_threads):
+        col = None
+        if self._col_ready and self._col_key == (x.shape, args, n_threads) \
+                and fast.tail_equal(x, self._col_x):
+            col = self._col
         _conv2d.conv2d_backward(x, grad_out, self.weight if grad_x is not None else None,
-                                grad_x, self.grad_weight, grad_bias, True, *self.stride,
-                                *self.padding, fast.threads(),
-                                self._col if self._col_ready else None)
+                                grad_x, self.grad_weight, grad_bias, True, *args, n_threads,
+                                col)
 
     def get_config(self):
         return {"in_channels": self.in_channels, "out_channels": self.out_channels,

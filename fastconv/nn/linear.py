@@ -4,7 +4,6 @@ import numpy as np
 from .. import functional as F
 from .._kernels import _linear
 from .._validation import check_int
-from . import _fastpath as fast
 from ._weighted import WeightedLayer
 from .module import Module, register_module
 
@@ -19,28 +18,31 @@ class Linear(WeightedLayer):
         x (N, in_features) -> y (N, out_features).
     """
 
-    def __init__(self, in_features, out_features, bias=True, dtype=np.float64, rng=None):
+    def __init__(self, in_features, out_features, bias=True, dtype=np.float32, rng=None):
         super().__init__()
         self.in_features = check_int("Linear", "in_features", in_features, 1)
         self.out_features = check_int("Linear", "out_features", out_features, 1)
         self._init_parameters((self.out_features, self.in_features), self.in_features, bias,
                               dtype, rng)
 
-    def _validated_forward(self, x):
-        return F.linear_forward(x, self.weight, self.bias)
+    def _input_features(self):
+        return 2, self.in_features, "features"
 
-    def _run_forward(self, x, y):
-        _linear.linear_forward(x, self.weight, self.bias, y, fast.threads())
+    def _validated_forward(self, x):
+        return F.linear_forward(x, self.weight, self.bias), None
+
+    def _run_forward(self, x, y, args, n_threads):
+        _linear.linear_forward(x, self.weight, self.bias, y, n_threads)
 
     def _validated_backward(self, x, grad_out, need_input_grad):
         grad_x, _, _ = F.linear_backward(x, self.weight, grad_out,
                                          accumulate_into=(self.grad_weight, self.grad_bias),
                                          need_input_grad=need_input_grad)
-        return grad_x
+        return grad_x, None
 
-    def _run_backward(self, x, grad_out, grad_x, grad_bias):
+    def _run_backward(self, x, grad_out, grad_x, grad_bias, args, n_threads):
         _linear.linear_backward(x, self.weight, grad_out, grad_x, self.grad_weight, grad_bias,
-                                True, fast.threads())
+                                True, n_threads)
 
     def get_config(self):
         return {"in_features": self.in_features, "out_features": self.out_features,
@@ -60,4 +62,5 @@ class Flatten(Module):
         return x.reshape(x.shape[0], -1)
 
     def backward(self, grad_out, need_input_grad=True):
-        return grad_out.reshape(self._shape) if need_input_grad else None
+        shape = self._saved(self._shape)
+        return grad_out.reshape(shape) if need_input_grad else None

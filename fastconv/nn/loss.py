@@ -17,12 +17,29 @@ __all__ = ["NLLLoss", "MSELoss", "MarginLoss", "make_loss", "LOSSES"]
 
 
 class _Criterion:
+    hyper_names = ()
+
     def __init__(self):
         self._output = self._target = None
-        self._fast = False
 
     def __call__(self, output, target):
         return self.forward(output, target)
+
+    def forward(self, output, target):
+        """Mean loss over the batch (a float); remembers what :meth:`backward` needs.
+
+        Parameters
+        ----------
+        output : ndarray, shape (N, K)
+            The model's output (the head this loss expects, see the module docstring).
+        target : ndarray of int, shape (N,)
+            Class labels in ``[0, K)``.
+        """
+        raise NotImplementedError
+
+    def backward(self, grad_out=1.0):
+        """dL/d output of the last :meth:`forward`, scaled by ``grad_out``."""
+        raise NotImplementedError
 
     def __repr__(self):
         return f"{type(self).__name__}()"
@@ -34,32 +51,40 @@ class NLLLoss(_Criterion):
     name = "nll"
     head = "LogSoftmax"
 
-    _plan = None    # (dtype, shape) of the last validated call
-
-    def _planned(self, logp, target):
-        """True when logp matches the last validated call and target is a C-contiguous
-        intp vector of labels in range: then the kernels can be called directly."""
-        plan = self._plan
-        return (plan is not None and fast.enabled() and fast.ready(logp, plan[1], plan[0])
-                and fast.ready(target, plan[1][:1], _INTP)
-                and _k.labels_in_range(target, plan[1][1]))
+    def __init__(self):
+        super().__init__()
+        self._plan_forward = self._plan_backward = None
 
     def forward(self, logp, target):
         self._output, self._target = logp, target
-        self._fast = self._planned(logp, target)
-        if self._fast:
+        plan = self._plan_forward
+        # Labels are read by the kernel as row offsets: range-checked on every call, since
+        # an array of the planned shape may hold anything.
+        if plan is not None and plan.admits(self, 0, (logp, target)) \
+                and _k.labels_in_range(target, plan.out_shape[1]):
             return float(_k.nll_loss_forward(logp, target))
         loss = F.nll_loss_forward(logp, target)
-        self._plan = (logp.dtype, logp.shape) if logp.size else None
+        self._plan_forward = fast.Plan(self, 0, (logp, target), out_shape=logp.shape) \
+            if logp.size and fast.ready(target, logp.shape[:1], _INTP) else None
         return loss
 
     def backward(self, grad_out=1.0):
-        logp = self._output
-        if self._fast and type(grad_out) is float:
-            grad = np.empty(logp.shape, dtype=logp.dtype)
-            _k.nll_loss_backward(self._target, grad_out / logp.shape[0], grad, fast.threads())
+        if self._output is None:
+            raise RuntimeError("NLLLoss.backward: call forward first")
+        logp, target = self._output, self._target
+        plan = self._plan_backward
+        n_threads = fast.threads()
+        # The labels may have changed since forward: checked again here.
+        if type(grad_out) is float and plan is not None \
+                and plan.admits(self, n_threads, (logp, target)) \
+                and _k.labels_in_range(target, plan.out_shape[1]):
+            grad = np.empty(plan.out_shape, dtype=logp.dtype)
+            _k.nll_loss_backward(target, grad_out / plan.out_shape[0], grad, n_threads)
             return grad
-        return F.nll_loss_backward(logp, self._target, grad_out)
+        grad = F.nll_loss_backward(logp, target, grad_out)
+        self._plan_backward = fast.Plan(self, n_threads, (logp, target), out_shape=logp.shape) \
+            if logp.size and fast.ready(target, logp.shape[:1], _INTP) else None
+        return grad
 
 
 class MSELoss(_Criterion):
@@ -79,6 +104,8 @@ class MSELoss(_Criterion):
         return F.mse_loss_forward(y, t)
 
     def backward(self, grad_out=1.0):
+        if self._output is None:
+            raise RuntimeError("MSELoss.backward: call forward first")
         return F.mse_loss_backward(self._output, self._target, grad_out)
 
 
@@ -97,6 +124,8 @@ class MarginLoss(_Criterion):
         return F.margin_loss_forward(x, target, self.margin)
 
     def backward(self, grad_out=1.0):
+        if self._output is None:
+            raise RuntimeError("MarginLoss.backward: call forward first")
         return F.margin_loss_backward(self._output, self._target, self.margin, grad_out)
 
 

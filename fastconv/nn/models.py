@@ -22,7 +22,7 @@ MODELS = ("linear", "mlp", "convnet", "convnet-max")
 
 
 def build_model(name="convnet", *, loss="nll", n_classes=10, extra_conv=False, dropout=0.0,
-                rotate=0.0, dtype=np.float64, seed=1):
+                rotate=0.0, dtype=np.float32, seed=1):
     """Build one of the homework's networks.
 
     Parameters
@@ -43,7 +43,7 @@ def build_model(name="convnet", *, loss="nll", n_classes=10, extra_conv=False, d
         Dropout probability before each fully connected layer (0 disables).
     rotate : float
         sigma in radians of a RandomRotation input layer (0 disables).
-    dtype : {numpy.float32, numpy.float64}
+    dtype : {numpy.float32, numpy.float64}, default numpy.float32
     seed : int
         Seeds the initial weights and the model's random layers.
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from .._kernels import _vector
 from .._threads import effective_n_threads
+from .._validation import check_dtype
 from ._buffers import BufferPool
 
 __all__ = ["Module", "register_module", "module_from_config"]
@@ -38,11 +39,18 @@ class Module:
 
     Subclasses list their parameter attribute names in ``param_names`` (e.g.
     ``("weight", "bias")``); each parameter ``p`` has a same-shaped gradient attribute
-    ``grad_p``. Randomized layers set ``stochastic = True`` and draw from ``self.rng``.
+    ``grad_p``. State that is not trained but belongs to the model (BatchNorm's running
+    statistics) is listed in ``buffer_names``: model files and checkpoints save and restore
+    it, and :meth:`astype` converts it. Randomized layers set ``stochastic = True`` and draw
+    from ``self.rng``.
     """
 
     param_names = ()
+    buffer_names = ()
     stochastic = False
+    # Attributes that parametrize the kernels (kernel size, stride, ...): a fast-path Plan
+    # records them, and a call after any of them changed goes through validation again.
+    hyper_names = ()
 
     def __init__(self):
         self.training = True
@@ -71,21 +79,12 @@ class Module:
     def __call__(self, x):
         return self.forward(x)
 
-    # -- fusion with the previous layer (used by Sequential) ------------------------------
-    def forward_fused(self, prev, x):
-        """``self.forward(prev.forward(x))`` in one go, or None when this pair has no fused
-        form (the default). A layer that returns an array here must accept
-        :meth:`backward_fused` for the same pair next."""
-        return None
-
-    def fused_with(self, prev):
-        """True when the last forward of this layer and of ``prev`` was one
-        :meth:`forward_fused` (layers may have been called one by one since)."""
-        return False
-
-    def backward_fused(self, prev, grad_out, need_input_grad=True):
-        """``prev.backward(self.backward(grad_out))`` after :meth:`forward_fused`."""
-        raise NotImplementedError
+    def _saved(self, value):
+        """``value`` (something forward cached), or a clear error when there is none."""
+        if value is None:
+            raise RuntimeError(f"{type(self).__name__}.backward: call forward first "
+                               f"(nothing saved from a forward pass)")
+        return value
 
     def _empty(self, shape, dtype):
         """``np.empty(shape, dtype)`` for a result of this layer.
@@ -101,6 +100,7 @@ class Module:
 
     # -- structure ----------------------------------------------------------------------
     def children(self):
+        """The direct sub-modules (empty for a layer)."""
         return []
 
     def modules(self):
@@ -130,7 +130,29 @@ class Module:
         """List of gradient arrays, in the order of :meth:`params`."""
         return [getattr(m, "grad_" + name) for m, name in self._param_slots()]
 
+    def buffers(self):
+        """List of non-parameter state arrays (``buffer_names`` of every descendant), in a
+        fixed order: what model files and checkpoints save besides the parameters."""
+        return [getattr(m, name) for m in self.modules() for name in m.buffer_names]
+
+    def load_buffers(self, arrays, source="load_buffers"):
+        """Copy ``arrays`` (in :meth:`buffers` order) into the buffers, in place.
+
+        Raises ValueError, naming ``source``, when the count or a shape differs."""
+        slots = [(m, name) for m in self.modules() for name in m.buffer_names]
+        arrays = list(arrays)
+        if len(arrays) != len(slots):
+            raise ValueError(f"{source}: {len(arrays)} buffer arrays given; the model has "
+                             f"{len(slots)}")
+        for (m, name), value in zip(slots, arrays):
+            current = getattr(m, name)
+            if np.shape(value) != current.shape:
+                raise ValueError(f"{source}: {type(m).__name__}.{name} needs shape "
+                                 f"{current.shape}; got {np.shape(value)}")
+            current[...] = value
+
     def zero_grad(self):
+        """Set every parameter gradient to zero (``backward`` accumulates into them)."""
         if self._flat is not None and self._flat_intact():
             # One pass over the flat vector, split between fastconv's threads.
             _vector.zero(self._flat[1], effective_n_threads())
@@ -148,6 +170,7 @@ class Module:
         return self
 
     def eval(self):
+        """Switch to evaluation mode (stochastic layers become the identity); returns self."""
         return self.train(False)
 
     def set_rng(self, rng):
@@ -163,24 +186,25 @@ class Module:
 
     @property
     def dtype(self):
+        """The parameters' dtype, or None for a module without parameters."""
         ps = self.params()
         return ps[0].dtype if ps else None
 
     def astype(self, dtype):
         """Convert parameters and gradients to ``dtype`` in place; returns self."""
-        dtype = np.dtype(dtype)
-        if dtype not in (np.float32, np.float64):
-            raise TypeError(f"astype: dtype must be float32 or float64; got {dtype}")
+        dtype = check_dtype(dtype, "astype")
         for m, name in self._param_slots():
             setattr(m, name, np.ascontiguousarray(getattr(m, name), dtype=dtype))
             setattr(m, "grad_" + name, np.zeros_like(getattr(m, name)))
         for m in self.modules():
             m._flat = None
+            for name in m.buffer_names:
+                setattr(m, name, np.ascontiguousarray(getattr(m, name), dtype=dtype))
             m._astype_buffers(dtype)
         return self
 
     def _astype_buffers(self, dtype):
-        """Hook for non-parameter arrays (e.g. fixed kernels) to follow the dtype."""
+        """Hook for other non-parameter arrays (e.g. fixed kernels) to follow the dtype."""
 
     def flat_parameters(self):
         """Gather parameters and gradients into one contiguous vector each.
@@ -226,7 +250,31 @@ class Module:
         return True
 
     def n_parameters(self):
+        """Total number of parameter entries (weights and biases)."""
         return int(sum(p.size for p in self.params()))
+
+    def summary(self, input_shape=None):
+        """Layer-by-layer table: type and settings, output shape, parameter count, totals.
+
+        Parameters
+        ----------
+        input_shape : tuple of int, optional
+            Shape of one input sample, e.g. ``(1, 32, 32)``. When given, the model is run
+            once in evaluation mode on one zero sample (replacing what the layers cached
+            for ``backward``) to find each layer's output shape.
+
+        Returns
+        -------
+        fastconv.nn.Summary
+            Prints as a table; ``rows`` holds the numbers.
+
+        Examples
+        --------
+        >>> from fastconv import nn
+        >>> print(nn.build_model("linear").summary((1, 32, 32)))  # doctest: +SKIP
+        """
+        from ._summary import summarize
+        return summarize(self, input_shape)
 
     # -- description and serialization ---------------------------------------------------
     def get_config(self):
@@ -234,16 +282,20 @@ class Module:
         return {}
 
     def config(self):
+        """``{"type": class name, **get_config()}``: JSON-able, rebuilt by
+        :func:`module_from_config`."""
         return {"type": type(self).__name__, **self.get_config()}
 
     @classmethod
     def from_config(cls, config):
+        """Build a module (freshly initialized parameters) from :meth:`config`'s output."""
         kwargs = {k: v for k, v in config.items() if k != "type"}
         return cls(**kwargs)
 
     def extra_repr(self):
-        return ", ".join(f"{k}={v}" for k, v in self.get_config().items()
-                         if not isinstance(v, (list, dict)))
+        """The settings shown inside the module's repr, e.g. ``kernel_size=(5, 5)``."""
+        return ", ".join(f"{k}={tuple(v) if isinstance(v, list) else v}"
+                         for k, v in self.get_config().items() if not isinstance(v, dict))
 
     def __repr__(self):
         return f"{type(self).__name__}({self.extra_repr()})"

@@ -11,11 +11,15 @@ of increasing complexity:
 * :class:`CG`: Rasmussen's ``minimize.m`` (Polak-Ribiere, Wolfe-Powell line search).
 * :class:`LBFGS`: fixed step (Torch default) or strong-Wolfe line search.
 * :class:`SwitchSchedule`: one optimizer up to an epoch, another after it.
+
+:func:`build_optimizer` makes one by its name in :data:`OPTIMIZERS`.
 """
 from .sgd import SGD
 from .asgd import ASGD
 from .cg import CG
 from .lbfgs import LBFGS, cubic_minimizer, strong_wolfe
 from .schedule import SwitchSchedule
+from ._build import OPTIMIZERS, build_optimizer
 
-__all__ = ["SGD", "ASGD", "CG", "LBFGS", "SwitchSchedule", "cubic_minimizer", "strong_wolfe"]
+__all__ = ["SGD", "ASGD", "CG", "LBFGS", "SwitchSchedule", "cubic_minimizer", "strong_wolfe",
+           "OPTIMIZERS", "build_optimizer"]

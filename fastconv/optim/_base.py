@@ -6,12 +6,9 @@ parameter vector ``params`` (a view into the model's contiguous parameter storag
 updated in place) and a ``closure() -> (loss, flat_grad)`` that evaluates the objective at the
 current contents of ``params``. Line searches simply call the closure again.
 """
-import math
-import numbers
-
 import numpy as np
 
-from .._validation import FLOAT_DTYPES
+from .._validation import FLOAT_DTYPES, check_float, check_int
 
 
 def check_params(cls_name, params):
@@ -39,29 +36,17 @@ def check_real(cls_name, name, value, low=None, high=None, low_open=False, high_
     """Return ``value`` as a float after checking it is a finite real inside the given bounds.
 
     ``low_open``/``high_open`` exclude the bound itself. Booleans are rejected: ``lr=True``
-    is a bug, not ``lr=1.0``.
+    is a bug, not ``lr=1.0``. The checks and messages are fastconv's one validator family
+    (:func:`fastconv._validation.check_float`).
     """
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{cls_name}: {name} must be a real number; got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{cls_name}: {name} must be finite; got {value}")
-    if low is not None and (value < low or (low_open and value == low)):
-        op = ">" if low_open else ">="
-        raise ValueError(f"{cls_name}: {name} must be {op} {low}; got {value}")
-    if high is not None and (value > high or (high_open and value == high)):
-        op = "<" if high_open else "<="
-        raise ValueError(f"{cls_name}: {name} must be {op} {high}; got {value}")
-    return value
+    return check_float(cls_name, name, value, minimum=low, maximum=high,
+                       min_inclusive=not low_open, max_inclusive=not high_open)
 
 
 def check_count(cls_name, name, value, low=1):
-    """Return ``value`` as an int after checking it is an integer >= ``low``."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{cls_name}: {name} must be an integer; got {type(value).__name__}")
-    if value < low:
-        raise ValueError(f"{cls_name}: {name} must be >= {low}; got {value}")
-    return int(value)
+    """Return ``value`` as an int after checking it is an integer >= ``low``
+    (:func:`fastconv._validation.check_int`)."""
+    return check_int(cls_name, name, value, minimum=low)
 
 
 def as_scalar(value, kind=float):
