@@ -410,11 +410,17 @@ def test_branching_child_equals_training_from_scratch(tmp_path):
                                           data=data), branch=(parent, 1))
     assert keep_epochs([parent, child]) == {parent.key: [1]}
     branched, scratch = str(tmp_path / "branched"), str(tmp_path / "scratch")
-    execute_run(parent.config, branched, parent.key, 1, keep_epochs=[1])
-    assert os.path.exists(RunDir(branched, parent.key).snapshot(1))
-    record = execute_run(child.config, branched, child.key, 1, branch=child.branch_spec())
+    import fastconv
+    setting = fastconv._threads._num_threads     # train_run sets the threads; put them back
+    try:
+        execute_run(parent.config, branched, parent.key, 1, keep_epochs=[1])
+        assert os.path.exists(RunDir(branched, parent.key).snapshot(1))
+        record = execute_run(child.config, branched, child.key, 1,
+                             branch=child.branch_spec())
+        alone = execute_run(child.config, scratch, child.key, 1)
+    finally:
+        fastconv.set_num_threads(setting)
     assert record["branched_from"] == {"key": parent.key, "epoch": 1}
-    alone = execute_run(child.config, scratch, child.key, 1)
     assert alone["branched_from"] is None
     assert record["history"][0]["test_accuracy"] == alone["history"][0]["test_accuracy"]
     a = np.load(RunDir(branched, child.key).file("checkpoint.npz"))["params"]
