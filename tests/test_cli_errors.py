@@ -16,8 +16,9 @@ from fastconv import nn
 from fastconv.serialization import ModelFileError, load_model, save_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fastconv",
-                    "datasets", "mnist_sample")
+from fastconv.datasets import SAMPLE_FOLDER  # noqa: E402
+
+DATA = SAMPLE_FOLDER       # the MNIST sample shipped in the (installed) package
 
 
 def subprocess_env(env=None):

@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 
 import fastconv.datasets as ds
-from fastconv.datasets import (FILES, DataFileError, DataNotFoundError, Normalization,
-                               load_mnist, read_idx, write_idx)
+from fastconv.datasets import (FILES, SAMPLE_FOLDER, DataFileError, DataNotFoundError,
+                               Normalization, load_mnist, read_idx, write_idx)
 from fastconv.datasets._idx import read_bytes
 
-SUBSET = Path(__file__).resolve().parent.parent / "fastconv" / "datasets" / "mnist_sample"
+SUBSET = Path(SAMPLE_FOLDER)    # the MNIST sample shipped in the (installed) package
 SUBSET_SHA256 = json.loads((SUBSET / "sha256.json").read_text())
 TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS = FILES
 

@@ -20,8 +20,9 @@ from fastconv.serialization import save_model
 
 from .test_cli_errors import assert_one_line_error, run_cli
 
-DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fastconv",
-                    "datasets", "mnist_sample")
+from fastconv.datasets import SAMPLE_FOLDER  # noqa: E402
+
+DATA = SAMPLE_FOLDER       # the MNIST sample shipped in the (installed) package
 SIZES = (56, 100, 19)
 
 

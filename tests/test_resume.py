@@ -15,8 +15,9 @@ from fastconv.train import CheckpointError, SaveFolderError, SettingsMismatch, T
 
 from .test_cli_errors import assert_one_line_error, run_cli
 
-DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fastconv",
-                    "datasets", "mnist_sample")
+from fastconv.datasets import SAMPLE_FOLDER  # noqa: E402
+
+DATA = SAMPLE_FOLDER       # the MNIST sample shipped in the (installed) package
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

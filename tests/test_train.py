@@ -12,7 +12,9 @@ from fastconv.datasets import load_mnist
 from fastconv.serialization import load_model
 from fastconv.train import Trainer, TrainingDiverged
 
-DATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fastconv", "datasets", "mnist_sample")
+from fastconv.datasets import SAMPLE_FOLDER  # noqa: E402
+
+DATA = SAMPLE_FOLDER       # the MNIST sample shipped in the (installed) package
 
 
 @pytest.fixture(scope="module")
