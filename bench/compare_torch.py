@@ -9,6 +9,8 @@ Usage (from the repository root)::
     python bench/compare_torch.py --quick --output /tmp/x.json   # seconds; smoke test only
     python bench/compare_torch.py --busy             # a busy host: alone, beside a busy loop,
                                                      # two at once (bench/_busy.py); ~10 min
+    python bench/compare_torch.py --baseline ../old  # this build against an older one, and the
+                                                     # fast path against the validated one
 
 PyTorch is optional (``pip install torch==2.13.0`` gives the CPU build); without it the script
 says so and measures fastconv alone.
@@ -363,9 +365,15 @@ def _worker_main(args):
                 weights[name] = [f[k] for k in keys]
         threads = torch.get_num_threads()
     else:
+        if args.fastconv_from:
+            # An A/B worker (--baseline): this build's package instead of the repository's.
+            sys.path.insert(0, os.path.abspath(args.fastconv_from))
         import fastconv
         if args.set_threads:
             fastconv.set_num_threads(args.threads)
+        if not args.fastpath:
+            from fastconv.nn import _fastpath
+            _fastpath.set_enabled(False)
         threads = fastconv.get_num_threads()
     rng = np.random.default_rng(12345)
     x = rng.standard_normal((args.dataset_size, 1, 32, 32), dtype=np.float32)
@@ -405,9 +413,9 @@ class Worker:
     """A ``--worker`` subprocess of this script, driven over pipes."""
 
     def __init__(self, kind, threads, args, *, set_threads=True, env=None, dataset_size=None,
-                 weights=None, label=None):
+                 weights=None, label=None, extra=()):
         cmd = [sys.executable, SCRIPT, "--worker", kind, "--threads", str(threads),
-               "--dataset-size", str(dataset_size or args.dataset_size)]
+               "--dataset-size", str(dataset_size or args.dataset_size), *extra]
         if not set_threads:
             cmd.append("--no-set-threads")
         if weights:
@@ -775,6 +783,11 @@ def parse_args(argv=None):
     p.add_argument("--busy-seconds", type=float, default=5.0,
                    help="seconds each training process is timed in a busy scenario")
     p.add_argument("--busy-dataset-size", type=int, default=4096, help=argparse.SUPPRESS)
+    p.add_argument("--baseline", metavar="TREE",
+                   help="instead: this build (a source tree built in place, e.g. a git "
+                        "worktree of an older commit) against the repository's, alternating, "
+                        "every training and inference cell, plus the layers' fast path against "
+                        "their validated path (bench/_ab.py)")
     # Internal: worker processes.
     p.add_argument("--worker", choices=("fastconv", "torch", "ceiling"), help=argparse.SUPPRESS)
     p.add_argument("--busy-worker", choices=("fastconv", "torch"), help=argparse.SUPPRESS)
@@ -782,6 +795,9 @@ def parse_args(argv=None):
     p.add_argument("--no-set-threads", dest="set_threads", action="store_false",
                    help=argparse.SUPPRESS)
     p.add_argument("--weights", help=argparse.SUPPRESS)
+    p.add_argument("--fastconv-from", help=argparse.SUPPRESS)
+    p.add_argument("--no-fastpath", dest="fastpath", action="store_false",
+                   help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.all:
         args.threads_scaling = args.env_matrix = True
@@ -843,6 +859,9 @@ def main(argv=None):
         from bench import _busy
         return _busy.busy_worker_main(
             args, lambda fw, model, mode, x, y: _busy_step(fw, model, mode, x, y, args.weights))
+    if args.baseline:
+        from bench import _ab
+        return _ab.main_ab(args, Worker, alternate, _log, _machine(), write_json)
     have_torch = not args.no_torch and _torch_available()
     if not have_torch:
         print("PyTorch is not installed (pip install torch==2.13.0): measuring fastconv "
@@ -852,6 +871,7 @@ def main(argv=None):
         _log(f"warning: {args.repeats} repeats; use >= 5 for numbers worth quoting")
     if args.busy:
         return main_busy(args, have_torch)
+
     t_start = time.perf_counter()
     _log(f"ceiling: float32 GEMM {args.sgemm_size}^3, {args.threads} threads, in a subprocess")
     ceiling = ceiling_before = measure_ceiling(args)

@@ -192,6 +192,7 @@ def _execute(args, runs, todo, out):
     if args.train_fn == DEFAULT_TRAIN_FN:
         estimator = Estimator(runs, out, threads=threads)
         estimator.done = {r.key: len(RunDir(out, r.key).metrics) for r in todo}
+        todo = estimator.longest_first(todo, estimator.done)
         estimate = estimator.wall_seconds(todo, jobs, estimator.done)
         print(f"{where}; estimated wall time: about {format_duration(estimate)} (per-sample "
               f"costs {estimator.source})", flush=True)

@@ -586,3 +586,30 @@ def test_estimator_uses_stored_epochs_and_schedules_branches(tmp_path):
     again = Estimator(runs, str(tmp_path), calibrate=lambda threads: 1 / 0)
     assert again.source == "stored"
     assert again.epoch_seconds(default.config, 1) == pytest.approx(2 * one)
+
+
+def test_longest_first_puts_parents_first_and_never_lengthens_the_schedule(tmp_path):
+    from bench._estimate import Estimator
+
+    runs = unique_runs(build_matrix("full"))
+    est = Estimator(runs, str(tmp_path), calibrate=lambda threads: 1e-3)
+    order = est.longest_first(runs)
+    assert sorted(r.key for r in order) == sorted(r.key for r in runs)
+    position = {r.key: i for i, r in enumerate(order)}
+    for r in order:
+        if r.branch is not None:
+            assert position[r.branch[0].key] < position[r.key]
+    # Runs free to start at once come longest first (the best-model run, 30 epochs with
+    # rotation, then the default run that the branching runs wait for).
+    free = [r for r in order if r.branch is None]
+    costs = [est.run_seconds(r.config) for r in free]
+    assert costs == sorted(costs, reverse=True)
+    assert order[0].label.startswith("rotation sd 0.2, lr") and order[1].key == runs[0].key
+    for jobs in (2, 3):
+        assert est.wall_seconds(order, jobs) <= est.wall_seconds(runs, jobs) * 1.001
+    # With the parent finished, its children are ordered by their own remaining cost.
+    done = {runs[0].key: runs[0].config["epochs"]}
+    todo = [r for r in runs if r.key != runs[0].key]
+    order = est.longest_first(todo, done)
+    assert est.run_seconds(order[0].config) == max(est.run_seconds(r.config) for r in todo
+                                                    if r.branch is None)
