@@ -234,6 +234,21 @@ def _execute(args, runs, todo, out):
     return results
 
 
+def _check_data(todo):
+    """Stop before the first run, in one line, when the runs' data set cannot be loaded:
+    otherwise every run would fail alone and be recorded as failed."""
+    if not any(r.config["data"]["source"] == "mnist" for r in todo):
+        return
+    from fastconv.datasets import DataNotFoundError, load_mnist
+    try:
+        load_mnist(size=(1, 1))
+    except DataNotFoundError as e:
+        raise SystemExit(f"run_all.py: {str(e).splitlines()[0]} Set FASTCONV_DATA to the folder "
+                         f"holding the four MNIST .gz files (or put them in "
+                         f"~/.cache/fastconv/mnist), or run --preset smoke, which needs none. "
+                         f"Nothing was run.") from None
+
+
 def main(argv=None):
     args = parse_args(argv)
     runs = build_matrix(args.preset, args.only)
@@ -247,6 +262,8 @@ def main(argv=None):
             n_unique = len(unique_runs(runs))
             print(f"{args.preset}: {n_unique} distinct runs, {n_unique - len(todo)} already "
                   f"finished, {len(todo)} to run -> {out}", flush=True)
+            if todo and not args.dask:
+                _check_data(todo)
             if todo and _execute(args, runs, todo, out) is None:
                 return 1
         if not args.no_report:
