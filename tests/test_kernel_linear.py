@@ -8,8 +8,8 @@ from tests.reference_conv import linear_reference
 
 TOL = {np.float32: 2e-5, np.float64: 1e-12}
 
-# (N, IN, OUT): batch 1 and odd sizes on one thread, and products large enough to be split
-# between threads by rows (N >= OUT) and by columns (N < OUT); see _GRAIN in _linear.pyx.
+# (N, IN, OUT): batch 1 and odd sizes in one tile, and products large enough to be cut into
+# tiles by rows (N >= OUT) and by columns (N < OUT); see _n_tiles in _linear.pyx.
 SHAPES = [(1, 7, 3), (5, 1, 1), (3, 11, 4), (128, 1600, 128), (1, 1600, 256), (64, 300, 200),
           (2, 4000, 90)]
 

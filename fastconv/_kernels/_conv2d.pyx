@@ -13,29 +13,26 @@ Design
     x[c, i*sh + u - ph, j*sw + v - pw] at column p = i*OW + j, zero in the padding. Then
     y[n] = weight @ col(x[n]) is one GEMM whose result is already NCHW.
 (c) Threading: OpenMP only; SciPy's BLAS is pinned to one thread (fastconv._threads) and is
-    called from inside the parallel regions. A batch of N samples on T threads runs in two
-    phases so that all threads stay busy for every N:
-    - batch phase: the first N - N % T samples, a contiguous equal share per thread, one
-      sample at a time through the thread's own im2col buffer, and each sample in blocks of
-      input channels (about 2^14 elements of im2col, see _block_channels) so that a block
-      is consumed by its GEMM while still in L1/L2; no buffer ever spans the batch;
-    - split phase: each of the N % T remaining samples (all of them at N = 1) is shared by
-      the threads. Each GEMM C = A @ B is cut along the dimension whose cost is least:
-      cutting C's rows duplicates the packing of B in every thread, cutting its columns
-      duplicates A (and makes the threads write neighbouring parts of each row of C),
-      cutting the inner dimension leaves partial C's to add. So the forward pass cuts the
-      output pixels (columns) when K <= P, as in a first layer, and otherwise the rows of the
-      im2col matrix (inner dimension) with a reduction of the (F, P) partials; the weight
-      gradient (inner dimension P) cuts the output pixels with a reduction of (F, K)
-      partials when K <= P, and otherwise its columns, each thread building only its rows of
-      the im2col matrix; the input gradient cuts the input channels (rows of weight^T @
-      grad_y and col2im of those channels, no barrier between). Where the inner dimension
-      is cut, it is cut by input channels when C >= T, each thread walking its channels in
-      the same cache-sized blocks as the batch phase.
-    No two threads ever write the same element: backward gives each thread of the batch
-    phase its own partial weight gradient (thread 0 writes the output itself), and the
-    partials are then added in thread order 1, 2, ..., T-1. Results are therefore
-    bitwise reproducible for a given thread count; different counts differ by rounding.
+    called from inside the parallel regions. The results are the same bits for any thread
+    count: the work is cut into *units* fixed by the shapes alone, every unit makes the same
+    GEMM calls whoever runs it, threads take contiguous runs of units, and partial results
+    are added in unit order. (Cutting a GEMM differently is not an option: OpenBLAS's result
+    for an element changes with the extents of the product it is computed in.)
+    - forward: from _UNITS (4) samples on, a unit is a whole sample, channel block after
+      channel block. Fewer samples are each cut into parts, _UNITS units in all: output-row
+      tiles when K <= P (as in a first layer; each tile needs only its own columns of the
+      im2col matrix) or input-channel groups when K > P, whose (F, P) partial outputs are
+      then added in group order, with the bias last;
+    - backward, K > P: a unit is one of min(C, _UNITS) input-channel groups, through every
+      sample in order: its columns of the weight gradient, its rows of the bias gradient
+      and its channels of the input gradient need nothing from the other units, so no
+      partial sums at all;
+    - backward, K <= P: the weight gradient (inner dimension P, a small (F, K) result) is
+      cut into min(N, _UNITS) sample groups times, below _UNITS samples, output-row tiles,
+      whose partial (F, K) gradients are added in unit order; the input gradient into
+      (sample, channel group) units.
+    Each unit walks its channels in cache-sized blocks (about 2^14 elements of im2col, see
+    _block_channels) so that a block is consumed by its GEMM while still in L1/L2.
 (d) col2im adds each channel's contributions in the order (u, v, i), whatever the split.
 (e) Inner loops run over contiguous output columns, with the padding handled by computing the
     valid ranges once per row instead of a branch per element, so they vectorize.
@@ -44,9 +41,9 @@ Design
     one (see _weight_grad_block).
 (g) conv2d_backward rebuilds im2col per sample, which costs far less than the memory a
     saved batch-wide im2col matrix would take, with one exception: a caller may pass a
-    buffer (col_keep / col_kept) for the last sample when the threads share it (batch 1),
-    which the forward pass then builds whole and the weight gradient reads back. Layers do
-    this in training mode (fastconv.nn.Conv2d).
+    buffer (col_keep / col_kept) for the last sample, which the forward pass then builds
+    whole where K > P and the weight gradient reads back. fastconv.nn.Conv2d does this in
+    training mode at batch 1, where it saves one im2col matrix in two.
 """
 from cython.parallel cimport prange
 from cpython.pyport cimport PY_SSIZE_T_MAX
@@ -497,232 +494,283 @@ cdef void _input_grad_channels(const real_t* grad_y, const real_t* weight, real_
         a = b
 
 
-cdef void _forward_samples(const real_t* x_batch, const real_t* weight, const real_t* bias,
-                           real_t* y_batch, const Geom* g, int n0, int n1,
-                           real_t* col) noexcept nogil:
-    """Batch phase of the forward pass on one thread: samples [n0, n1) through col."""
-    cdef Py_ssize_t n
-    for n in range(n0, n1):
-        _forward_channels(x_batch + n * g.c * g.h * g.w, weight, bias,
-                          y_batch + n * g.f * g.p, g, 0, g.c, col)
-
-
-cdef void _backward_samples(const real_t* x_batch, const real_t* grad_y_batch,
-                            const real_t* weight, real_t* grad_x_batch, real_t* grad_weight,
-                            real_t* grad_bias, real_t beta, const Geom* g, int n0, int n1,
-                            real_t* col, real_t* grad_y_t) noexcept nogil:
-    """Batch phase of the backward pass on one thread: samples [n0, n1) through col (and
-    grad_y_t, an (F, P) buffer for each transposed grad_y[n] where _transposes_grad).
-
-    Unless grad_weight is NULL, grad_weight = beta*grad_weight + sum_n grad_y[n] @ col(x[n])^T
-    and grad_bias (+)= the row sums of each grad_y[n], grad_bias overwritten when beta == 0.
-    Unless grad_x_batch is NULL, grad_x[n] = col2im(weight^T @ grad_y[n]).
-    """
-    cdef Py_ssize_t n
-    cdef Py_ssize_t xs = <Py_ssize_t>g.c * g.h * g.w
-    cdef Py_ssize_t ys = <Py_ssize_t>g.f * g.p
-    if n1 <= n0:
-        return
-    if grad_weight != NULL and beta == 0:
-        memset(grad_bias, 0, g.f * sizeof(real_t))
-    cdef bint transpose = _transposes_grad(g)
-    for n in range(n0, n1):
-        if grad_weight != NULL:
-            if transpose:
-                _transpose_pixels(grad_y_batch + n * ys, g, 0, g.p, grad_y_t)
-            _weight_grad_channels(x_batch + n * xs, grad_y_batch + n * ys,
-                                  grad_y_t if transpose else NULL, grad_weight,
-                                  grad_bias, beta, g, 0, g.c, 0, g.f, col)
-            beta = 1
-        if grad_x_batch != NULL:
-            _input_grad_channels(grad_y_batch + n * ys, weight, grad_x_batch + n * xs, g,
-                                 0, g.c, col)
-
-
 # ---------------------------------------------------------------------------------------------
-# Phases on T threads
+# Units of work: fixed by the shapes, never by the thread count
 # ---------------------------------------------------------------------------------------------
+
+cdef enum:
+    # A batch is cut into at least this many units where its shapes allow, so that up to
+    # this many threads share even one sample. A constant, not the thread count: the units,
+    # and so every GEMM call and every partial sum, are the same whatever the thread count.
+    _UNITS = 4
+
+
+cdef inline int _ceil_div(int a, int b) noexcept nogil:
+    return (a + b - 1) // b
+
+
+cdef inline int _forward_parts(const Geom* g, int n_batch) noexcept nogil:
+    """Parts of each sample's forward pass: 1 from _UNITS samples on; fewer samples are cut
+    into output-row tiles (K <= P) or input-channel groups (K > P), _UNITS units in all."""
+    if n_batch >= _UNITS or n_batch < 1:
+        return 1
+    return max(1, min(_ceil_div(_UNITS, n_batch), g.oh if g.k <= g.p else g.c))
+
+
+cdef inline int _channel_groups(const Geom* g) noexcept nogil:
+    """Input-channel groups of the backward pass where it is cut by channels."""
+    return max(1, min(g.c, _UNITS))
+
+
+cdef inline int _pixel_tiles(const Geom* g, int n_batch) noexcept nogil:
+    """Output-row tiles of each sample group of a weight gradient cut by pixels (K <= P)."""
+    if n_batch >= _UNITS:
+        return 1
+    return max(1, min(_ceil_div(_UNITS, max(n_batch, 1)), g.oh))
+
 
 cdef struct Workspace:
-    # Per thread t: an im2col buffer at col + t*stride, and, where a phase needs them, partial
-    # results: a (F, K) weight gradient and an (F,) bias gradient at grad_weight + t*stride and
-    # grad_bias + t*stride, an (F, P) output at y + t*stride.
-    # and, for the weight gradient, grad_y transposed at grad_y_t + t*stride.
-    Py_ssize_t stride, col, grad_weight, grad_bias, grad_y_t, y     # offsets in elements
+    # Per thread t, at t*stride: an im2col buffer at col and, where the weight gradient
+    # transposes grad_y, a (P, F) buffer at grad_y_t. Then n_slots partial results of a
+    # unit each, slot i at slots + i*slot_stride: an (F, P) output or an (F, K) weight
+    # gradient followed by an (F,) bias gradient at slot_bias.
+    Py_ssize_t stride, col, grad_y_t, slots, slot_stride, slot_bias     # in elements
 
 
-cdef inline bint _cuts_channels(const Geom* g, int T) noexcept nogil:
-    """True when the split phase cuts the inner dimension K by input channels (K > P and at
-    least one channel per thread). Then each thread builds the im2col rows of its own
-    channels, so _forward_split, given somewhere to keep it, leaves the whole matrix there;
-    and the weight and input gradients cut the channels the same way, so one parallel
-    region does both (_weight_grad_split), with no barrier between."""
-    return g.k > g.p and g.c >= T
+cdef inline real_t* _slot(real_t* ws, const Workspace* w, int i) noexcept nogil:
+    return ws + w.slots + i * w.slot_stride
 
 
-cdef void _forward_split(const real_t* x, const real_t* weight, const real_t* bias, real_t* y,
-                         const Geom* g, int T, real_t* ws, const Workspace* w,
-                         real_t* keep) noexcept nogil:
-    """One sample's forward pass shared by T threads (see the design notes). Unless keep is
-    NULL, the im2col matrix is built in it where _cuts_channels says so."""
-    cdef int t
-    if g.k <= g.p:
-        for t in prange(T, num_threads=T, schedule="static", chunksize=1):
-            _forward_block(x, weight, bias, y, g, 0, g.k, _split(g.oh, t, T),
-                           _split(g.oh, t + 1, T), 0, _split(g.f, t, T),
-                           ws + t * w.stride + w.col)
+cdef void _add_slots(real_t* out, real_t* ws, const Workspace* w, int first, int n,
+                     Py_ssize_t offset, Py_ssize_t e0, Py_ssize_t e1) noexcept nogil:
+    """out[e] += slot[first][offset + e] + ... + slot[first + n - 1][offset + e], in slot
+    order, for e in [e0, e1): the same sum for every element whatever range a thread takes."""
+    cdef int i
+    if e1 <= e0:
         return
-    # The inner dimension is cut by input channels when there are enough of them (each
-    # thread then works through its channels in cache-sized blocks), else by rows.
-    for t in prange(T, num_threads=T, schedule="static", chunksize=1):
-        if g.c >= T:
-            _forward_channels(x, weight, NULL, y if t == 0 else ws + t * w.stride + w.y, g,
-                              _split(g.c, t, T), _split(g.c, t + 1, T),
-                              ws + t * w.stride + w.col, keep)
-        else:
-            _forward_block(x, weight, NULL, y if t == 0 else ws + t * w.stride + w.y, g,
-                           _split(g.k, t, T), _split(g.k, t + 1, T), 0, g.oh, 0, 0,
-                           ws + t * w.stride + w.col)
-    for t in prange(T, num_threads=T, schedule="static", chunksize=1):
-        _add_partials(y, ws + w.y, w.stride, T, _split(g.f, t, T) * <Py_ssize_t>g.p,
-                      _split(g.f, t + 1, T) * <Py_ssize_t>g.p)
-        if bias != NULL:
-            _add_bias(y + _split(g.f, t, T) * <Py_ssize_t>g.p, bias + _split(g.f, t, T),
-                      _split(g.f, t + 1, T) - _split(g.f, t, T), g.p, g.p, 0)
+    for i in range(first, first + n):
+        _add_row(out + e0, _slot(ws, w, i) + offset + e0, e1 - e0)
 
 
-cdef void _weight_grad_split(const real_t* x, const real_t* grad_y, real_t* grad_weight,
-                             real_t* grad_bias, real_t beta, const Geom* g, int T,
-                             real_t* ws, const Workspace* w, real_t* kept,
-                             const real_t* weight, real_t* grad_x) noexcept nogil:
-    """One sample's weight and bias gradients shared by T threads (see the design notes).
-    grad_bias is added to whatever beta is. Unless kept is NULL it holds x's im2col matrix,
-    read where _cuts_channels(g, T) instead of built again. Where _cuts_channels, grad_x
-    (unless NULL) is computed too, each thread's channels right after their weight
-    gradient."""
-    cdef int t
-    cdef Py_ssize_t wsize = <Py_ssize_t>g.f * g.k
-    cdef bint transpose = _transposes_grad(g)
-    cdef real_t* gyt
-    if g.k > g.p:
-        for t in prange(T, num_threads=T, schedule="static", chunksize=1):
-            # Every thread needs all of grad_y; each transposes its own copy (F*P elements,
-            # small beside the F*K*P product) rather than wait at a barrier.
-            gyt = NULL
-            if transpose:
-                gyt = ws + t * w.stride + w.grad_y_t
-                _transpose_pixels(grad_y, g, 0, g.p, gyt)
-            if g.c >= T:
-                _weight_grad_channels(x, grad_y, gyt, grad_weight, grad_bias, beta, g,
-                                      _split(g.c, t, T), _split(g.c, t + 1, T),
-                                      _split(g.f, t, T), _split(g.f, t + 1, T),
-                                      ws + t * w.stride + w.col, kept)
-                if grad_x != NULL:
-                    _input_grad_channels(grad_y, weight, grad_x, g, _split(g.c, t, T),
-                                         _split(g.c, t + 1, T), ws + t * w.stride + w.col)
-            else:
-                _weight_grad_block(x, grad_y, gyt, grad_weight, grad_bias, beta, g,
-                                   _split(g.k, t, T), _split(g.k, t + 1, T), 0, g.oh,
-                                   _split(g.f, t, T), _split(g.f, t + 1, T),
-                                   ws + t * w.stride + w.col)
-        return
-    for t in prange(T, num_threads=T, schedule="static", chunksize=1):
-        if t > 0:
-            memset(ws + t * w.stride + w.grad_bias, 0, g.f * sizeof(real_t))
-        gyt = NULL
-        if transpose:
-            gyt = ws + t * w.stride + w.grad_y_t
-            _transpose_pixels(grad_y, g, _split(g.oh, t, T) * <Py_ssize_t>g.ow,
-                              _split(g.oh, t + 1, T) * <Py_ssize_t>g.ow, gyt)
-        _weight_grad_block(x, grad_y, gyt,
-                           grad_weight if t == 0 else ws + t * w.stride + w.grad_weight,
-                           grad_bias if t == 0 else ws + t * w.stride + w.grad_bias,
-                           beta if t == 0 else 0, g, 0, g.k,
-                           _split(g.oh, t, T), _split(g.oh, t + 1, T), 0, g.f,
-                           ws + t * w.stride + w.col)
-    for t in prange(T, num_threads=T, schedule="static", chunksize=1):
-        _add_partials(grad_weight, ws + w.grad_weight, w.stride, T,
-                      _split(wsize, t, T), _split(wsize, t + 1, T))
-    _add_partials(grad_bias, ws + w.grad_bias, w.stride, T, 0, g.f)
+cdef void _forward_part(const real_t* x, const real_t* weight, const real_t* bias, real_t* y,
+                        const Geom* g, int parts, int j, real_t* col, real_t* out,
+                        real_t* keep) noexcept nogil:
+    """Part j of the ``parts`` of one sample's forward pass (see _forward_parts).
+
+    One part: the whole sample, channel block after channel block, bias included. Row
+    tiles (K <= P): rows [i0, i1) of y, every channel block, bias included. Channel groups
+    (K > P): the contribution of the group's channels to all of y, into ``out`` (y itself
+    for part 0, a slot otherwise), without bias; _forward_impl adds them up. Unless keep is
+    NULL, channel parts build their im2col rows in it, the whole (K, P) matrix in the end.
+    """
+    cdef int cb, ck, a, b, i0, i1
+    if parts == 1:
+        _forward_channels(x, weight, bias, y, g, 0, g.c, col, keep)
+    elif g.k <= g.p:
+        i0 = _split(g.oh, j, parts)
+        i1 = _split(g.oh, j + 1, parts)
+        cb = _block_channels(g)
+        ck = g.kh * g.kw
+        a = 0
+        while a < g.c:
+            b = min(g.c, a + cb)
+            _forward_block(x, weight, bias if b == g.c else NULL, y, g, a * ck, b * ck, i0, i1,
+                           0 if a == 0 else 1, 0, col)
+            a = b
+    else:
+        _forward_channels(x, weight, NULL, out, g, _split(g.c, j, parts),
+                          _split(g.c, j + 1, parts), col, keep)
 
 
-cdef void _input_grad_split(const real_t* grad_y, const real_t* weight, real_t* grad_x,
-                            const Geom* g, int T, real_t* ws,
-                            const Workspace* w) noexcept nogil:
-    """One sample's input gradient shared by T threads: each thread takes a range of input
-    channels, whose rows of weight^T @ grad_y and col2im need nothing from the others."""
-    cdef int t
-    for t in prange(T, num_threads=T, schedule="static", chunksize=1):
-        _input_grad_channels(grad_y, weight, grad_x, g, _split(g.c, t, T),
-                             _split(g.c, t + 1, T), ws + t * w.stride + w.col)
+cdef void _forward_units(const real_t* x, const real_t* weight, const real_t* bias, real_t* y,
+                         const Geom* g, int n_batch, int parts, int u0, int u1, real_t* ws,
+                         const Workspace* w, int t, real_t* keep) noexcept nogil:
+    """Units [u0, u1) of the forward pass on thread t: unit u is part u % parts of sample
+    u // parts; the slot of part j > 0 of sample n is n*(parts - 1) + j - 1."""
+    cdef int u, n, j
+    cdef Py_ssize_t xs = <Py_ssize_t>g.c * g.h * g.w
+    cdef Py_ssize_t ys = <Py_ssize_t>g.f * g.p
+    for u in range(u0, u1):
+        n = u // parts
+        j = u % parts
+        _forward_part(x + n * xs, weight, bias, y + n * ys, g, parts, j,
+                      ws + t * w.stride + w.col,
+                      y + n * ys if j == 0 else _slot(ws, w, n * (parts - 1) + j - 1),
+                      keep if n == n_batch - 1 and g.k > g.p else NULL)
 
 
 cdef bint _forward_impl(const real_t* x, const real_t* weight, const real_t* bias, real_t* y,
                         const Geom* g, int n_batch, int T, real_t* ws,
                         const Workspace* w, real_t* keep) noexcept nogil:
-    """y = conv(x) + bias for the batch on T threads. Unless keep is NULL, the im2col matrix
-    of the last sample is left in it when that sample runs in the split phase and
-    _cuts_channels allows; returns whether it was."""
-    cdef int nb = n_batch - n_batch % T
-    cdef int n, t
-    if nb > 0:
+    """y = conv(x) + bias for the batch: its units (_forward_parts per sample) shared by T
+    threads in contiguous runs, then, for channel parts, each sample's parts added in part
+    order and the bias. Unless keep is NULL, the last sample's im2col matrix is left in it
+    where K > P; returns whether it was."""
+    cdef int parts = _forward_parts(g, n_batch)
+    cdef int units = n_batch * parts
+    cdef int t, n
+    cdef Py_ssize_t ys = <Py_ssize_t>g.f * g.p
+    cdef Py_ssize_t e0, e1
+    for t in prange(T, num_threads=T, schedule="static", chunksize=1):
+        _forward_units(x, weight, bias, y, g, n_batch, parts, _split(units, t, T),
+                       _split(units, t + 1, T), ws, w, t, keep)
+    if parts > 1 and g.k > g.p:
         for t in prange(T, num_threads=T, schedule="static", chunksize=1):
-            _forward_samples(x, weight, bias, y, g, _split(nb, t, T), _split(nb, t + 1, T),
-                             ws + t * w.stride + w.col)
-    for n in range(nb, n_batch):
-        _forward_split(x + n * <Py_ssize_t>g.c * g.h * g.w, weight, bias,
-                       y + n * <Py_ssize_t>g.f * g.p, g, T, ws, w,
-                       keep if n == n_batch - 1 else NULL)
-    return keep != NULL and nb < n_batch and _cuts_channels(g, T)
+            for n in range(n_batch):
+                e0 = _split(g.f, t, T) * <Py_ssize_t>g.p
+                e1 = _split(g.f, t + 1, T) * <Py_ssize_t>g.p
+                _add_slots(y + n * ys, ws, w, n * (parts - 1), parts - 1, 0, e0, e1)
+                if bias != NULL:
+                    _add_bias(y + n * ys + e0, bias + _split(g.f, t, T),
+                              _split(g.f, t + 1, T) - _split(g.f, t, T), g.p, g.p, 0)
+    return keep != NULL and n_batch > 0 and g.k > g.p
+
+
+cdef void _backward_groups(const real_t* x, const real_t* grad_y, const real_t* weight,
+                           real_t* grad_x, real_t* grad_weight, real_t* grad_bias,
+                           bint accumulate, const Geom* g, int n_batch, int j0, int j1,
+                           real_t* col, real_t* grad_y_t, const real_t* kept) noexcept nogil:
+    """Channel groups [j0, j1) of the backward pass (K > P) on one thread, over every
+    sample in order: the group's columns of grad_weight, its share of grad_bias's rows
+    and, unless grad_x is NULL, its channels of grad_x."""
+    cdef int G = _channel_groups(g)
+    cdef int n, j, f0, f1
+    cdef Py_ssize_t xs = <Py_ssize_t>g.c * g.h * g.w
+    cdef Py_ssize_t ys = <Py_ssize_t>g.f * g.p
+    cdef bint transpose = _transposes_grad(g)
+    cdef real_t beta = 1 if accumulate else 0
+    if j1 <= j0:
+        return
+    if not accumulate:
+        memset(grad_bias + _split(g.f, j0, G), 0,
+               (_split(g.f, j1, G) - _split(g.f, j0, G)) * sizeof(real_t))
+    for n in range(n_batch):
+        if transpose:
+            _transpose_pixels(grad_y + n * ys, g, 0, g.p, grad_y_t)
+        for j in range(j0, j1):
+            _weight_grad_channels(x + n * xs, grad_y + n * ys, grad_y_t if transpose else NULL,
+                                  grad_weight, grad_bias, beta, g, _split(g.c, j, G),
+                                  _split(g.c, j + 1, G), _split(g.f, j, G),
+                                  _split(g.f, j + 1, G), col,
+                                  <real_t*>kept if n == n_batch - 1 else NULL)
+            if grad_x != NULL:
+                _input_grad_channels(grad_y + n * ys, weight, grad_x + n * xs, g,
+                                     _split(g.c, j, G), _split(g.c, j + 1, G), col)
+        beta = 1
+
+
+cdef void _weight_grad_tiles(const real_t* x, const real_t* grad_y, real_t* grad_weight,
+                             real_t* grad_bias, bint accumulate, const Geom* g, int n_batch,
+                             int u0, int u1, real_t* col, real_t* grad_y_t, real_t* ws,
+                             const Workspace* w) noexcept nogil:
+    """Units [u0, u1) of a weight gradient cut by pixels (K <= P) on one thread. Unit u is
+    output-row tile u % R of sample group u // R (min(N, _UNITS) contiguous groups, R =
+    _pixel_tiles); unit 0 accumulates into grad_weight and grad_bias, unit u > 0 into
+    slot u - 1, which _backward_impl then adds in unit order."""
+    cdef int R = _pixel_tiles(g, n_batch)
+    cdef int S = min(n_batch, <int>_UNITS)
+    cdef int u, n, i0, i1, a, b, cb, ck
+    cdef Py_ssize_t xs = <Py_ssize_t>g.c * g.h * g.w
+    cdef Py_ssize_t ys = <Py_ssize_t>g.f * g.p
+    cdef bint transpose = _transposes_grad(g)
+    cdef real_t beta
+    cdef real_t* gw
+    cdef real_t* gb
+    cb = _block_channels(g)
+    ck = g.kh * g.kw
+    for u in range(u0, u1):
+        i0 = _split(g.oh, u % R, R)
+        i1 = _split(g.oh, u % R + 1, R)
+        if u == 0:
+            gw, gb = grad_weight, grad_bias
+            beta = 1 if accumulate else 0
+        else:
+            gw = _slot(ws, w, u - 1)
+            gb = gw + w.slot_bias
+            beta = 0
+        if beta == 0:
+            memset(gb, 0, g.f * sizeof(real_t))
+        for n in range(_split(n_batch, u // R, S), _split(n_batch, u // R + 1, S)):
+            if transpose:
+                _transpose_pixels(grad_y + n * ys, g, i0 * <Py_ssize_t>g.ow,
+                                  i1 * <Py_ssize_t>g.ow, grad_y_t)
+            a = 0
+            while a < g.c:
+                b = min(g.c, a + cb)
+                _weight_grad_block(x + n * xs, grad_y + n * ys,
+                                   grad_y_t if transpose else NULL, gw, gb, beta, g, a * ck,
+                                   b * ck, i0, i1, 0, g.f if a == 0 else 0, col)
+                a = b
+            beta = 1
+
+
+cdef void _input_grad_units(const real_t* grad_y, const real_t* weight, real_t* grad_x,
+                            const Geom* g, int u0, int u1, real_t* col) noexcept nogil:
+    """Units [u0, u1) of an input gradient on one thread: channel group u % G of sample
+    u // G (G = _channel_groups, as in _backward_groups)."""
+    cdef int G = _channel_groups(g)
+    cdef int u, n, j
+    cdef Py_ssize_t xs = <Py_ssize_t>g.c * g.h * g.w
+    cdef Py_ssize_t ys = <Py_ssize_t>g.f * g.p
+    for u in range(u0, u1):
+        n = u // G
+        j = u % G
+        _input_grad_channels(grad_y + n * ys, weight, grad_x + n * xs, g, _split(g.c, j, G),
+                             _split(g.c, j + 1, G), col)
+
+
+cdef int _weight_grad_slots(const Geom* g, int n_batch) noexcept nogil:
+    """Partial weight gradients a backward pass needs: units - 1 where cut by pixels."""
+    if g.k > g.p or n_batch == 0:
+        return 0
+    return min(n_batch, <int>_UNITS) * _pixel_tiles(g, n_batch) - 1
 
 
 cdef void _backward_impl(const real_t* x, const real_t* grad_y, const real_t* weight,
                          real_t* grad_x, real_t* grad_weight, real_t* grad_bias,
                          bint accumulate, const Geom* g, int n_batch, int T,
-                         real_t* ws, const Workspace* w, real_t* kept) noexcept nogil:
+                         real_t* ws, const Workspace* w, const real_t* kept) noexcept nogil:
     """Gradients for the batch on T threads: grad_weight and grad_bias unless grad_weight is
     NULL (then x is not read), grad_x unless it is NULL (then weight is not read). kept,
     unless NULL, is the last sample's im2col matrix as _forward_impl left it.
 
-    In the batch phase thread 0 accumulates into grad_weight and grad_bias themselves and
-    threads 1.. into their partials, which are then added in thread order.
+    Where K > P the units are input-channel groups, each through every sample in order
+    (its weight-gradient columns, bias rows and grad_x channels need nothing from the
+    others). Where K <= P the weight gradient is cut into sample groups and output-row
+    tiles whose partial sums are added in unit order, then grad_x into (sample, channel
+    group) units. Every unit and every sum is fixed by the shapes: any T gives the same bits.
     """
-    cdef int nb = n_batch - n_batch % T
-    cdef int n, t
-    cdef Py_ssize_t xs = <Py_ssize_t>g.c * g.h * g.w
-    cdef Py_ssize_t ys = <Py_ssize_t>g.f * g.p
+    cdef int t, units, G = _channel_groups(g)
+    cdef int slots = _weight_grad_slots(g, n_batch)
     cdef Py_ssize_t wsize = <Py_ssize_t>g.f * g.k
-    cdef real_t beta = 1 if accumulate else 0
-    if nb > 0:
-        for t in prange(T, num_threads=T, schedule="static", chunksize=1):
-            _backward_samples(
-                x, grad_y, weight, grad_x,
-                NULL if grad_weight == NULL else (
-                    grad_weight if t == 0 else ws + t * w.stride + w.grad_weight),
-                NULL if grad_weight == NULL else (
-                    grad_bias if t == 0 else ws + t * w.stride + w.grad_bias),
-                beta if t == 0 else 0, g, _split(nb, t, T), _split(nb, t + 1, T),
-                ws + t * w.stride + w.col, ws + t * w.stride + w.grad_y_t)
-        if grad_weight != NULL and T > 1:
-            for t in prange(T, num_threads=T, schedule="static", chunksize=1):
-                _add_partials(grad_weight, ws + w.grad_weight, w.stride, T,
-                              _split(wsize, t, T), _split(wsize, t + 1, T))
-            _add_partials(grad_bias, ws + w.grad_bias, w.stride, T, 0, g.f)
-        beta = 1
-    elif grad_weight != NULL and not accumulate:
-        memset(grad_bias, 0, g.f * sizeof(real_t))
-        if n_batch == 0:
+    if grad_weight != NULL and n_batch == 0:
+        if not accumulate:
             memset(grad_weight, 0, wsize * sizeof(real_t))
-    for n in range(nb, n_batch):
-        if grad_weight != NULL:
-            _weight_grad_split(x + n * xs, grad_y + n * ys, grad_weight, grad_bias, beta, g, T,
-                               ws, w, kept if n == n_batch - 1 else NULL, weight,
-                               grad_x + n * xs if grad_x != NULL else NULL)
-            beta = 1
-            if _cuts_channels(g, T):
-                continue
-        if grad_x != NULL:
-            _input_grad_split(grad_y + n * ys, weight, grad_x + n * xs, g, T, ws, w)
+            memset(grad_bias, 0, g.f * sizeof(real_t))
+        return
+    if grad_weight != NULL and g.k > g.p:
+        for t in prange(T, num_threads=T, schedule="static", chunksize=1):
+            _backward_groups(x, grad_y, weight, grad_x, grad_weight, grad_bias, accumulate, g,
+                             n_batch, _split(G, t, T), _split(G, t + 1, T),
+                             ws + t * w.stride + w.col, ws + t * w.stride + w.grad_y_t, kept)
+        return
+    if grad_weight != NULL:
+        units = slots + 1
+        for t in prange(T, num_threads=T, schedule="static", chunksize=1):
+            _weight_grad_tiles(x, grad_y, grad_weight, grad_bias, accumulate, g, n_batch,
+                               _split(units, t, T), _split(units, t + 1, T),
+                               ws + t * w.stride + w.col, ws + t * w.stride + w.grad_y_t,
+                               ws, w)
+        if slots > 0:
+            for t in prange(T, num_threads=T, schedule="static", chunksize=1):
+                _add_slots(grad_weight, ws, w, 0, slots, 0, _split(wsize, t, T),
+                           _split(wsize, t + 1, T))
+            _add_slots(grad_bias, ws, w, 0, slots, w.slot_bias, 0, g.f)
+    if grad_x != NULL:
+        units = n_batch * G
+        for t in prange(T, num_threads=T, schedule="static", chunksize=1):
+            _input_grad_units(grad_y, weight, grad_x, g, _split(units, t, T),
+                              _split(units, t + 1, T), ws + t * w.stride + w.col)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -761,32 +809,32 @@ cdef Geom _geometry(const Py_ssize_t* x_shape, const Py_ssize_t* w_shape,
     return g
 
 
-cdef real_t* _workspace(const Geom* g, int T, bint weight_grads, bint outputs,
-                        Workspace* w, real_t dummy) except NULL:
-    """malloc T slices of [im2col buffer | partial grad_weight and grad_bias (weight_grads) |
-    partial output (outputs)], each part rounded to whole cache lines; raise MemoryError."""
+cdef real_t* _workspace(const Geom* g, int T, bint weight_grads, int n_slots,
+                        Py_ssize_t slot_elems, Workspace* w, real_t dummy) except NULL:
+    """malloc T thread slices of [im2col buffer | grad_y transposed (weight_grads, where
+    _transposes_grad)] and n_slots partial-result slots of slot_elems elements (an (F, K)
+    weight gradient's slot also holds its (F,) bias gradient, at slot_bias), each part
+    rounded to whole cache lines; raise MemoryError."""
     cdef Py_ssize_t n = 0
     cdef size_t item = sizeof(real_t)
     cdef real_t* ws
+    cdef object total
     cdef int t
     w.col = _GUARD
     n += _slice_size(<Py_ssize_t>g.k * g.p + 2 * _GUARD, item)
-    w.grad_weight = n
-    w.grad_bias = n + _slice_size(<Py_ssize_t>g.f * g.k, item)
-    w.grad_y_t = w.grad_bias + _slice_size(g.f, item)
-    if weight_grads:
-        n = w.grad_y_t + (_slice_size(<Py_ssize_t>g.f * g.p, item) if _transposes_grad(g)
-                          else 0)
-    w.y = n
-    if outputs:
+    w.grad_y_t = n
+    if weight_grads and _transposes_grad(g):
         n += _slice_size(<Py_ssize_t>g.f * g.p, item)
     w.stride = n
-    if T < 1 or <object>T * n * item > <object>PY_SSIZE_T_MAX:
-        raise MemoryError(f"conv2d: a workspace of {T} threads x {n} elements does not fit "
-                          f"in memory")
-    ws = <real_t*>malloc(T * n * item)
+    w.slots = T * n
+    w.slot_bias = _slice_size(slot_elems, item)
+    w.slot_stride = w.slot_bias + _slice_size(g.f, item)
+    total = <object>T * n + <object>n_slots * w.slot_stride
+    if T < 1 or total * item > <object>PY_SSIZE_T_MAX:
+        raise MemoryError(f"conv2d: a workspace of {total} elements does not fit in memory")
+    ws = <real_t*>malloc(<size_t>total * item)
     if ws == NULL:
-        raise MemoryError(f"conv2d: cannot allocate a workspace of {T} x {n} elements")
+        raise MemoryError(f"conv2d: cannot allocate a workspace of {total} elements")
     for t in range(T):
         memset(ws + t * n, 0, _GUARD * item)
         memset(ws + t * n + w.col + <Py_ssize_t>g.k * g.p, 0, _GUARD * item)
@@ -812,17 +860,20 @@ def conv2d_forward(const real_t[:, :, :, ::1] x,        # IN  (N, C, H, W)
                    real_t[::1] col_keep=None):          # OUT (>= K*P,) or None
     """y[n,f,i,j] = bias[f] + sum_{c,u,v} weight[f,c,u,v] * x[n,c,i*sh+u-ph, j*sw+v-pw].
 
-    col_keep, unless None, receives the im2col matrix of the last sample where the split
-    phase builds it whole (see _cuts_channels); returns True when it did, for conv2d_backward.
+    col_keep, unless None, receives the im2col matrix of the last sample where K > P (the
+    backward pass reads it by channel groups); returns True when it did, for conv2d_backward.
     """
     cdef Geom g = _geometry(x.shape, weight.shape, sh, sw, ph, pw)
     cdef Workspace w
     cdef real_t* ws
     cdef real_t* keep = _col_keep(col_keep, &g, "conv2d_forward")
     cdef bint kept
+    cdef int parts = _forward_parts(&g, x.shape[0])
     if x.shape[0] == 0:
         return False
-    ws = _workspace(&g, n_threads, False, True, &w, <real_t>0)
+    ws = _workspace(&g, n_threads, False,
+                    x.shape[0] * (parts - 1) if parts > 1 and g.k > g.p else 0,
+                    <Py_ssize_t>g.f * g.p, &w, <real_t>0)
     try:
         with nogil:
             kept = _forward_impl(&x[0, 0, 0, 0], &weight[0, 0, 0, 0],
@@ -845,7 +896,7 @@ def conv2d_backward_input(const real_t[:, :, :, ::1] grad_y,   # IN  (N, F, OH, 
     cdef real_t* ws
     if grad_x.shape[0] == 0:
         return
-    ws = _workspace(&g, n_threads, False, False, &w, <real_t>0)
+    ws = _workspace(&g, n_threads, False, 0, 0, &w, <real_t>0)
     try:
         with nogil:
             _backward_impl(NULL, &grad_y[0, 0, 0, 0], &weight[0, 0, 0, 0], &grad_x[0, 0, 0, 0],
@@ -869,14 +920,15 @@ def conv2d_backward(const real_t[:, :, :, ::1] x,           # IN  (N, C, H, W)
 
     weight is read only for grad_x, and may be None when grad_x is. col_kept, unless None,
     is what conv2d_forward left in col_keep for this x when it returned True: the caller
-    vouches for that; the split phase then reads the last sample's im2col rows from it.
+    vouches for that; the weight gradient then reads the last sample's im2col rows from it.
     """
     cdef Geom g = _geometry(x.shape, grad_weight.shape, sh, sw, ph, pw)
     cdef real_t* kept = _col_keep(col_kept, &g, "conv2d_backward")
     cdef int n_batch = x.shape[0]
     cdef bint with_x = grad_x is not None
     cdef Workspace w
-    cdef real_t* ws = _workspace(&g, n_threads, True, False, &w, <real_t>0)
+    cdef real_t* ws = _workspace(&g, n_threads, True, _weight_grad_slots(&g, n_batch),
+                                 <Py_ssize_t>g.f * g.k, &w, <real_t>0)
     try:
         with nogil:
             _backward_impl(&x[0, 0, 0, 0] if n_batch > 0 else NULL,

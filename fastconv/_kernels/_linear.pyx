@@ -8,12 +8,17 @@ Design
                       grad_weight (+)= grad_y^T @ x             one GEMM
                       grad_bias (+)= column sums of grad_y
 (b) Layout: row-major (N, IN) inputs, float32 or float64.
-(c) Threading: OpenMP only (SciPy's BLAS is pinned to one thread by fastconv._threads). Each
-    GEMM's output is cut into T contiguous blocks along its longer side (rows or columns),
-    one per thread, so no output element is written by two threads and none is a sum of
-    per-thread partials; grad_bias is cut by columns and summed over the batch in sample
-    order. Small products run on one thread: an OpenMP region costs about as much as a
-    few tens of thousands of multiply-adds (see _GRAIN).
+(c) Threading: OpenMP only (SciPy's BLAS is pinned to one thread by fastconv._threads).
+    Results are bitwise identical for every thread count. OpenBLAS rounds an output element
+    differently when a GEMM's M or N extent changes, so each GEMM's output is cut into a
+    number of tiles fixed by the shapes alone (_n_tiles: by the work, at most _MAX_TILES),
+    never by the thread count; threads only share out these tiles, and one thread runs the
+    same tiles in order. A tile is a contiguous block along the output's longer side, so the
+    smaller operand is the one every tile reads again; no output element is written by two
+    tiles and none is a sum of per-tile partials (K is never cut). grad_bias is cut by
+    columns the same way and each column is summed over the batch in sample order.
+    Small products are one tile: an OpenMP region, and each extra GEMM call, costs about as
+    much as a few tens of thousands of multiply-adds (see _GRAIN).
 """
 from cython.parallel cimport prange
 
@@ -22,9 +27,12 @@ from ._blas cimport gemm_rm
 
 
 cdef enum:
-    # Multiply-adds per thread below which splitting a GEMM does not pay for the parallel
+    # Multiply-adds per tile below which cutting a GEMM does not pay for the parallel
     # region (about 1-2 microseconds to open and join on this project's 2-core machines).
     _GRAIN = 1 << 16
+    # At most this many tiles: a power of two, so 1, 2 or 4 threads get equal shares, and
+    # few enough that one thread running every tile pays little for the extra GEMM calls.
+    _MAX_TILES = 4
 
 
 cdef inline int _split(int total, int t, int n_parts) noexcept nogil:
@@ -32,43 +40,46 @@ cdef inline int _split(int total, int t, int n_parts) noexcept nogil:
     return <int>((<long long>total * t) // n_parts)
 
 
-cdef int _useful_threads(long long work, int n_threads) noexcept nogil:
-    """Threads worth using for ``work`` multiply-adds, at most n_threads."""
-    cdef long long t = work // _GRAIN
-    return <int>max(1, min(<long long>n_threads, t))
+cdef int _n_tiles(long long work) noexcept nogil:
+    """Tiles for ``work`` multiply-adds: the largest power of two <= work / _GRAIN, at most
+    _MAX_TILES and at least 1. A function of the shapes only (see (c) above)."""
+    cdef int u = 1
+    while 2 * u <= _MAX_TILES and 2 * u * <long long>_GRAIN <= work:
+        u *= 2
+    return u
 
 
-cdef void _block(int t, int T, int m, int n, int* r0, int* r1, int* c0,
+cdef void _block(int u, int U, int m, int n, int* r0, int* r1, int* c0,
                  int* c1) noexcept nogil:
-    """Block t of T of an (m, n) matrix cut along its longer side: [r0, r1) x [c0, c1)."""
+    """Tile u of U of an (m, n) matrix cut along its longer side: [r0, r1) x [c0, c1)."""
     r0[0], r1[0], c0[0], c1[0] = 0, m, 0, n
     if m >= n:
-        r0[0], r1[0] = _split(m, t, T), _split(m, t + 1, T)
+        r0[0], r1[0] = _split(m, u, U), _split(m, u + 1, U)
     else:
-        c0[0], c1[0] = _split(n, t, T), _split(n, t + 1, T)
+        c0[0], c1[0] = _split(n, u, U), _split(n, u + 1, U)
 
 
-cdef void _gemm_part(int t, int T, bint trans_a, bint trans_b, int m, int n, int k,
+cdef void _gemm_part(int u, int U, bint trans_a, bint trans_b, int m, int n, int k,
                      const real_t* a, int lda, const real_t* b, int ldb,
                      real_t beta, real_t* c, int ldc) noexcept nogil:
-    """Block t of T (see _block) of C[m, n] := op(A)[m, k] @ op(B)[k, n] + beta*C."""
+    """Tile u of U (see _block) of C[m, n] := op(A)[m, k] @ op(B)[k, n] + beta*C."""
     cdef int r0, r1, c0, c1
-    _block(t, T, m, n, &r0, &r1, &c0, &c1)
+    _block(u, U, m, n, &r0, &r1, &c0, &c1)
     gemm_rm(trans_a, trans_b, r1 - r0, c1 - c0, k, 1,
             a + (r0 if trans_a else <Py_ssize_t>r0 * lda), lda,
             b + (<Py_ssize_t>c0 * ldb if trans_b else c0), ldb,
             beta, c + <Py_ssize_t>r0 * ldc + c0, ldc)
 
 
-cdef void _forward_part(int t, int T, const real_t* x, const real_t* weight,
+cdef void _forward_part(int u, int U, const real_t* x, const real_t* weight,
                         const real_t* bias, real_t* y, int n_batch, int n_in,
                         int n_out) noexcept nogil:
-    """Block t of T of y = x @ weight^T + bias."""
+    """Tile u of U of y = x @ weight^T + bias."""
     cdef int i, o, r0, r1, c0, c1
-    _gemm_part(t, T, False, True, n_batch, n_out, n_in, x, n_in, weight, n_in, 0, y, n_out)
+    _gemm_part(u, U, False, True, n_batch, n_out, n_in, x, n_in, weight, n_in, 0, y, n_out)
     if bias == NULL:
         return
-    _block(t, T, n_batch, n_out, &r0, &r1, &c0, &c1)
+    _block(u, U, n_batch, n_out, &r0, &r1, &c0, &c1)
     for i in range(r0, r1):
         for o in range(c0, c1):
             y[<Py_ssize_t>i * n_out + o] += bias[o]
@@ -92,8 +103,9 @@ def linear_forward(const real_t[:, ::1] x,        # IN  (N, IN)
     cdef int n_batch = x.shape[0]
     cdef int n_in = x.shape[1]
     cdef int n_out = weight.shape[0]
-    cdef int T = _useful_threads(<long long>n_batch * n_in * n_out, n_threads)
-    cdef int t
+    cdef int U = _n_tiles(<long long>n_batch * n_in * n_out)
+    cdef int T = min(n_threads, U)
+    cdef int u
     cdef const real_t* xp = &x[0, 0] if n_batch > 0 else NULL
     cdef const real_t* wp = &weight[0, 0]
     cdef const real_t* bp = &bias[0] if bias is not None else NULL
@@ -101,26 +113,27 @@ def linear_forward(const real_t[:, ::1] x,        # IN  (N, IN)
     if n_batch == 0:
         return
     with nogil:
-        if T == 1:
-            _forward_part(0, 1, xp, wp, bp, yp, n_batch, n_in, n_out)
+        if T <= 1:
+            for u in range(U):
+                _forward_part(u, U, xp, wp, bp, yp, n_batch, n_in, n_out)
         else:
-            for t in prange(T, num_threads=T, schedule="static", chunksize=1):
-                _forward_part(t, T, xp, wp, bp, yp, n_batch, n_in, n_out)
+            for u in prange(U, num_threads=T, schedule="static"):
+                _forward_part(u, U, xp, wp, bp, yp, n_batch, n_in, n_out)
 
 
-cdef void _backward_part(int t, int T, const real_t* x, const real_t* weight,
+cdef void _backward_part(int u, int U, const real_t* x, const real_t* weight,
                          const real_t* grad_y, real_t* grad_x, real_t* grad_weight,
                          real_t* grad_bias, real_t beta, int n_batch, int n_in,
                          int n_out) noexcept nogil:
-    """Block t of T of each of linear_backward's three results."""
+    """Tile u of U of each of linear_backward's three results."""
     cdef int i, o, o0, o1
     cdef const real_t* row
     if n_batch > 0 and grad_x != NULL:
-        _gemm_part(t, T, False, False, n_batch, n_in, n_out, grad_y, n_out, weight, n_in,
+        _gemm_part(u, U, False, False, n_batch, n_in, n_out, grad_y, n_out, weight, n_in,
                    0, grad_x, n_in)
-    _gemm_part(t, T, True, False, n_out, n_in, n_batch, grad_y, n_out, x, n_in,
+    _gemm_part(u, U, True, False, n_out, n_in, n_batch, grad_y, n_out, x, n_in,
                beta, grad_weight, n_in)
-    o0, o1 = _split(n_out, t, T), _split(n_out, t + 1, T)
+    o0, o1 = _split(n_out, u, U), _split(n_out, u + 1, U)
     if beta == 0:
         for o in range(o0, o1):
             grad_bias[o] = 0
@@ -144,8 +157,10 @@ def linear_backward(const real_t[:, ::1] x,             # IN  (N, IN)
     cdef int n_batch = x.shape[0]
     cdef int n_in = x.shape[1]
     cdef int n_out = weight.shape[0]
-    cdef int T = _useful_threads(2 * <long long>n_batch * n_in * n_out, n_threads)
-    cdef int t
+    # Tiled by one GEMM's work, not both: each GEMM call keeps at least _GRAIN multiply-adds.
+    cdef int U = _n_tiles(<long long>n_batch * n_in * n_out)
+    cdef int T = min(n_threads, U)
+    cdef int u
     cdef real_t beta = 1 if accumulate else 0
     cdef const real_t* xp = &x[0, 0] if n_batch > 0 else NULL
     cdef const real_t* gyp = &grad_y[0, 0] if n_batch > 0 else NULL
@@ -154,10 +169,11 @@ def linear_backward(const real_t[:, ::1] x,             # IN  (N, IN)
     cdef real_t* gbp = &grad_bias[0]
     cdef const real_t* wp = &weight[0, 0]
     with nogil:
-        if T == 1:
-            _backward_part(0, 1, xp, wp, gyp, gxp, gwp, gbp, beta,
-                           n_batch, n_in, n_out)
+        if T <= 1:
+            for u in range(U):
+                _backward_part(u, U, xp, wp, gyp, gxp, gwp, gbp, beta,
+                               n_batch, n_in, n_out)
         else:
-            for t in prange(T, num_threads=T, schedule="static", chunksize=1):
-                _backward_part(t, T, xp, wp, gyp, gxp, gwp, gbp, beta,
+            for u in prange(U, num_threads=T, schedule="static"):
+                _backward_part(u, U, xp, wp, gyp, gxp, gwp, gbp, beta,
                                n_batch, n_in, n_out)

@@ -44,7 +44,7 @@ class Conv2d(WeightedLayer):
         # pass (see _run_forward); _col_ready says it belongs to the current input.
         self._col = self._col_x = None
         self._col_ready = False
-        self._col_key = None    # (x shape, kernel arguments, threads) it was built for
+        self._col_key = None    # (x shape, kernel arguments) it was built for
 
     hyper_names = ("stride", "padding")
 
@@ -58,16 +58,16 @@ class Conv2d(WeightedLayer):
             as_pair("Conv2d", "padding", self.padding, 0)
 
     def _run_forward(self, x, y, args, n_threads):
-        # A sample that the threads share (batch 1, or the last of a batch that does not
-        # divide among them) is built as one whole im2col matrix in training mode and kept,
-        # so that the weight gradient need not build it again: +2.5-4% per training step of
-        # the max-pool ConvNet at batch 1 (bench/RESULTS.md). The rest of a batch is built
-        # block by block and not kept (that would take K*P elements per sample). The kept
-        # matrix is only as good as the input it was built from, so a copy of that sample
-        # is kept too, and backward uses the matrix only while x still holds those bytes.
+        # At batch 1 in training mode the sample's im2col matrix is built whole and kept
+        # (the kernel does so where K > P), so that the weight gradient need not build it
+        # again: +2.5-4% per training step of the max-pool ConvNet at batch 1
+        # (bench/RESULTS.md). Larger batches are built block by block and not kept (that
+        # would take K*P elements per sample, for one sample in N). The kept matrix is only
+        # as good as the input it was built from, so a copy of that sample is kept too, and
+        # backward uses the matrix only while x still holds those bytes.
         self._col = self._col_x = None  # recycled through the pool once nothing holds them
         self._col_ready = False
-        if self.training and x.shape[0] % n_threads:
+        if self.training and x.shape[0] == 1:
             f, c, kh, kw = self.weight.shape
             self._col = self._empty((c * kh * kw * y.shape[2] * y.shape[3],), x.dtype)
         self._col_ready = _conv2d.conv2d_forward(x, self.weight, self.bias, y, *args,
@@ -75,7 +75,7 @@ class Conv2d(WeightedLayer):
         if self._col_ready:
             self._col_x = self._empty(x.shape[1:], x.dtype)
             np.copyto(self._col_x, x[-1])
-            self._col_key = (x.shape, args, n_threads)
+            self._col_key = (x.shape, args)
         else:
             self._col = None
 
@@ -94,7 +94,7 @@ class Conv2d(WeightedLayer):
 
     def _run_backward(self, x, grad_out, grad_x, grad_bias, args, n_threads):
         col = None
-        if self._col_ready and self._col_key == (x.shape, args, n_threads) \
+        if self._col_ready and self._col_key == (x.shape, args) \
                 and fast.tail_equal(x, self._col_x):
             col = self._col
         _conv2d.conv2d_backward(x, grad_out, self.weight if grad_x is not None else None,
