@@ -11,15 +11,15 @@ import threading
 
 from ._kernels._openmp import omp_max_threads, openmp_enabled
 
-__all__ = ["set_num_threads", "get_num_threads", "effective_n_threads", "openmp_enabled",
-           "max_threads"]
+__all__ = ["set_num_threads", "get_num_threads", "get_thread_setting", "effective_n_threads",
+           "openmp_enabled", "max_threads"]
 
 # Thread counts above this many per usable core are refused: they buy nothing on a CPU
 # kernel, and libgomp crashes (segfault) when it cannot create a team of, say, 100000.
 THREADS_PER_CORE_CAP = 64
 
 _lock = threading.Lock()
-_num_threads = None       # None: follow the default (OMP_NUM_THREADS, else usable cores)
+_num_threads = None       # None: the default (OMP_NUM_THREADS if set, else "auto")
 _blas_pinned = False
 _resolved = None          # cache of effective_n_threads(None): every kernel call asks for it
 _auto = None              # FreeCores when set_num_threads("auto")
@@ -50,13 +50,24 @@ def _check_count(fn, n):
     return n
 
 
-def _default_threads():
-    if not openmp_enabled():
-        return 1
-    if os.environ.get("OMP_NUM_THREADS", "").strip():
-        # omp_get_max_threads() has parsed OMP_NUM_THREADS (it may be a list "4,2").
-        return max(1, min(omp_max_threads(), _usable_cores()))
-    return _usable_cores()
+def _env_threads():
+    """The count OMP_NUM_THREADS asks for (at most the usable cores), or None when unset."""
+    text = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if not text:
+        return None
+    try:
+        n = int(text.split(",")[0])     # it may be a list, "4,2": the outermost level
+    except ValueError:
+        n = omp_max_threads()           # what the OpenMP runtime made of it
+    return max(1, min(n, _usable_cores()))
+
+
+def _start_auto():
+    """The free-cores monitor of the "auto" setting (started once, under _lock)."""
+    global _auto
+    if _auto is None:
+        _auto = _AutoThreads(_usable_cores() if openmp_enabled() else 1)
+    return _auto
 
 
 def _pin_scipy_blas():
@@ -88,8 +99,8 @@ def effective_n_threads(n_threads=None):
     Parameters
     ----------
     n_threads : int or None
-        None uses the global setting (:func:`set_num_threads`, else ``OMP_NUM_THREADS``,
-        else the number of usable cores). A negative value counts back from the usable
+        None uses the global setting (:func:`set_num_threads`; by default ``"auto"``, or
+        ``OMP_NUM_THREADS`` when that is set). A negative value counts back from the usable
         cores: -1 means all, -2 all but one.
 
     Returns
@@ -101,11 +112,11 @@ def effective_n_threads(n_threads=None):
     if n_threads is None:
         if _resolved is None:
             _pin_scipy_blas()
-            if _num_threads == "auto":
-                n = _auto.free if _auto is not None else _default_threads()
-            else:
-                n = _num_threads if _num_threads is not None else _default_threads()
-            _resolved = n if openmp_enabled() else 1
+            with _lock:
+                n = _num_threads if _num_threads is not None else _env_threads()
+                if n is None or n == "auto":
+                    n = _start_auto().free
+                _resolved = n if openmp_enabled() else 1
         return _resolved
     _pin_scipy_blas()
     if isinstance(n_threads, bool) or not hasattr(n_threads, "__index__"):
@@ -165,9 +176,9 @@ def set_num_threads(n):
         Thread count in ``[1, max_threads()]`` (64 x the usable cores); ``"auto"``: the
         usable cores that other processes leave free, re-measured every half second
         (:mod:`fastconv._cpuload`), so that a busy neighbour does not make every parallel
-        region wait for a preempted thread (the count then follows the machine's load, and
-        results are bitwise reproducible only for a given thread count); or None to return
-        to the default (``OMP_NUM_THREADS`` if set, else the usable cores).
+        region wait for a preempted thread (the count follows the machine's load; results
+        are the same bits for any count); or None to return to the default: ``"auto"``,
+        or ``OMP_NUM_THREADS`` when that is set.
 
     Raises
     ------
@@ -180,8 +191,7 @@ def set_num_threads(n):
             raise TypeError(f"set_num_threads: n must be a positive int, 'auto' or None; "
                             f"got {n!r}")
         with _lock:
-            if _auto is None:
-                _auto = _AutoThreads(_usable_cores() if openmp_enabled() else 1)
+            _start_auto()
             _num_threads, _resolved = "auto", None
         _pin_scipy_blas()
         return
@@ -190,16 +200,40 @@ def set_num_threads(n):
     with _lock:
         _num_threads = n
         _resolved = None
-        if _auto is not None:
+        if _auto is not None and (n is not None or _env_threads() is not None):
             _auto.stop()
             _auto = None
     _pin_scipy_blas()
 
 
 def get_num_threads():
-    """Return the number of threads fastconv's kernels use by default."""
+    """Return the number of threads fastconv's kernels use now (under ``"auto"``, the
+    free cores at the last reading)."""
     return effective_n_threads(None)
 
+
+def get_thread_setting():
+    """Return the thread setting: an int, or ``"auto"`` (the default unless
+    ``OMP_NUM_THREADS`` is set)."""
+    with _lock:
+        if _num_threads is not None:
+            return _num_threads
+        env = _env_threads()
+        return "auto" if env is None else env
+
+
+def _after_fork_in_child():
+    # A forked child has no monitor thread (only the forking thread survives a fork): drop
+    # the parent's so that "auto" starts its own on the next call.
+    global _auto, _resolved, _lock
+    _lock = threading.Lock()
+    if _auto is not None:
+        _auto = None
+        _resolved = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 # Pin at import, not at the first kernel call: code that calls a compiled kernel directly
 # must never find SciPy's BLAS multi-threaded inside an OpenMP region (measured here: a

@@ -77,8 +77,7 @@ def _add_common_options(p):
                    help="full = 60,000 train / 10,000 test; small = first 6,000 / 1,000")
     p.add_argument("--threads", type=_thread_count, default=None,
                    help="CPU threads, or 'auto': the cores other processes leave free, "
-                        "re-measured as it runs (default: the usable cores, or "
-                        "OMP_NUM_THREADS)")
+                        "re-measured as it runs (default: auto, or OMP_NUM_THREADS when set)")
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help="show the Python traceback of an error")
 

@@ -196,8 +196,10 @@ class Trainer:
         Length of the schedule in epochs (required with ``lr_schedule``).
     seed : int
         Fixes the data order and every random layer (the model's generator is reseeded).
-    threads : int, optional
-        Threads for the kernels (:func:`fastconv.set_num_threads`); None keeps the setting.
+    threads : int or "auto", optional
+        Threads for the kernels (:func:`fastconv.set_num_threads`); None keeps the setting
+        (by default ``"auto"``: the cores other processes leave free). Results are the same
+        bits for any thread count.
     save_dir : str, optional
         Folder for ``train.log``, ``test.log``, ``model.npz`` and ``checkpoint.npz``.
     progress : bool, optional

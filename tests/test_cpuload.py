@@ -1,4 +1,5 @@
 """Free-core measurement and set_num_threads("auto")."""
+import os
 import time
 
 import pytest
@@ -73,9 +74,20 @@ def test_proc_stat_is_read_on_linux():
     assert read_proc_stat([0], path="/nonexistent") is None
 
 
-def test_auto_threads_setting():
+def test_auto_threads_setting(monkeypatch):
     before = fastconv._threads._num_threads      # None: the default, kept as such
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     try:
+        fastconv.set_num_threads(2)
+        assert fastconv.get_thread_setting() == 2 and fastconv._threads._auto is None
+        fastconv.set_num_threads(None)            # the default is "auto"
+        assert fastconv.get_thread_setting() == "auto"
+        assert 1 <= fastconv.get_num_threads() <= fastconv._threads._usable_cores()
+        assert fastconv._threads._auto is not None
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        fastconv.set_num_threads(None)            # ... unless OMP_NUM_THREADS says otherwise
+        assert fastconv.get_thread_setting() == 1 and fastconv.get_num_threads() == 1
+        monkeypatch.delenv("OMP_NUM_THREADS")
         fastconv.set_num_threads("auto")
         n = fastconv.get_num_threads()
         assert 1 <= n <= fastconv._threads._usable_cores()
@@ -83,7 +95,25 @@ def test_auto_threads_setting():
         assert 1 <= fastconv.get_num_threads() <= fastconv._threads._usable_cores()
         with pytest.raises(TypeError, match="'auto'"):
             fastconv.set_num_threads("many")
+        fastconv.set_num_threads(1)
+        assert fastconv._threads._auto is None    # an explicit count stops the monitor
     finally:
         fastconv.set_num_threads(before)
-    assert fastconv._threads._auto is None
     assert fastconv._threads._num_threads == before
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
+def test_auto_threads_restart_in_a_forked_child():
+    """Only the forking thread survives a fork: the child starts its own monitor."""
+    before = fastconv._threads._num_threads
+    try:
+        fastconv.set_num_threads("auto")
+        fastconv.get_num_threads()
+        pid = os.fork()
+        if pid == 0:
+            ok = 1 <= fastconv.get_num_threads() and fastconv._threads._auto._thread.is_alive()
+            os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    finally:
+        fastconv.set_num_threads(before)
