@@ -168,9 +168,18 @@ def build_parser():
 
 
 # -- commands ---------------------------------------------------------------------------
+def _check_data_folder(args):
+    if args.data is not None and not os.path.isdir(args.data):
+        # load_mnist would go on to FASTCONV_DATA, the cache and a download: a folder the
+        # user named and mistyped must not quietly give way to another copy.
+        raise _UserError(f"--data {args.data}: no such folder; pass the folder that holds "
+                         f"the four MNIST .gz files")
+
+
 def _load_data(args, dtype, normalization=None, local_contrast=False):
     from .datasets import Normalization, load_mnist
 
+    _check_data_folder(args)
     norm = Normalization.from_dict(normalization) if normalization else True
     return load_mnist(args.data, size=args.size, dtype=dtype, normalize=norm,
                       local_contrast=local_contrast)
@@ -181,6 +190,7 @@ def _train(args):
     from .train import Trainer, check_save_folder
 
     # Before any work: a --save that cannot be written would otherwise fail after an epoch.
+    _check_data_folder(args)
     check_save_folder(args.save)
     set_num_threads(args.threads)
     dtype = np.float32 if args.type == "float" else np.float64

@@ -206,6 +206,15 @@ def test_cli_no_data_offline(tmp_path):
     assert_one_line_error(status, err, 1, "cannot load MNIST", "--data")
 
 
+def test_cli_data_folder_that_does_not_exist_is_not_replaced_by_another(tmp_path):
+    # FASTCONV_DATA points at real files: a mistyped --data must not silently use them.
+    env = {"FASTCONV_DATA": DATA}
+    status, _, err = run_cli("train", "--data", tmp_path / "no-such", "--save",
+                             tmp_path / "run", cwd=tmp_path, env=env)
+    assert_one_line_error(status, err, 1, "--data", "no such folder")
+    assert not (tmp_path / "run").exists()
+
+
 def test_cli_wrong_data_files(tmp_path):
     # The shipped sample holds a small subset: valid IDX files that are not the canonical MNIST.
     status, _, err = run_cli("train", "--data", DATA, "--save", tmp_path / "run", cwd=tmp_path)

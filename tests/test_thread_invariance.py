@@ -167,11 +167,11 @@ def _train(name, options, batch, threads, x, y, change_threads=False):
                       threads=threads, progress=False, verbose=False)
     if change_threads:
         # A count that changes during the run: a different one for each epoch.
-        for t in (1, 3, 2):
+        for t in (3, 2):
             fastconv.set_num_threads(t)
             trainer.train_epoch(x, y)
     else:
-        for _ in range(3):
+        for _ in range(2):
             trainer.train_epoch(x, y)
     return [np.array(p) for p in model.params()]
 
@@ -195,6 +195,6 @@ _SAMPLE = None
 def _sample():
     global _SAMPLE
     if _SAMPLE is None:
-        d = load_mnist_sample(size=(13, 1))
+        d = load_mnist_sample(size=(9, 1))
         _SAMPLE = (d.train_x, d.train_y, d.test_x, d.test_y)
     return _SAMPLE
