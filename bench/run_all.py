@@ -202,6 +202,10 @@ def _execute(args, runs, todo, out):
             return None
     else:
         print(where, flush=True)
+    if estimator is not None and not args.dask and (
+            args.budget is None
+            or min(estimator.run_seconds(r.config) for r in todo) <= 3600 * args.budget):
+        _check_data(todo)     # only when some run may start
     progress = Progress(todo, out, estimator, jobs, enabled=not args.no_progress)
     start = time.time()
     options = {"keep": keep_epochs(runs)}
@@ -262,8 +266,6 @@ def main(argv=None):
             n_unique = len(unique_runs(runs))
             print(f"{args.preset}: {n_unique} distinct runs, {n_unique - len(todo)} already "
                   f"finished, {len(todo)} to run -> {out}", flush=True)
-            if todo and not args.dask:
-                _check_data(todo)
             if todo and _execute(args, runs, todo, out) is None:
                 return 1
         if not args.no_report:

@@ -271,7 +271,6 @@ def _probabilities(scores, loss):
 
 def _write_csv(path, header, rows):
     from .serialization import atomic_write_text
-    from .train import predict
 
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")

@@ -26,6 +26,7 @@ import zlib
 
 import numpy as np
 
+from ._errors import PathError
 from .nn.module import _REGISTRY, module_from_config
 
 __all__ = ["save_model", "load_model", "read_npz", "ModelFileError", "atomic_write_bytes",
@@ -49,21 +50,9 @@ MAX_DEPTH = 16
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 
 
-class ModelFileError(ValueError):
-    """A model or checkpoint file is missing, unreadable or does not follow the schema.
-
-    Attributes
-    ----------
-    path : str
-        The offending file.
-    problem : str
-        What is wrong with it, in one sentence.
-    """
-
-    def __init__(self, path, problem):
-        self.path = os.fspath(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
+class ModelFileError(PathError):
+    """A model or checkpoint file is missing, unreadable or does not follow the schema
+    (``path``, ``problem``)."""
 
 
 def _tmp_prefix(path):

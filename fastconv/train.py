@@ -17,6 +17,7 @@ from contextlib import nullcontext
 import numpy as np
 
 from . import optim
+from ._errors import PathError
 from ._threads import get_num_threads, set_num_threads
 from .metrics import ConfusionMatrix
 from .optim._base import check_real
@@ -75,19 +76,11 @@ class SettingsMismatch(ValueError):
                          f"with resume=False or use another save_dir")
 
 
-class SaveFolderError(ValueError):
-    """The save folder cannot be created or written; raised before any work is done.
+class SaveFolderError(PathError):
+    """The save folder cannot be created or written; raised before any work is done
+    (``path``, ``problem``)."""
 
-    Attributes
-    ----------
-    path : str
-    problem : str
-    """
-
-    def __init__(self, path, problem):
-        self.path = os.fspath(path)
-        self.problem = problem
-        super().__init__(f"save folder {self.path}: {problem}")
+    what = "save folder "
 
 
 _ABSENT = "(absent)"

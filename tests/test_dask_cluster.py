@@ -18,6 +18,7 @@ import pytest
 
 from bench.experiments import build_matrix, unique_runs
 from fastconv.experiments import RunDir
+from .waiting import wait_for
 
 pytest.importorskip("dask.distributed", reason="dask.distributed is not installed "
                     "(pip install -e .[dask])")
@@ -34,15 +35,6 @@ def _dask_cli():
 def _clean_env():
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     return env
-
-
-def _wait_for(predicate, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _accuracies(out, runs):
@@ -65,7 +57,7 @@ def test_matrix_on_a_real_cluster_survives_a_killed_worker(tmp_path):
             [dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
              "--scheduler-file", str(scheduler_file)],
             cwd=sched_dir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        _wait_for(scheduler_file.exists, 60, "the scheduler")
+        wait_for(scheduler_file.exists, 60, "the scheduler")
         time.sleep(0.5)
         address = json.loads(scheduler_file.read_text())["address"]
         workers = []
@@ -94,7 +86,7 @@ def test_matrix_on_a_real_cluster_survives_a_killed_worker(tmp_path):
             stderr=subprocess.STDOUT, text=True)
         procs.append(driver)
         finished = lambda: sum(RunDir(out, r.key).final is not None for r in runs)  # noqa: E731
-        _wait_for(lambda: finished() >= 2 or driver.poll() is not None, 240,
+        wait_for(lambda: finished() >= 2 or driver.poll() is not None, 240,
                   "two finished runs")
         assert finished() < len(runs) - 2, "runs went too fast to kill a worker mid-matrix"
         os.kill(workers[0].pid, signal.SIGKILL)

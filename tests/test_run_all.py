@@ -21,6 +21,7 @@ from bench.experiments import (FAMILIES, PRESETS, Run, base_config, build_matrix
 from fastconv.experiments import (RunDir, RunLock, branch_compatible, config_key,
                                   execute_run, read_metrics)
 from fastconv.serialization import atomic_write_text
+from .waiting import wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAKE = "tests.test_run_all:fake_train"
@@ -230,15 +231,6 @@ def test_retry_failed_reruns_only_failed_runs(tmp_path):
     assert os.path.exists(RunDir(tmp_path, todo[0].key).file("final.previous.json"))
 
 
-def _wait_for(predicate, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_killed_matrix_resumes_without_redoing_finished_runs(tmp_path):
     out = str(tmp_path / "out")
     env = {**os.environ, "FAKE_EPOCHS": "4", "FAKE_EPOCH_SECONDS": "0.3",
@@ -250,16 +242,16 @@ def test_killed_matrix_resumes_without_redoing_finished_runs(tmp_path):
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
     try:
-        _wait_for(lambda: RunDir(out, runs[0].key).final is not None, 60, "the first run")
+        wait_for(lambda: RunDir(out, runs[0].key).final is not None, 60, "the first run")
         # Kill while the second run is between its first and last epoch.
-        _wait_for(lambda: len(RunDir(out, runs[1].key).metrics) >= 2, 60, "the second run")
+        wait_for(lambda: len(RunDir(out, runs[1].key).metrics) >= 2, 60, "the second run")
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait()
     before = _mtimes(out)
     assert list(before) == [runs[0].key]
     # The orphaned worker dies with the driver: its lock is free at once.
-    _wait_for(lambda: RunDir(out, runs[1].key).status() == "partial", 10, "the worker to die")
+    wait_for(lambda: RunDir(out, runs[1].key).status() == "partial", 10, "the worker to die")
     epochs_before_kill = len(RunDir(out, runs[1].key).metrics)
 
     done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -463,7 +455,7 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(tmp_path):
     proc = _driver(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                    start_new_session=True)
     try:
-        _wait_for(lambda: any(len(RunDir(out, r.key).metrics) >= 2 for r in runs), 60,
+        wait_for(lambda: any(len(RunDir(out, r.key).metrics) >= 2 for r in runs), 60,
                   "a run's second epoch")
         os.killpg(proc.pid, signal.SIGINT)
         start = time.time()
@@ -480,7 +472,7 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(tmp_path):
     assert "interrupted" in lines[0] and "nothing is lost" in lines[0]
     assert "python bench/run_all.py --preset smoke --only architecture" in lines[0]
     # No worker outlives the driver, and nothing stored is lost: the rerun resumes.
-    _wait_for(lambda: all(RunDir(out, r.key).status() != "running" for r in runs), 10,
+    wait_for(lambda: all(RunDir(out, r.key).status() != "running" for r in runs), 10,
               "the workers to stop")
     stored = {r.key: len(RunDir(out, r.key).metrics) for r in runs}
     assert any(stored.values())
@@ -613,3 +605,18 @@ def test_longest_first_puts_parents_first_and_never_lengthens_the_schedule(tmp_p
     order = est.longest_first(todo, done)
     assert est.run_seconds(order[0].config) == max(est.run_seconds(r.config) for r in todo
                                                     if r.branch is None)
+
+
+def test_missing_data_stops_before_the_first_run_in_one_line(tmp_path):
+    out = str(tmp_path / "full")
+    env = {**os.environ, "PYTHONPATH": ROOT, "FASTCONV_DATA": str(tmp_path / "none"),
+           "FASTCONV_OFFLINE": "1", "XDG_CACHE_HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "run_all.py"),
+                           "--preset", "full", "--out", out, "--yes", "--only", "momentum"],
+                          env=env, cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "FASTCONV_DATA" in lines[0] and "Nothing was run" in lines[0]
+    assert not os.path.exists(os.path.join(out, "runs"))

@@ -21,6 +21,8 @@ import zlib
 
 import numpy as np
 
+from .._errors import PathError
+
 __all__ = ["DataFileError", "read_idx", "write_idx"]
 
 _TYPE_CODES = {
@@ -35,21 +37,9 @@ _CODE_OF_KIND = {(dt.kind, dt.itemsize): code for code, dt in _TYPE_CODES.items(
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-class DataFileError(ValueError):
-    """A data file is corrupt, truncated, or not the file that was expected.
-
-    Attributes
-    ----------
-    path : str
-        The offending file.
-    problem : str
-        What is wrong with it.
-    """
-
-    def __init__(self, path, problem):
-        self.path = os.fspath(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
+class DataFileError(PathError):
+    """A data file is corrupt, truncated, or not the file that was expected (``path``,
+    ``problem``)."""
 
 
 # The largest file an IDX header may declare. MNIST's largest is 47 MB; a header claiming

@@ -19,6 +19,8 @@ import os
 
 import numpy as np
 
+from .._errors import PathError
+
 __all__ = ["ImageError", "read_digit_images", "prepare_digits", "to_mnist_28"]
 
 _BOX = 20          # MNIST: digits fit a 20x20 box ...
@@ -26,19 +28,8 @@ _SIDE = 28         # ... inside a 28x28 image
 _INK = 0.2         # after stretching, pixels above this are part of the digit's box
 
 
-class ImageError(ValueError):
-    """An image file cannot be read, or holds no digit.
-
-    Attributes
-    ----------
-    path : str
-    problem : str
-    """
-
-    def __init__(self, path, problem):
-        self.path = os.fspath(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
+class ImageError(PathError):
+    """An image file cannot be read, or holds no digit (``path``, ``problem``)."""
 
 
 def _grey(path):
