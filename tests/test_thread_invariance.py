@@ -14,6 +14,8 @@ from fastconv import nn
 from fastconv.datasets import load_mnist_sample
 from fastconv.train import Trainer
 
+from .layer_cases import CASES, make
+
 THREADS = (1, 2, 3, 4)
 DTYPES = (np.float32, np.float64)
 
@@ -198,3 +200,20 @@ def _sample():
         d = load_mnist_sample(size=(9, 1))
         _SAMPLE = (d.train_x, d.train_y, d.test_x, d.test_y)
     return _SAMPLE
+
+
+def _scaled(shape, name):
+    """A case's input made large enough to run in parallel: batch 5 and, where the layer
+    does not fix the spatial size (a Linear after it does), a 12x larger image."""
+    if len(shape) == 4 and name != "Sequential":
+        return (5, shape[1], shape[2] * 12, shape[3] * 12)
+    return (5,) + tuple(shape[1:])
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_every_registered_layer_gives_the_same_bits_on_any_thread_count(name):
+    """The layer harness's case of every registered module (tests/layer_cases.py), so that a
+    new layer is covered without a line here."""
+    x = np.random.default_rng(1).standard_normal(_scaled(CASES[name][1], name))
+    results = {t: _run_layer(lambda: make(name, np.float64, 0), x, 5, t) for t in THREADS}
+    _assert_same(results, f"{name} on input {x.shape}")
