@@ -248,11 +248,13 @@ def _stalled(result, n_test):
 
 
 def _verdict_optimizers(runs, results, n_test):
-    parts, crashed = [], []
+    parts, crashed, pending = [], [], []
     for run in runs:
         r = results[run.key]
         if r["status"] == "ok":
             parts.append(f"{run.label} {_pct(r['test_accuracy'])}")
+        elif r["status"] in ("pending", "partial", "running"):
+            pending.append(run.label)
         else:
             crashed.append(f"{run.label} ({r['status']}: {r['error'] or 'not finished'})")
     text = "Measured: " + (", ".join(parts) if parts else "nothing yet")
@@ -264,7 +266,9 @@ def _verdict_optimizers(runs, results, n_test):
                  "family)")
     if crashed:
         text += "; not working here: " + "; ".join(crashed)
-    else:
+    if pending:
+        text += "; not run yet: " + ", ".join(pending)
+    elif not crashed:
         text += ("; ASGD and CG, whose scripts crashed in the homework, run to completion "
                  "here")
     return text + "."
