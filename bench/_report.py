@@ -212,16 +212,25 @@ def _verdict_sound(runs, results, n_test):
 
 
 def _verdict_best(runs, results, n_test):
-    run = runs[0]
-    r = results[run.key]
-    if r["status"] != "ok" or r["test_accuracy"] is None:
-        return "The best-model run has not finished yet."
-    acc = r["test_accuracy"]
     target = 0.996
-    verdict = ("reaches" if acc >= target else "falls short of")
-    return (f"Reported at its final epoch ({r['epochs']}), not the best epoch on the test set: "
-            f"{_pct(acc)}, which {verdict} the 99.6% aimed at, against the homework's best "
-            f"99.57% (the best of its epochs on the test set).")
+    done = [(run, results[run.key]) for run in runs]
+    done = [(run, r) for run, r in done if r["status"] == "ok" and r["test_accuracy"] is not None]
+    if not done:
+        return "The best-model runs have not finished yet."
+    parts = [f"{run.label}: {_pct(r['test_accuracy'])}" for run, r in done]
+    best_acc = max(r["test_accuracy"] for _, r in done)
+    verdict = ("reaches" if best_acc >= target else "falls short of")
+    text = (f"Each candidate is reported at its final epoch, not its best epoch on the test "
+            f"set: {'; '.join(parts)}. The best of them {verdict} the 99.6% aimed at, "
+            f"against the homework's best 99.57% (the best of its epochs on the test set).")
+    if len(runs) > 1:
+        text += (" The candidates were added one after another, each after the one before "
+                 "fell short, so picking the best of them is itself a choice made on the "
+                 "test set, of one among " + str(len(runs)) + ".")
+    missing = len(runs) - len(done)
+    if missing:
+        text += f" {missing} candidate(s) not finished yet."
+    return text
 
 
 def _frozen_after_switch(runs, results, n_test):
