@@ -173,8 +173,9 @@ class Estimator:
             self.epoch_seconds(config, e) for e in range(first_epoch, config["epochs"] + 1))
 
     def longest_first(self, tasks, done_epochs=None):
-        """``tasks`` reordered to start the longest remaining run first, a branching run
-        never before its parent (when the parent is among the tasks).
+        """``tasks`` reordered to resume the runs under way first, then to start the longest
+        remaining run first, a branching run never before its parent (when the parent is
+        among the tasks).
 
         On J slots, longest-first list scheduling ends within 4/3 of the best possible
         makespan, where the declaration order can leave one slot running a long run alone
@@ -189,7 +190,10 @@ class Estimator:
                 first = run.branch[1] + 1
             return self.run_seconds(run.config, first)
 
-        order = sorted(tasks, key=remaining, reverse=True)
+        # Runs already under way first (a rerun resumes what it started, and a short rest
+        # fits a sitting's budget best), then the rest longest first.
+        order = sorted(tasks, key=lambda run: (done_epochs.get(run.key, 0) > 0,
+                                               remaining(run)), reverse=True)
         keys = {run.key for run in tasks}
         placed, out = set(), []
         pending = list(order)

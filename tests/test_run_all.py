@@ -603,6 +603,10 @@ def test_longest_first_puts_parents_first_and_never_lengthens_the_schedule(tmp_p
     assert order[n_best].key == runs[0].key
     for jobs in (2, 3):
         assert est.wall_seconds(order, jobs) <= est.wall_seconds(runs, jobs) * 1.001
+    # Runs under way come first, longest remaining first among them.
+    under_way = {runs[0].key: 3, order[-1].key: 1}
+    resumed = est.longest_first(runs, under_way)
+    assert {r.key for r in resumed[:2]} == set(under_way)
     # With the parent finished, its children are ordered by their own remaining cost.
     done = {runs[0].key: runs[0].config["epochs"]}
     todo = [r for r in runs if r.key != runs[0].key]
