@@ -591,7 +591,9 @@ class Trainer:
             Size of the training set this Trainer will see (:meth:`fit` passes it); part of
             the settings a checkpoint must share.
         branch : bool
-            The checkpoint comes from another run that this one branches from: its L-BFGS
+            The checkpoint comes from another run that this one branches from (its caller
+            compared the two runs' configurations; a checkpoint from before checkpoints
+            recorded their settings is then accepted): its L-BFGS
             settings (``switch_to_lbfgs_after``, ``lbfgs_*``) may differ from this Trainer's
             as long as neither run has switched by the checkpoint's epoch, since until then
             both ran the same optimizer (``fastconv.experiments`` uses this).
@@ -612,13 +614,17 @@ class Trainer:
         if not os.path.exists(path):
             return False
         try:
-            state = _read_checkpoint(path, read_npz(path, "checkpoint"))
+            state = _read_checkpoint(path, read_npz(path, "checkpoint"),
+                                     settings_required=not branch)
         except ModelFileError as exc:
             raise CheckpointError(exc.path, exc.problem) from None
         meta = state["meta"]
-        saved, now = dict(meta["settings"]), self.settings()
+        now = self.settings()
         if n_train is not None:
             now["n_train"] = int(n_train)
+        # A branch's checkpoint from before checkpoints recorded their settings: the caller
+        # compared the parent's configuration with this run's (branch_compatible).
+        saved = dict(meta["settings"]) if meta["settings"] is not None else dict(now)
         if now["n_train"] is None:
             # Called before fit without n_train: the training-set size is not known yet and
             # cannot be compared.
@@ -693,8 +699,12 @@ def _check_rng_state(path, state, name):
         raise ModelFileError(path, f"{name} is not a valid generator state") from None
 
 
-def _read_checkpoint(path, arrays):
-    """Check a checkpoint's arrays and metadata against the schema; return them."""
+def _read_checkpoint(path, arrays, settings_required=True):
+    """Check a checkpoint's arrays and metadata against the schema; return them.
+
+    Unless ``settings_required``, a checkpoint written before checkpoints recorded their
+    settings is accepted, with ``meta["settings"]`` None: for a run that branches from
+    another, whose caller has compared the two runs' configurations itself."""
     extra = sorted(k for k in arrays if k not in ("__meta__", "params", "order")
                    and not k.startswith(("opt/", "buffer/")))
     missing = sorted({"__meta__", "params", "order"} - set(arrays))
@@ -704,10 +714,14 @@ def _read_checkpoint(path, arrays):
                                    f"{', '.join(extra) or 'none'})")
     meta = _parse_json_entry(path, arrays["__meta__"], "__meta__", "checkpoint")
     if "settings" not in meta:
-        raise ModelFileError(path, "records no settings (written by an older fastconv), so a "
-                                   "resume cannot be checked")
+        if settings_required:
+            raise ModelFileError(path, "records no settings (written by an older fastconv), "
+                                       "so a resume cannot be checked")
+        meta["settings"] = None
     for key, kind in _META_TYPES.items():
         value = meta.get(key)
+        if key == "settings" and value is None and not settings_required:
+            continue
         if not isinstance(value, kind) or isinstance(value, bool):
             raise ModelFileError(path, f"__meta__.{key} must be a {kind.__name__}; got "
                                        f"{type(value).__name__}")
@@ -736,7 +750,7 @@ def _read_checkpoint(path, arrays):
     if not np.all(np.isfinite(params)):
         raise ModelFileError(path, "params holds NaN or infinite values")
     order = arrays["order"]
-    n_train = meta["settings"].get("n_train")
+    n_train = (meta["settings"] or {}).get("n_train", order.size)
     if order.ndim != 1 or order.dtype.kind not in "iu" or (
             order.size and (order.size != n_train
                             or not np.array_equal(np.sort(order), np.arange(order.size)))):

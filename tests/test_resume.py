@@ -117,6 +117,27 @@ def test_malformed_checkpoint_is_refused_before_training(subset, tmp_path, damag
     np.testing.assert_array_equal(trainer.params, params)
 
 
+def test_a_branch_accepts_a_checkpoint_from_before_settings_were_recorded(subset, tmp_path):
+    """Snapshots written before checkpoints recorded their settings: a plain resume is
+    refused (nothing to check it against), a branch, whose caller compared the two runs'
+    configurations, continues exactly as from the same checkpoint with settings."""
+    x, y = subset
+    _trainer(tmp_path / "a").fit(x, y, epochs=1)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "checkpoint.npz").write_bytes((tmp_path / "a" / "checkpoint.npz")
+                                                     .read_bytes())
+    _rewrite_checkpoint(tmp_path / "b", lambda m: m.pop("settings"))
+    with pytest.raises(CheckpointError, match="records no settings"):
+        _trainer(tmp_path / "b").load_checkpoint(n_train=len(x))
+    with_settings, without = _trainer(tmp_path / "a"), _trainer(tmp_path / "b")
+    assert with_settings.load_checkpoint(n_train=len(x), branch=True)
+    assert without.load_checkpoint(n_train=len(x), branch=True)
+    assert without.epoch == with_settings.epoch == 1
+    for t in (with_settings, without):
+        t.fit(x, y, epochs=2, resume=False)
+    np.testing.assert_array_equal(with_settings.params, without.params)
+
+
 def test_checkpoint_with_wrong_arrays_is_refused(subset, tmp_path):
     x, y = subset
     _trainer(tmp_path).fit(x, y, epochs=1)
