@@ -440,17 +440,18 @@ cdef inline int _block_channels(const Geom* g) noexcept nogil:
 
 
 cdef void _forward_channels(const real_t* x, const real_t* weight, const real_t* bias,
-                            real_t* y, const Geom* g, int c0, int c1, real_t* col,
-                            real_t* keep=NULL) noexcept nogil:
-    """y (F, P) = weight[:, K'] @ col(x)[K', :] (+ bias unless NULL) for the rows K' of
-    input channels [c0, c1), c0 < c1, in channel blocks through col; or, unless keep is
-    NULL, built in place in keep, a whole (K, P) im2col matrix, for the backward pass."""
+                            real_t* y, const Geom* g, int c0, int c1, int i0, int i1,
+                            real_t* col, real_t* keep=NULL) noexcept nogil:
+    """Output rows [i0, i1) of y (F, P) = weight[:, K'] @ col(x)[K', :] (+ bias unless NULL)
+    for the rows K' of input channels [c0, c1), c0 < c1, in channel blocks through col; or,
+    unless keep is NULL (all rows only), built in place in keep, a whole (K, P) im2col
+    matrix, for the backward pass."""
     cdef int cb = _block_channels(g)
     cdef int ck = g.kh * g.kw
     cdef int a = c0, b
     while a < c1:
         b = min(c1, a + cb)
-        _forward_block(x, weight, bias if b == c1 else NULL, y, g, a * ck, b * ck, 0, g.oh,
+        _forward_block(x, weight, bias if b == c1 else NULL, y, g, a * ck, b * ck, i0, i1,
                        0 if a == c0 else 1, 0,
                        col if keep == NULL else keep + <Py_ssize_t>a * ck * g.p)
         a = b
@@ -458,19 +459,20 @@ cdef void _forward_channels(const real_t* x, const real_t* weight, const real_t*
 
 cdef void _weight_grad_channels(const real_t* x, const real_t* grad_y, const real_t* grad_y_t,
                                 real_t* grad_weight, real_t* grad_bias, real_t beta,
-                                const Geom* g, int c0, int c1, int f0, int f1,
-                                real_t* col, real_t* kept=NULL) noexcept nogil:
-    """Columns K' of grad_weight = beta*grad_weight + grad_y @ col(x)[K', :]^T for the rows
-    K' of input channels [c0, c1), c0 < c1, in channel blocks through col (or read from
-    kept, x's whole im2col matrix, unless NULL), and grad_bias[f0:f1] += the row sums of
-    grad_y[f0:f1] (once)."""
+                                const Geom* g, int c0, int c1, int i0, int i1, int f0,
+                                int f1, real_t* col, real_t* kept=NULL) noexcept nogil:
+    """Columns K' of grad_weight = beta*grad_weight + grad_y[:, P'] @ col(x)[K', P']^T for
+    the rows K' of input channels [c0, c1), c0 < c1, and the pixels P' of output rows
+    [i0, i1), in channel blocks through col (or read from kept, x's whole im2col matrix,
+    unless NULL: all rows only), and grad_bias[f0:f1] += the row sums of grad_y[f0:f1, P']
+    (once)."""
     cdef int cb = _block_channels(g)
     cdef int ck = g.kh * g.kw
     cdef int a = c0, b
     while a < c1:
         b = min(c1, a + cb)
         _weight_grad_block(x, grad_y, grad_y_t, grad_weight, grad_bias, beta, g, a * ck,
-                           b * ck, 0, g.oh, f0 if a == c0 else 0, f1 if a == c0 else 0,
+                           b * ck, i0, i1, f0 if a == c0 else 0, f1 if a == c0 else 0,
                            col if kept == NULL else kept + <Py_ssize_t>a * ck * g.p,
                            kept == NULL)
         a = b
@@ -563,23 +565,14 @@ cdef void _forward_part(const real_t* x, const real_t* weight, const real_t* bia
     for part 0, a slot otherwise), without bias; _forward_impl adds them up. Unless keep is
     NULL, channel parts build their im2col rows in it, the whole (K, P) matrix in the end.
     """
-    cdef int cb, ck, a, b, i0, i1
     if parts == 1:
-        _forward_channels(x, weight, bias, y, g, 0, g.c, col, keep)
+        _forward_channels(x, weight, bias, y, g, 0, g.c, 0, g.oh, col, keep)
     elif g.k <= g.p:
-        i0 = _split(g.oh, j, parts)
-        i1 = _split(g.oh, j + 1, parts)
-        cb = _block_channels(g)
-        ck = g.kh * g.kw
-        a = 0
-        while a < g.c:
-            b = min(g.c, a + cb)
-            _forward_block(x, weight, bias if b == g.c else NULL, y, g, a * ck, b * ck, i0, i1,
-                           0 if a == 0 else 1, 0, col)
-            a = b
+        _forward_channels(x, weight, bias, y, g, 0, g.c, _split(g.oh, j, parts),
+                          _split(g.oh, j + 1, parts), col)
     else:
         _forward_channels(x, weight, NULL, out, g, _split(g.c, j, parts),
-                          _split(g.c, j + 1, parts), col, keep)
+                          _split(g.c, j + 1, parts), 0, g.oh, col, keep)
 
 
 cdef void _forward_units(const real_t* x, const real_t* weight, const real_t* bias, real_t* y,
@@ -650,7 +643,7 @@ cdef void _backward_groups(const real_t* x, const real_t* grad_y, const real_t* 
         for j in range(j0, j1):
             _weight_grad_channels(x + n * xs, grad_y + n * ys, grad_y_t if transpose else NULL,
                                   grad_weight, grad_bias, beta, g, _split(g.c, j, G),
-                                  _split(g.c, j + 1, G), _split(g.f, j, G),
+                                  _split(g.c, j + 1, G), 0, g.oh, _split(g.f, j, G),
                                   _split(g.f, j + 1, G), col,
                                   <real_t*>kept if n == n_batch - 1 else NULL)
             if grad_x != NULL:
@@ -669,15 +662,13 @@ cdef void _weight_grad_tiles(const real_t* x, const real_t* grad_y, real_t* grad
     slot u - 1, which _backward_impl then adds in unit order."""
     cdef int R = _pixel_tiles(g, n_batch)
     cdef int S = min(n_batch, <int>_UNITS)
-    cdef int u, n, i0, i1, a, b, cb, ck
+    cdef int u, n, i0, i1
     cdef Py_ssize_t xs = <Py_ssize_t>g.c * g.h * g.w
     cdef Py_ssize_t ys = <Py_ssize_t>g.f * g.p
     cdef bint transpose = _transposes_grad(g)
     cdef real_t beta
     cdef real_t* gw
     cdef real_t* gb
-    cb = _block_channels(g)
-    ck = g.kh * g.kw
     for u in range(u0, u1):
         i0 = _split(g.oh, u % R, R)
         i1 = _split(g.oh, u % R + 1, R)
@@ -694,13 +685,8 @@ cdef void _weight_grad_tiles(const real_t* x, const real_t* grad_y, real_t* grad
             if transpose:
                 _transpose_pixels(grad_y + n * ys, g, i0 * <Py_ssize_t>g.ow,
                                   i1 * <Py_ssize_t>g.ow, grad_y_t)
-            a = 0
-            while a < g.c:
-                b = min(g.c, a + cb)
-                _weight_grad_block(x + n * xs, grad_y + n * ys,
-                                   grad_y_t if transpose else NULL, gw, gb, beta, g, a * ck,
-                                   b * ck, i0, i1, 0, g.f if a == 0 else 0, col)
-                a = b
+            _weight_grad_channels(x + n * xs, grad_y + n * ys, grad_y_t if transpose else NULL,
+                                  gw, gb, beta, g, 0, g.c, i0, i1, 0, g.f, col)
             beta = 1
 
 
