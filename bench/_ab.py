@@ -70,29 +70,31 @@ def main_ab(args, Worker, alternate, log, machine, write_json):
     new = Worker("fastconv", args.threads, args, label="new")
     old = Worker("fastconv", args.threads, args, label="old", extra=["--fastconv-from", tree])
     slow = Worker("fastconv", args.threads, args, label="validated", extra=["--no-fastpath"])
+    def pair(a, b, name, mode, batch, keys):
+        """Alternate workers a and b on one cell; the paired summary with each side's
+        median and runs under ``keys`` (the names this cell's table uses for a and b)."""
+        nonlocal seed
+        runs = alternate([a, b], name, mode, batch, args.repeats, shuffle_seed=seed)
+        seed += 1
+        s = paired_summary(runs[a.label], runs[b.label])
+        for worker, key in zip((a, b), keys):
+            s[key] = statistics.median(runs[worker.label])
+            s[key + "_runs"] = runs[worker.label]
+        return s
+
     try:
         for name in args.models:
             for mode, batches in (("train", args.train_batches), ("infer", args.infer_batches)):
                 for b in batches:
-                    runs = alternate([new, old], name, mode, b, args.repeats, shuffle_seed=seed)
-                    s = paired_summary(runs["new"], runs["old"])
-                    s.update(new=statistics.median(runs["new"]),
-                             old=statistics.median(runs["old"]),
-                             new_runs=runs["new"], old_runs=runs["old"])
-                    result["cells"][f"{name} {mode} {b}"] = s
+                    s = result["cells"][f"{name} {mode} {b}"] = pair(new, old, name, mode, b,
+                                                                     ("new", "old"))
                     log(f"  {name} {mode} batch {b}: new {s['new']:.0f}/s, old {s['old']:.0f}/s, "
                         f"median paired ratio {s['median_paired_ratio']:.3f}")
-                    seed += 1
             for mode in ("train", "infer"):
-                runs = alternate([new, slow], name, mode, 1, args.repeats, shuffle_seed=seed)
-                s = paired_summary(runs["new"], runs["validated"])
-                s.update(fast=statistics.median(runs["new"]),
-                         validated=statistics.median(runs["validated"]),
-                         fast_runs=runs["new"], validated_runs=runs["validated"])
-                result["fastpath"][f"{name} {mode} 1"] = s
+                s = result["fastpath"][f"{name} {mode} 1"] = pair(new, slow, name, mode, 1,
+                                                                  ("fast", "validated"))
                 log(f"  {name} {mode} batch 1: fast path {s['fast']:.0f}/s, validated "
                     f"{s['validated']:.0f}/s, median paired gain {s['median_paired_ratio']:.3f}")
-                seed += 1
     finally:
         for w in (new, old, slow):
             w.close()
