@@ -39,7 +39,7 @@ def test_set_and_get_num_threads():
             fastconv.set_num_threads(3)
             assert fastconv.get_num_threads() == 3
     finally:
-        fastconv.set_num_threads(None)
+        fastconv.set_num_threads(old)         # back to what this test found
     assert fastconv.get_thread_setting() == old
 
 
