@@ -5,7 +5,10 @@ sample depends on the run's *cost class*: model (and its extra layers), optimize
 mode and batch size. For each class the estimate takes, in order:
 
 1. the measured seconds of the epochs already stored in the output folder for runs of the
-   same class (the matrix's own finished work on this machine: the best evidence there is);
+   same class (the matrix's own finished work on this machine: the best evidence there is),
+   the median over the epochs of the most recent few runs (:data:`RECENT_RUNS`, by their
+   finishing time; a run under way counts as newest), so that a sitting slowed by other work,
+   or older code, stops weighing on the estimates once newer runs exist;
 2. otherwise a relative cost from :data:`RELATIVE` (measured once on the project's 2-core
    machine, every case against the default ConvNet with SGD at batch 1, one thread) times a
    per-sample cost for this machine: the median stored epoch of any class, converted by its
@@ -40,6 +43,11 @@ RELATIVE = {
 }
 # Seconds a run costs besides its epochs: a fresh process, imports, loading the data.
 RUN_OVERHEAD = {"sample": 2.0, "mnist": 5.0}
+# How many of the most recently measured runs an estimate uses, per cost class and for the
+# machine-wide unit. A sitting's speed depends on the code and on what else the machine is
+# doing: the latest runs are the best evidence for the next sitting, the oldest the worst.
+RECENT_RUNS = 3
+RECENT_RUNS_ANY_CLASS = 6
 
 
 def _batch_factor(b):
@@ -132,18 +140,39 @@ class Estimator:
     """
 
     def __init__(self, runs, out, threads=1, calibrate=None):
-        self.measured = {}      # cost class -> [seconds per unit]
+        self.measured = {}      # cost class -> [seconds per unit], most recent runs only
         self.done = {}          # run key -> epochs stored when the estimate was made
+        stored = {}             # cost class -> [(recency, run key, seconds per unit)]
         for run in runs:
+            recency = self._recency(run, out)
             for phase, seconds in self._stored_epochs(run, out):
-                self.measured.setdefault(phase, []).append(seconds)
+                stored.setdefault(phase, []).append((recency, run.key, seconds))
+        for phase, rows in stored.items():
+            self.measured[phase] = self._latest(rows, RECENT_RUNS)
         self.source = "stored"
         if self.measured:
-            per_unit = sorted(s for values in self.measured.values() for s in values)
+            rows = [row for values in stored.values() for row in values]
+            per_unit = sorted(self._latest(rows, RECENT_RUNS_ANY_CLASS))
             self.unit = per_unit[len(per_unit) // 2]
         else:
             self.source = "measured now"
             self.unit = (calibrate or quick_calibration)(threads)
+
+    @staticmethod
+    def _recency(run, out):
+        """Sort key of when ``run``'s stored epochs were measured: its finishing time, and
+        newest of all for a run under way (its epochs are from the latest sitting)."""
+        final = RunDir(out, run.key).final
+        if final and final.get("finished_at"):
+            return final["finished_at"]
+        return "~"      # sorts after every ISO timestamp
+
+    @staticmethod
+    def _latest(rows, n_runs):
+        """The seconds of the epochs of the ``n_runs`` most recent runs among ``rows``."""
+        newest = sorted({(recency, key) for recency, key, _ in rows}, reverse=True)[:n_runs]
+        keep = {key for _, key in newest}
+        return [seconds for _, key, seconds in rows if key in keep]
 
     @staticmethod
     def _stored_epochs(run, out):

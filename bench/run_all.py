@@ -151,17 +151,20 @@ def _log_sitting(out, args, estimator, todo, jobs, threads, start, results,
     """Append this invocation to ``<out>/sittings.jsonl``: what it estimated, what it took.
 
     ``estimate_finished_s`` is the start-of-sitting estimate for exactly the runs that
-    finished in it, so that it compares with ``wall_s`` whatever the sitting left undone.
+    finished in it, so that it compares with ``wall_s`` whatever the sitting left undone; a
+    run that failed is not among them (it took seconds where its estimate is its full cost).
     """
     import json
 
     from fastconv.experiments.worker import _code_version
 
-    finished = [r for r in todo if r.key in results]
+    finished = [r for r in todo if r.key in results
+                and not (results[r.key] or {}).get("error")]
     entry = {"preset": args.preset, "started": time.strftime("%Y-%m-%dT%H:%M:%S",
                                                               time.localtime(start)),
              "wall_s": round(time.time() - start, 1), "jobs": jobs, "threads": threads,
              "runs_to_do": len(todo), "runs_finished": len(finished),
+             "runs_failed": sum(1 for r in todo if (results.get(r.key) or {}).get("error")),
              "interrupted": interrupted, **_code_version()}
     if estimator is not None:
         entry["estimate_all_s"] = round(estimator.wall_seconds(todo, jobs, estimator.done), 1)

@@ -582,6 +582,44 @@ def test_estimator_uses_stored_epochs_and_schedules_branches(tmp_path):
     assert again.epoch_seconds(default.config, 1) == pytest.approx(2 * one)
 
 
+def test_estimator_trusts_the_most_recent_runs_of_a_class(tmp_path):
+    from bench._estimate import RECENT_RUNS, Estimator, _phases, cost_class
+    from fastconv.experiments import write_json, write_metrics
+
+    runs = unique_runs(build_matrix("full"))
+    est = Estimator(runs, str(tmp_path), calibrate=lambda threads: 1e-3)
+
+    def cls(run):
+        return cost_class(run.config, *_phases(run.config)[0][2:])
+
+    default = runs[0]
+    same = [r for r in runs if cls(r) == cls(default) and r.branch is None
+            and r.config["data"] == default.config["data"]]
+    assert len(same) > RECENT_RUNS + 1, "the test needs more runs of one class than are kept"
+    one = est.epoch_seconds(default.config, 1)
+
+    def store(run, factor, finished_at=None):
+        write_metrics(RunDir(tmp_path, run.key).file("metrics.csv"),
+                      [{"epoch": 1, "seconds": factor * 60.0, "test_seconds": factor * 4.4}])
+        if finished_at:
+            write_json(RunDir(tmp_path, run.key).file("final.json"),
+                       {"finished_at": finished_at, "error": None})
+
+    # An old sitting on a busy machine (4x), then RECENT_RUNS newer runs at 2x: the old one
+    # no longer counts, whatever the order the runs are declared in.
+    store(same[0], 4.0, "2026-01-01T00:00:00+0000")
+    for i, run in enumerate(same[1:RECENT_RUNS + 1]):
+        store(run, 2.0, f"2026-02-0{i + 1}T00:00:00+0000")
+    again = Estimator(runs, str(tmp_path), calibrate=lambda threads: 1 / 0)
+    assert again.epoch_seconds(default.config, 1) == pytest.approx(2 * one)
+    # A run under way is the newest evidence of all: it displaces the oldest of those three.
+    store(same[RECENT_RUNS + 1], 3.0)
+    third = Estimator(runs, str(tmp_path), calibrate=lambda threads: 1 / 0)
+    # Seconds per unit sample: f * 64.4 s over 60,000 + 10,000 x 0.44 units = f ms.
+    assert sorted(third.measured[cls(default)]) == pytest.approx(
+        [2e-3] * (RECENT_RUNS - 1) + [3e-3])
+
+
 def test_longest_first_puts_parents_first_and_never_lengthens_the_schedule(tmp_path):
     from bench._estimate import Estimator
 
