@@ -7,7 +7,6 @@ disagreement is reported as one, with the reason where it is known).
 """
 import math
 import os
-import time
 
 from fastconv.experiments import RunDir
 from fastconv.serialization import atomic_write_text
@@ -36,8 +35,16 @@ def collect(runs, out):
             "test_accuracy": tests[-1] if tests else None,
             "best_test_accuracy": max(tests) if tests else None,
             "seconds": sum(h.get("seconds", 0.0) for h in history),
+            "finished_at": (final or {}).get("finished_at"),
         }
     return results
+
+
+def _as_of(results):
+    """When the newest stored result was written: the report depends only on the stored
+    runs, so that rewriting it with nothing new to run gives the same file."""
+    stamps = [r["finished_at"] for r in results.values() if r.get("finished_at")]
+    return f" Latest run finished {max(stamps)[:16].replace('T', ' ')} UTC." if stamps else ""
 
 
 def _pct(x):
@@ -570,8 +577,7 @@ def write_report(runs, out, preset, figures=True):
     total_seconds = sum(r["seconds"] for r in results.values())
     lines += ["", f"{len(results)} distinct runs: " + ", ".join(
         f"{statuses.count(s)} {s}" for s in dict.fromkeys(statuses)) +
-        f"; {total_seconds / 60:.1f} min of training in total. Generated "
-        f"{time.strftime('%Y-%m-%d %H:%M')}.", ""]
+        f"; {total_seconds / 60:.1f} min of training in total." + _as_of(results), ""]
     lines += _budget_section(p, runs, results, out)
     made = make_figures(by_family, results, os.path.join(out, "figures")) if figures else {}
     for name in FAMILIES:

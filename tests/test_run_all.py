@@ -332,6 +332,11 @@ def test_report_from_stored_results(tmp_path):
         assert f"figures/{name}" in text
     results = collect(runs, out)
     assert all(r["status"] == "ok" for r in results.values())
+    # The report depends on the stored results only: written again, the same bytes.
+    pictures = {n: open(os.path.join(out, "figures", n), "rb").read() for n in figures}
+    assert open(write_report(runs, out, "smoke")).read() == text
+    for name, data in pictures.items():
+        assert open(os.path.join(out, "figures", name), "rb").read() == data
 
 
 def test_report_only_runs_nothing(tmp_path, capsys):
