@@ -36,6 +36,7 @@ def collect(runs, out):
             "best_test_accuracy": max(tests) if tests else None,
             "seconds": sum(h.get("seconds", 0.0) for h in history),
             "finished_at": (final or {}).get("finished_at"),
+            "branched_from": (final or {}).get("branched_from"),
         }
     return results
 
@@ -204,17 +205,21 @@ def _verdict_sound(runs, results, n_test):
     else:
         verdict = ("the switch is on par with SGD at the same epoch: no faster convergence, "
                    "so the homework's hypothesis is not confirmed")
-    seconds = []
+    after, before, copied = [], [], False
     for run in runs:
-        if run.config["switch_to_lbfgs_after"] is not None and _acc(results, run) is not None:
+        k = run.config["switch_to_lbfgs_after"]
+        if k is not None and _acc(results, run) is not None:
             hist = results[run.key]["history"]
-            k = run.config["switch_to_lbfgs_after"]
-            after = [h.get("seconds", 0.0) for h in hist if int(h["epoch"]) > k]
-            before = [h.get("seconds", 0.0) for h in hist if int(h["epoch"]) <= k]
-            if after and before:
-                seconds.append(sum(after) / len(after) / (sum(before) / len(before)))
-    cost = (f" Each L-BFGS epoch cost {min(seconds):.1f}-{max(seconds):.1f}x an SGD epoch."
-            if seconds else "")
+            after += [h.get("seconds", 0.0) for h in hist if int(h["epoch"]) > k]
+            before += [h.get("seconds", 0.0) for h in hist if int(h["epoch"]) <= k]
+            copied = copied or bool(results[run.key].get("branched_from"))
+    cost = ""
+    if after and before:
+        cost = (f" An L-BFGS epoch took {min(after):.0f}-{max(after):.0f} s, an SGD epoch of "
+                f"the same runs {min(before):.0f}-{max(before):.0f} s")
+        cost += (" (the SGD epochs were copied from the SGD-only run, timed in another sitting "
+                 "under another load, so the two ranges compare only roughly)." if copied
+                 else ".")
     return f"{text}: {verdict}.{cost}"
 
 
