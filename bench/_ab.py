@@ -8,8 +8,14 @@ answers that with the benchmark's own cells (training at batch 1, 32, 128; infer
   source tree with its extensions built in place, e.g. ``git worktree add ../old <commit>``
   then ``python setup.py build_ext --inplace`` there). Both run this script's worker code,
   so the models and the timing loop are the same; only the package differs.
-* Each cell alternates the two, ``--repeats`` rounds in a seeded shuffled order, after a
-  warm-up of both. The verdict is the **median paired ratio** new/old: round i's new run over
+* Each build runs in ``AB_PROCESSES`` worker processes, started in mirrored order (new, old,
+  old, new): an A/A run (this tree against a copy of itself) with one process per build
+  showed the two processes of *identical* code apart by up to 3.6% on training cells and
+  13% at inference batch 1,000, steadily over 21 rounds (bench/RESULTS.md), so a process's
+  own luck (where its memory landed, its start order) must not decide a build's number. A
+  build's run in a round is the mean of its processes' runs.
+* Each cell alternates the processes, ``--repeats`` rounds in a seeded shuffled order, after a
+  warm-up of all. The verdict is the **median paired ratio** new/old: round i's new run over
   round i's old run, which cancels the slow drift of a shared machine that a ratio of medians
   keeps. The ratio of medians is reported beside it.
 * The fast path: a third worker runs this build with the layers' fast path switched off
@@ -31,6 +37,8 @@ AB_TARGET = 0.97
 # at the benchmark's 0.5 s, each faulting in hundreds of MB of fresh activations, and its
 # ratio swung from 0.84 to 1.33 between runs of the same two builds (bench/RESULTS.md).
 AB_MIN_STEPS = 8
+# Worker processes per build (see the module docstring).
+AB_PROCESSES = 2
 DEFAULT_OUTPUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                               "ab_builds.json")
 
@@ -67,19 +75,37 @@ def main_ab(args, Worker, alternate, log, machine, write_json):
     result = {"machine": machine, "threads": args.threads, "repeats": args.repeats,
               "min_time_s": args.min_time, "min_steps": args.min_steps, "new": _commit(repo), "old": _commit(tree),
               "old_tree": tree, "target": AB_TARGET, "cells": {}, "fastpath": {}}
-    new = Worker("fastconv", args.threads, args, label="new")
-    old = Worker("fastconv", args.threads, args, label="old", extra=["--fastconv-from", tree])
-    slow = Worker("fastconv", args.threads, args, label="validated", extra=["--no-fastpath"])
+    k = AB_PROCESSES
+    result["processes_per_build"] = k
+    # Started in mirrored order: new 0, old 0, ..., old k-1, new k-1 (then the validated
+    # ones), so that no build has all the early (or all the late) processes.
+    started = {}
+    for i in range(k):
+        for label, extra in ((("new", []), ("old", ["--fastconv-from", tree])) if i % 2 == 0
+                             else (("old", ["--fastconv-from", tree]), ("new", []))):
+            started[f"{label} {i}"] = Worker("fastconv", args.threads, args,
+                                             label=f"{label} {i}", extra=extra)
+    for i in range(k):
+        started[f"validated {i}"] = Worker("fastconv", args.threads, args,
+                                           label=f"validated {i}", extra=["--no-fastpath"])
+    new = [started[f"new {i}"] for i in range(k)]
+    old = [started[f"old {i}"] for i in range(k)]
+    slow = [started[f"validated {i}"] for i in range(k)]
+
     def pair(a, b, name, mode, batch, keys):
-        """Alternate workers a and b on one cell; the paired summary with each side's
-        median and runs under ``keys`` (the names this cell's table uses for a and b)."""
+        """Alternate the processes of builds a and b (lists of workers) on one cell; the
+        paired summary of the per-round means, with each side's median and runs under
+        ``keys`` (the names this cell's table uses for a and b)."""
         nonlocal seed
-        runs = alternate([a, b], name, mode, batch, args.repeats, shuffle_seed=seed)
+        runs = alternate(a + b, name, mode, batch, args.repeats, shuffle_seed=seed)
         seed += 1
-        s = paired_summary(runs[a.label], runs[b.label])
-        for worker, key in zip((a, b), keys):
-            s[key] = statistics.median(runs[worker.label])
-            s[key + "_runs"] = runs[worker.label]
+        side = [[statistics.fmean(r) for r in zip(*(runs[w.label] for w in ws))]
+                for ws in (a, b)]
+        s = paired_summary(*side)
+        for runs_of, ws, key in zip(side, (a, b), keys):
+            s[key] = statistics.median(runs_of)
+            s[key + "_runs"] = runs_of
+            s[key + "_per_process"] = {w.label: runs[w.label] for w in ws}
         return s
 
     try:
@@ -96,7 +122,7 @@ def main_ab(args, Worker, alternate, log, machine, write_json):
                 log(f"  {name} {mode} batch 1: fast path {s['fast']:.0f}/s, validated "
                     f"{s['validated']:.0f}/s, median paired gain {s['median_paired_ratio']:.3f}")
     finally:
-        for w in (new, old, slow):
+        for w in started.values():
             w.close()
     output = args.output if os.path.basename(args.output) != "compare_torch.json" else DEFAULT_OUTPUT
     write_json(output, result)
@@ -109,7 +135,9 @@ def format_ab(result):
     lines = [f"# {result['machine']}",
              f"# new {result['new']} (this repository) vs old {result['old']} "
              f"({result['old_tree']}); {result['threads']} threads, float32, "
-             f"{result['repeats']} alternating rounds (shuffled), >= {result['min_time_s']:g} s "
+             f"{result['repeats']} alternating rounds (shuffled), "
+             f"{result.get('processes_per_build', 1)} process(es) per build, "
+             f">= {result['min_time_s']:g} s "
              f"and >= {result.get('min_steps', 2)} steps per run",
              f"  {'cell':<22}{'new/s':>9}{'old/s':>9}{'paired':>8}{'of med':>8}{'won':>5}  "
              f"target >= {result['target']:g}"]

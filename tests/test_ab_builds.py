@@ -32,8 +32,14 @@ def test_quick_ab_run_writes_the_schema(tmp_path):
     data = json.loads(out.read_text())
     assert data["target"] == AB_TARGET and data["old_tree"] == REPO
     assert set(data["cells"]) == {"maxpool train 1", "maxpool infer 8"}
+    assert data["processes_per_build"] == 2
     for cell in data["cells"].values():
         assert cell["new"] > 0 and cell["old"] > 0 and len(cell["paired"]) == 1
+        # A build's run of a round is the mean of its processes' runs.
+        for side in ("new", "old"):
+            per = cell[side + "_per_process"]
+            assert sorted(per) == [f"{side} 0", f"{side} 1"]
+            assert cell[side + "_runs"][0] == sum(r[0] for r in per.values()) / 2
     assert set(data["fastpath"]) == {"maxpool train 1", "maxpool infer 1"}
     assert "paired" in proc.stdout
 
