@@ -325,19 +325,13 @@ def _late_mean(results, run, last=5):
     return sum(tests[-last:]) / len(tests[-last:]) if tests else None
 
 
-def _best_epoch(results, run):
-    tests = [h["test_accuracy"] for h in results[run.key]["history"]
-             if h.get("test_accuracy") is not None]
-    return max(tests) if tests else None
-
-
 def _verdict_rotation(runs, results, n_test):
     done = [(r.config["rotate"], r) for r in runs if _acc(results, r) is not None]
     if len(done) < 2:
         return "Not enough finished runs to compare with the homework yet."
     final = {sd: _acc(results, r) for sd, r in done}
     late = {sd: _late_mean(results, r) for sd, r in done}
-    best = {sd: _best_epoch(results, r) for sd, r in done}
+    best = {sd: results[r.key]["best_test_accuracy"] for sd, r in done}
     none = final.get(0.0)
     best_sd = max(final, key=final.get)
     epochs = max(r.config["epochs"] for _, r in done)
