@@ -34,6 +34,7 @@ import numpy as np
 
 from ._types cimport real_t
 from ._openmp cimport fc_omp_thread_num
+from ._trace cimport trace_active, unit_begin, unit_end
 
 # Below this many multiply-adds a thread team costs more than it saves.
 cdef Py_ssize_t _PARALLEL_MIN_WORK = 32768
@@ -224,9 +225,11 @@ cdef _run(int op,
     cdef Py_ssize_t hw = h * w, i, j, tid
     cdef Py_ssize_t taps = kh + kw if separable else kh * kw
     cdef bint parallel
+    cdef double t0
     if n * c * hw == 0:
         return
-    parallel = n_threads > 1 and n > 1 and n * (c + taps) * hw >= _PARALLEL_MIN_WORK
+    parallel = ((n_threads > 1 or trace_active()) and n > 1
+                and n * (c + taps) * hw >= _PARALLEL_MIN_WORK)
     dtype = np.float32 if real_t is float else np.float64
     cdef real_t[:, ::1] work = np.empty((n_threads if parallel else 1, 4 * hw), dtype=dtype)
     cdef real_t[::1] coef = np.empty(hw, dtype=dtype)
@@ -237,10 +240,12 @@ cdef _run(int op,
                    separable)
     if parallel:
         for i in prange(n, schedule='static', nogil=True, num_threads=n_threads):
+            t0 = unit_begin()
             tid = fc_omp_thread_num()
             _sample(op, &x[i, 0, 0, 0], &grad_out[i, 0, 0, 0], &out[i, 0, 0, 0],
                     &work[tid, 0], &coef[0], &kernel[0], &kernel_t[0],
                     c, h, w, kh, kw, separable, threshold)
+            unit_end(b"normalization", i, n, t0)
     else:
         with nogil:
             for i in range(n):

@@ -11,3 +11,7 @@
 
 cdef double unit_begin() noexcept nogil
 cdef void unit_end(const char* region, int unit, int n_units, double t0) noexcept nogil
+
+# Whether a trace is on. A kernel that runs serially on one thread takes its parallel path
+# (on one thread) while a trace is on, so that a one-thread trace still sees every unit.
+cdef bint trace_active() noexcept nogil

@@ -38,6 +38,10 @@ cdef inline double _now() noexcept nogil:
     return ts.tv_sec + 1e-9 * ts.tv_nsec
 
 
+cdef bint trace_active() noexcept nogil:
+    return _on != 0
+
+
 cdef double unit_begin() noexcept nogil:
     if not _on:
         return 0
