@@ -55,8 +55,9 @@ def _report(tmp_path, train_fn, figures=False):
 
 # Sentences the report writes only for a difference outside the test set's resolution.
 VERDICTS = ["agrees with the homework's fall", "what matters is lr x the number of updates",
-            "Unlike the homework, momentum", "Rotation helps", "beats SGD alone", "falls behind SGD alone",
-            "SGD alone is ahead", "the switch beats SGD", "Clearly above", "Clearly below"]
+            "Unlike the homework, momentum", "Rotation helps", "beats SGD alone",
+            "falls behind SGD alone", "SGD alone is ahead", "the switch beats SGD",
+            "Clearly above", "Clearly below"]
 
 
 def _sections(text):
