@@ -805,10 +805,10 @@ def write_report(runs, out, preset, figures=True):
                          "the trends, not the absolute accuracies.")
     default = default_run(p).key if p is not None else None
     p_ref = (results.get(default) or {}).get("test_accuracy")
-    lines += ["", f"Resolution: an accuracy p measured on {n_test:,} test images has two "
-              f"standard errors of 2 sqrt(p (1 - p) / n) = "
+    lines += ["", f"Resolution: an accuracy p measured on n = {n_test:,} test images is known "
+              f"to two standard errors, 2 sqrt(p (1 - p) / n): "
               f"{100 * resolution(0.5, n_test):.2f} points at p = 50%"
-              + (f" and {100 * resolution(p_ref, n_test):.2f} points at the default run's "
+              + (f", {100 * resolution(p_ref, n_test):.2f} points at the default run's "
                  f"{_pct(p_ref)}" if p_ref is not None else "")
               + "; a difference between two runs counts only beyond two standard errors of "
               f"the difference (sqrt(2) times more), and is called {TOO_SMALL} inside them."]
