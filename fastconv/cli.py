@@ -25,6 +25,19 @@ USAGE_ERROR = 2
 RUNTIME_ERROR = 1
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Adds "(default: X)" to an option's help once: not when the help already says its
+    default, nor for flags and options whose absence is their default."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        # By identity: 0 and 0.0 are defaults worth showing, and 0.0 == False.
+        if "default" in text or any(action.default is v for v in
+                                    (None, False, argparse.SUPPRESS)):
+            return text
+        return super()._get_help_string(action)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors: the problem and where to find help, no usage dump."""
 
@@ -96,7 +109,7 @@ def build_parser():
                         help="show the Python traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                 parser_class=_Parser)
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = _HelpFormatter
 
     t = sub.add_parser("train", help="train a model, saving logs and the model every epoch",
                        formatter_class=fmt)
@@ -117,7 +130,8 @@ def build_parser():
     t.add_argument("--momentum", type=_number(float, 0, 1, high_open=True), default=0.0,
                    help="SGD only")
     t.add_argument("--t0", type=_number(float, 0), default=1,
-                   help="ASGD: start averaging after t0 epochs")
+                   help="ASGD: start averaging after t0 x (training-set size) updates, the "
+                        "Torch7 driver's trsize * t0 (t0 epochs at batch 1)")
     t.add_argument("--max-iter", type=_number(int, 1), default=2,
                    help="CG and L-BFGS: iterations per mini-batch")
     t.add_argument("--type", choices=["double", "float"], default="float",
@@ -139,7 +153,10 @@ def build_parser():
                    help="start over even if the save folder holds a checkpoint (its logs, "
                         "model and checkpoint are replaced)")
     t.add_argument("--visualize", action="store_true",
-                   help="write PNGs of the first two layers' filters and of training inputs")
+                   help="after training, write into --save filters_layer1.png and "
+                        "filters_layer2.png (the first two convolutions: a first layer's "
+                        "filters as tiles, a deeper one as a map of its kernels' norms beside "
+                        "its strongest kernels) and inputs.png (training inputs)")
     t.add_argument("--progress", choices=["auto", "on", "off"], default="auto",
                    help="progress bars (auto: only on a terminal)")
 
