@@ -273,13 +273,12 @@ def _check_fits(model, path, input_shape, n_classes, name):
     try:
         y = model.forward(np.zeros((1,) + tuple(input_shape), dtype=model.dtype or np.float32))
     except (TypeError, ValueError) as exc:
-        raise ModelFileError(path, f"the model does not take --dataset {name}'s images of "
-                                   f"shape {tuple(input_shape)} ({exc}); pass the --dataset "
-                                   f"and --data it was trained on") from None
+        raise ModelFileError(path, f"the model does not take --dataset {name}'s inputs of "
+                                   f"shape {tuple(input_shape)} ({exc})") from None
     if y.ndim != 2 or y.shape[1] != n_classes:
-        raise ModelFileError(path, f"the model gives {y.shape[1:]} scores per sample and "
-                                   f"--dataset {name} has {n_classes} classes; pass the "
-                                   f"--dataset and --data it was trained on")
+        got = y.shape[1] if y.ndim == 2 else f"shape {y.shape[1:]}"
+        raise ModelFileError(path, f"the model has {got} outputs per sample; --dataset "
+                                   f"{name} has {n_classes} classes (one output each)")
 
 
 def _load_for_eval(args, need_data=True):
