@@ -260,10 +260,22 @@ def _write_figures(model, inputs, folder):
 _MNIST_DATASET = {"name": "mnist", "input_shape": [1, 32, 32], "n_classes": 10, "padding": 2}
 
 
-def _trained_on(meta):
-    """The ``dataset`` record of a model file's metadata (MNIST for older files)."""
+def _trained_on(meta, path):
+    """The ``dataset`` record of a model file's metadata (MNIST for older files), checked."""
+    from .serialization import ModelFileError
+
     info = meta.get("dataset")
-    return info if isinstance(info, dict) else _MNIST_DATASET
+    if info is None:
+        return _MNIST_DATASET
+    shape = info.get("input_shape") if isinstance(info, dict) else None
+    if not (isinstance(info, dict) and info.get("name") in DATASETS
+            and isinstance(shape, list) and len(shape) == 3
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in shape)
+            and isinstance(info.get("n_classes"), int) and info.get("padding") in (0, 2)):
+        raise ModelFileError(path, f"metadata.dataset must record name (one of "
+                                   f"{', '.join(DATASETS)}), input_shape [C, H, W], n_classes "
+                                   f"and padding; got {info!r}"[:300])
+    return info
 
 
 def _check_fits(model, path, input_shape, n_classes, name):
@@ -287,7 +299,7 @@ def _load_for_eval(args, need_data=True):
 
     set_num_threads(args.threads)
     model, meta = load_model(args.model_file)
-    trained = _trained_on(meta)
+    trained = _trained_on(meta, args.model_file)
     args.dataset = args.dataset or trained.get("name", "mnist")
     data = None
     if need_data:
@@ -368,7 +380,7 @@ def _predict_cmd(args):
     from .datasets.images import prepare_digits, read_digit_images
 
     model, meta, _ = _load_for_eval(args, need_data=False)
-    trained = _trained_on(meta)
+    trained = _trained_on(meta, args.model_file)
     if list(trained["input_shape"]) != [1, 32, 32] or trained.get("padding") != 2:
         raise _UserError(f"IMAGE files are prepared as MNIST digits (28x28, padded to "
                          f"32x32); this model takes {tuple(trained['input_shape'])} inputs "

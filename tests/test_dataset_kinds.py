@@ -438,3 +438,13 @@ def test_cli_reports_a_malformed_file_in_one_line(kind, breaks, fragment, tmp_pa
     status, _, err = run_cli("train", "--dataset", kind, "--data", data, "--save",
                              tmp_path / "run", cwd=tmp_path)
     assert_one_line_error(status, err, 1, fragment, f"--dataset {kind}: --data must name")
+
+
+@pytest.mark.parametrize("record", [{"name": "imagenet", "input_shape": [3, 32, 32],
+                                     "n_classes": 10, "padding": 0},
+                                    {"name": "npz"}, "cifar"])
+def test_cli_refuses_a_model_file_with_a_malformed_data_set_record(record, tmp_path):
+    path = tmp_path / "model.npz"
+    save_model(path, nn.build_model("linear"), {"dataset": record})
+    status, _, err = run_cli("test", "--model-file", path, cwd=tmp_path)
+    assert_one_line_error(status, err, 1, "metadata.dataset must record name")
