@@ -203,9 +203,18 @@ def _load_data(args, dtype, normalization=None, local_contrast=False):
     if local_contrast and args.dataset not in _IDX_KINDS:
         raise _UserError(f"--local-contrast applies to the MNIST-layout sets "
                          f"({', '.join(_IDX_KINDS)}), not --dataset {args.dataset}")
+    from .datasets import DataFileError
+
     norm = Normalization.from_dict(normalization) if normalization else True
-    return load_dataset(args.dataset, args.data, size=args.size, dtype=dtype, normalize=norm,
-                        local_contrast=local_contrast)
+    try:
+        return load_dataset(args.dataset, args.data, size=args.size, dtype=dtype,
+                            normalize=norm, local_contrast=local_contrast)
+    except ValueError as exc:
+        if isinstance(exc, DataFileError):
+            raise
+        # The only argument a user's data can make wrong is the size (a small set has
+        # fewer than 6,000 / 1,000 samples).
+        raise _UserError(f"--size {args.size}: {exc}; pass --size full") from None
 
 
 def _train(args):

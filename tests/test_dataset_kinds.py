@@ -94,6 +94,9 @@ def test_npz_classes_and_shape_come_from_the_data(tmp_path, gen):
              y=np.array([0, 1, 1, 0]))
     only_train = load_npz(tmp_path / "b.npz", normalize=False)
     assert only_train.train_x.shape == (4, 1, 5, 6) and only_train.test_x.shape == (0, 1, 5, 6)
+    with pytest.raises(ValueError, match="size 'small' needs a test split"):
+        load_npz(tmp_path / "b.npz", size="small")
+    assert load_npz(path, size=(6, 2)).train_x.shape == (6, 2, 10, 10)
 
 
 def test_load_dataset_dispatches_and_checks_its_arguments(tmp_path, gen):
@@ -448,3 +451,12 @@ def test_cli_refuses_a_model_file_with_a_malformed_data_set_record(record, tmp_p
     save_model(path, nn.build_model("linear"), {"dataset": record})
     status, _, err = run_cli("test", "--model-file", path, cwd=tmp_path)
     assert_one_line_error(status, err, 1, "metadata.dataset must record name")
+
+
+def test_cli_size_larger_than_a_small_set_is_one_line(tmp_path, gen):
+    data = make_set("cifar", tmp_path, gen)
+    status, _, err = run_cli("train", "--dataset", "cifar", "--data", data, "--size", "small",
+                             "--save", tmp_path / "run", cwd=tmp_path)
+    assert_one_line_error(status, err, 1, "--size small: load_cifar10: size 'small' asks for "
+                                          "6000 train / 1000 test images; the files hold 40 / "
+                                          "10; pass --size full")

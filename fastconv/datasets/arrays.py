@@ -139,8 +139,7 @@ def load_npz(path, size="full", dtype=np.float32, normalize=True):
         ``.npz`` with ``x`` (N, H, W) or (N, C, H, W), ``y`` (N,) integer labels, and
         optionally ``x_test``, ``y_test`` of the same layout (see the module docstring).
     size : {"full", "small"} or (int, int)
-        As :func:`load_cifar10`; without a test split the second number must be 0 or the
-        pair's form ``(n_train, 0)``.
+        As :func:`load_cifar10`; only ``"full"`` for a file without a test split.
     dtype : {numpy.float32, numpy.float64}
     normalize : bool or Normalization
         True: subtract the training images' mean and divide by their standard deviation (one
@@ -194,10 +193,13 @@ def load_npz(path, size="full", dtype=np.float32, normalize=True):
         x_test, y_test = x[:0], y[:0]
     if x.shape[0] == 0:
         raise DataFileError(path, "x holds no images (N = 0)")
-    n_train, n_test = x.shape[0], x_test.shape[0]
-    if size != "full":
-        n_train, n_test = _resolve_size(size, x.shape[0], max(x_test.shape[0], 1), "load_npz")
-        n_test = min(n_test, x_test.shape[0])
+    if x_test.shape[0]:
+        n_train, n_test = _resolve_size(size, x.shape[0], x_test.shape[0], "load_npz")
+    elif size == "full":
+        n_train, n_test = x.shape[0], 0
+    else:
+        raise ValueError(f"load_npz: size {size!r} needs a test split; {path} has none "
+                         f"(x_test, y_test): use size='full'")
     x, y, x_test, y_test = x[:n_train], y[:n_train], x_test[:n_test], y_test[:n_test]
     n_classes = count_classes(y, y_test, path, path)
     log.info("loaded %s: %d train, %d test samples", path, n_train, n_test)
