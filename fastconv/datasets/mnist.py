@@ -165,9 +165,9 @@ SHA256 = {
     TEST_LABELS: "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
 }
 
-# Fashion-MNIST and Kuzushiji-MNIST publish only md5 sums of their .gz files (their READMEs,
-# and torchvision's datasets/mnist.py, which checks them). The sha256 pins below are those
-# of the same .gz files at the publishers' URLs, as recorded by TensorFlow Datasets
+# Fashion-MNIST and Kuzushiji-MNIST publish no sha256 of their files (torchvision's
+# datasets/mnist.py checks md5 sums of the .gz files). The sha256 pins below are those of
+# the .gz files at the publishers' URLs, as recorded by TensorFlow Datasets
 # (tensorflow_datasets/url_checksums/fashion_mnist.txt and kmnist.txt, with the byte counts
 # 26421880, 29515, 4422102, 5148 and 18165135, 29497, 3041136, 5120). They pin the
 # compressed files: another copy of the same images, re-compressed, fails the check (load
@@ -180,6 +180,7 @@ NAMED_SETS = {
     "fashion-mnist": NamedSet(
         "fashion-mnist", "Fashion-MNIST",
         ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+         # The project's repository: its copy is checked like any mirror's.
          "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/"
          "fashion/"),
         {TRAIN_IMAGES: "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
@@ -372,15 +373,14 @@ def _resolve_size(size, n_train, n_test, fn="load_mnist"):
 
 
 def _fit_normalization(images, pad=_PAD):
-    """Mean and std of uint8 ``images`` (N, ..., H, W) after zero padding by ``pad``.
+    """Mean and std of uint8 ``images`` (N, H, W) after zero padding by ``pad``.
 
     Works on a 256-bin histogram: exact, and no float copy of 47 M pixels. The std uses
     n - 1 in the denominator, like Torch's ``std()`` that the homework called.
     """
     counts = np.bincount(images.ravel(), minlength=256).astype(np.float64)
-    h, w = images.shape[-2:]
-    per_image = images[0].size // (h * w) if images.shape[0] else 1
-    counts[0] += images.shape[0] * per_image * ((h + 2 * pad) * (w + 2 * pad) - h * w)
+    n_images, h, w = images.shape
+    counts[0] += n_images * ((h + 2 * pad) * (w + 2 * pad) - h * w)
     values = np.arange(256, dtype=np.float64)
     n = counts.sum()
     if n < 2:
