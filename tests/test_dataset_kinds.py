@@ -460,3 +460,16 @@ def test_cli_size_larger_than_a_small_set_is_one_line(tmp_path, gen):
     assert_one_line_error(status, err, 1, "--size small: load_cifar10: size 'small' asks for "
                                           "6000 train / 1000 test images; the files hold 40 / "
                                           "10; pass --size full")
+
+
+def test_cli_predict_refuses_digit_images_for_a_cifar_model(tmp_path):
+    path = tmp_path / "model.npz"
+    save_model(path, nn.build_model("linear", input_shape=(3, 32, 32)),
+               {"dataset": {"name": "cifar", "input_shape": [3, 32, 32], "n_classes": 10,
+                            "padding": 0}})
+    np.save(tmp_path / "digit.npy", np.eye(28) * 255)
+    status, _, err = run_cli("predict", tmp_path / "digit.npy", "--model-file", path,
+                             cwd=tmp_path)
+    assert_one_line_error(status, err, 1, "IMAGE files are prepared as MNIST digits",
+                          "takes (3, 32, 32) inputs from --dataset cifar",
+                          "Run predict without IMAGE")
