@@ -19,7 +19,8 @@ Where the four files of a named set are looked for, in order (per file):
 Every file of a named set, wherever it comes from, is decompressed, its IDX header checked
 (magic number, 28x28 images, length) and its sha256 compared with the pinned value. A file
 that fails raises :class:`DataFileError` naming it; a download that fails any of this moves
-on to the next mirror and is never written into the cache. A folder loaded with
+on to the next mirror and never reaches the cache under its own name (a download cut short
+waits there as a hidden ``.NAME.part`` for the next call to resume). A folder loaded with
 :func:`load_idx_folder` has no pins: its files get every other check.
 """
 import dataclasses

@@ -73,8 +73,8 @@ def build_model(name="convnet", *, loss="nll", input_shape=(1, 32, 32), n_classe
     --------
     >>> from fastconv import nn
     >>> model = nn.build_model("convnet", input_shape=(3, 32, 32), n_classes=10)
-    >>> model[0]
-    Conv2d(in_channels=3, out_channels=64, kernel_size=(5, 5), stride=(1, 1), padding=(0, 0), bias=True, dtype=float32)
+    >>> model[0].in_channels, model[-2].out_features
+    (3, 10)
     """
     if name not in MODELS:
         raise ValueError(f"build_model: unknown model {name!r}; choose from {list(MODELS)}")
