@@ -473,3 +473,11 @@ def test_cli_predict_refuses_digit_images_for_a_cifar_model(tmp_path):
     assert_one_line_error(status, err, 1, "IMAGE files are prepared as MNIST digits",
                           "takes (3, 32, 32) inputs from --dataset cifar",
                           "Run predict without IMAGE")
+
+
+def test_classes_are_counted_on_the_whole_training_file(tmp_path, gen):
+    folder = write_idx_folder(tmp_path / "f", gen)      # labels 0-9 in turn
+    first = load_idx_folder(folder, size=(5, 5))
+    assert set(first.train_y) == {0, 1, 2, 3, 4} and first.n_classes == 10
+    npz = load_npz(write_npz(tmp_path / "a.npz", gen), size=(2, 2))
+    assert set(npz.train_y) == {0, 1} and npz.n_classes == 3

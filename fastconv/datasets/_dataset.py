@@ -37,7 +37,8 @@ class Dataset:
     name : str
         The data set kind or name it was loaded as (``"mnist"``, ``"cifar"``, ``"npz"``, ...).
     n_classes : int
-        Number of classes: 10 for the named sets, else the largest training label + 1.
+        Number of classes: 10 for the named sets and CIFAR-10, else the largest label of
+        the whole training file + 1 (whatever ``size`` selects).
     padding : int
         Zero pixels added on each side before normalization (2 for IDX images, as MNIST's
         28x28 become 32x32; 0 otherwise). Predictions on new images must pad the same.

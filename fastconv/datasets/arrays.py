@@ -193,6 +193,9 @@ def load_npz(path, size="full", dtype=np.float32, normalize=True):
         x_test, y_test = x[:0], y[:0]
     if x.shape[0] == 0:
         raise DataFileError(path, "x holds no images (N = 0)")
+    # Classes are counted on the whole file: a model trained on the first samples of a set
+    # must still fit the set.
+    n_classes = count_classes(y, y_test, path, path)
     if x_test.shape[0]:
         n_train, n_test = _resolve_size(size, x.shape[0], x_test.shape[0], "load_npz")
     elif size == "full":
@@ -201,7 +204,6 @@ def load_npz(path, size="full", dtype=np.float32, normalize=True):
         raise ValueError(f"load_npz: size {size!r} needs a test split; {path} has none "
                          f"(x_test, y_test): use size='full'")
     x, y, x_test, y_test = x[:n_train], y[:n_train], x_test[:n_test], y_test[:n_test]
-    n_classes = count_classes(y, y_test, path, path)
     log.info("loaded %s: %d train, %d test samples", path, n_train, n_test)
     return finish_arrays(x, y, x_test, y_test, dtype, normalize, {"npz": path}, "npz",
                          n_classes, path)

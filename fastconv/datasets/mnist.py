@@ -521,12 +521,14 @@ def _assemble(found, size, dtype, normalize, local_contrast, name, n_classes, fn
     for f in (TRAIN_IMAGES, TEST_IMAGES):
         if len(arrays[f]) == 0:
             raise DataFileError(found[f][1], "holds no images (N = 0)")
+    # Classes are counted on the whole files: a model trained on the first images of a set
+    # must still fit the set.
+    n_classes = count_classes(arrays[TRAIN_LABELS], arrays[TEST_LABELS],
+                              found[TRAIN_LABELS][1], found[TEST_LABELS][1], n_classes)
     n_train, n_test = _resolve_size(size, len(arrays[TRAIN_IMAGES]), len(arrays[TEST_IMAGES]),
                                     fn)
     train_y = arrays[TRAIN_LABELS][:n_train].astype(np.int64)
     test_y = arrays[TEST_LABELS][:n_test].astype(np.int64)
-    n_classes = count_classes(train_y, test_y, found[TRAIN_LABELS][1], found[TEST_LABELS][1],
-                              n_classes)
 
     train_images = arrays[TRAIN_IMAGES][:n_train]
     test_images = arrays[TEST_IMAGES][:n_test]
