@@ -170,9 +170,9 @@ class BuildExt(build_ext):
         # A level the compiler cannot target is left out, and so is its name from the list
         # compiled into _openmp (the dispatcher's source of truth).
         self.extensions = [ext for ext in self.extensions
-                           if getattr(ext, "fastconv_isa", None) in (None,) + tuple(built)]
+                           if _isa_of(ext.name) in (None,) + tuple(built)]
         for ext in self.extensions:
-            isa = getattr(ext, "fastconv_isa", None)
+            isa = _isa_of(ext.name)
             march = ["-march=" + dict(ISA_LEVELS)[isa]] if isa else []
             ext.extra_compile_args = compile_args + march + (openmp if use_openmp else [])
             ext.extra_link_args = link_args + (openmp if use_openmp else [])
@@ -190,6 +190,13 @@ class BuildExt(build_ext):
         os.makedirs(os.path.dirname(_STAMP), exist_ok=True)
         with open(_STAMP, "w") as f:
             f.write(MODE)
+
+
+def _isa_of(module):
+    """The ISA level of a per-ISA kernel module (``fastconv._kernels._conv2d__v3``: "v3"),
+    None for the others. By name: cythonize hands build_ext new Extension objects."""
+    tail = module.rsplit(".", 1)[-1]
+    return tail.rsplit("__", 1)[1] if "__" in tail.strip("_") else None
 
 
 def _isa_copy(path, level):
@@ -222,15 +229,13 @@ def _extensions():
         if ISA_VARIANTS and name in ISA_MODULES:
             sources += [(f"{name}__{level}", _isa_copy(path, level), level)
                         for level, _ in ISA_LEVELS]
-        for mod, src, level in sources:
-            ext = Extension(
+        for mod, src, _ in sources:
+            exts.append(Extension(
                 "fastconv._kernels." + mod, [src],
                 # _kernels/ itself: C headers beside the .pyx (e.g. _conv2d_simd.h)
                 include_dirs=[np.get_include(), os.path.join("fastconv", "_kernels")],
                 define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-            )
-            ext.fastconv_isa = level
-            exts.append(ext)
+            ))
     directives = {
         "language_level": 3,
         "boundscheck": DEBUG,
