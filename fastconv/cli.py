@@ -286,6 +286,29 @@ def _write_csv(path, header, rows):
                          f"another --output") from None
 
 
+def _refit_normalization(args, model):
+    """The MNIST training set's normalization, for a model file that records none (saved
+    by ``save_model`` without metadata): raw 0-255 pixels would silently cost accuracy.
+    ``test`` refits it the same way."""
+    from .datasets import DataNotFoundError
+
+    try:
+        data = _load_data(args, model.dtype)
+    except DataNotFoundError:
+        raise _UserError(f"{args.model_file} records no input normalization, and the MNIST "
+                         f"training set to refit it from was not found; pass --data FOLDER "
+                         f"(the four MNIST .gz files), or save the model with "
+                         f"metadata={{'normalization': data.normalization.to_dict()}}") \
+            from None
+    norm = data.normalization
+    print(f"fastconv predict: warning: {args.model_file} records no input normalization; "
+          f"using the MNIST training set's (mean {norm.mean:.4f}, std {norm.std:.4f}), as "
+          f"'fastconv test' does. Save models with metadata={{'normalization': "
+          f"data.normalization.to_dict()}} ('fastconv train' does) to skip this",
+          file=sys.stderr)
+    return norm
+
+
 def _predict_cmd(args):
     if not args.images:
         model, meta, data = _load_for_eval(args)
@@ -298,7 +321,8 @@ def _predict_cmd(args):
 
     model, meta, _ = _load_for_eval(args, need_data=False)
     names, images = read_digit_images(args.images)
-    x = prepare_digits(images, meta.get("normalization"), meta.get("local_contrast", False),
+    normalization = meta.get("normalization") or _refit_normalization(args, model)
+    x = prepare_digits(images, normalization, meta.get("local_contrast", False),
                        dtype=model.dtype, names=names)
     probs = _probabilities(_scores(model, x), meta.get("loss"))
     rows = [[name, int(np.argmax(p))] + [f"{v:.4f}" for v in p] for name, p in zip(names, probs)]

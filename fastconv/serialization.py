@@ -27,9 +27,10 @@ import zlib
 import numpy as np
 
 from ._errors import PathError
+from ._npyfile import NPY_MAX_HEADER, NpyHeaderError, read_npy_header
 from .nn.module import _REGISTRY, module_from_config
 
-__all__ = ["save_model", "load_model", "read_npz", "read_npy_header", "memory_budget",
+__all__ = ["save_model", "load_model", "read_npz", "memory_budget",
            "ModelFileError", "atomic_write_bytes",
            "atomic_savez", "atomic_write_text", "remove_stale_temporaries"]
 
@@ -183,7 +184,6 @@ BUDGET_BYTES = 16 * 2**20
 MAX_JSON_BYTES = 4 * 2**20
 #: Most entries in one archive.
 MAX_ENTRIES = 10000
-_NPY_MAX_HEADER = 10000     # numpy's own default limit for a trusted .npy header
 
 
 def memory_budget(path):
@@ -199,51 +199,6 @@ def memory_budget(path):
     int
     """
     return BUDGET_FACTOR * os.path.getsize(path) + BUDGET_BYTES
-
-
-def read_npy_header(fp, size, name):
-    """Read the header of a ``.npy`` stream and check it against the stream's ``size``.
-
-    Parameters
-    ----------
-    fp : file object
-        Positioned at the start of the ``.npy`` data; left after the header.
-    size : int
-        Bytes the stream holds (a zip member's size, a file's size).
-    name : str
-        The entry, for error messages.
-
-    Returns
-    -------
-    shape : tuple of int
-    dtype : numpy.dtype
-    fortran_order : bool
-
-    Raises
-    ------
-    ValueError
-        Not a ``.npy`` header, an object (pickled) dtype, or a declared shape whose bytes
-        differ from what the stream holds (a header that lies about its size).
-    """
-    from numpy.lib import format as npy
-
-    version = npy.read_magic(fp)
-    if version == (1, 0):
-        shape, fortran, dtype = npy.read_array_header_1_0(fp, max_header_size=_NPY_MAX_HEADER)
-    elif version in ((2, 0), (3, 0)):
-        shape, fortran, dtype = npy.read_array_header_2_0(fp, max_header_size=_NPY_MAX_HEADER)
-    else:
-        raise ValueError(f"{name}: unsupported .npy version {version}")
-    if dtype.hasobject:
-        raise ValueError(f"{name} holds Python objects (pickled data), which are refused")
-    count = 1
-    for d in shape:
-        count *= d
-    declared = count * dtype.itemsize
-    if declared != size - fp.tell():
-        raise ValueError(f"{name} declares shape {shape} of {dtype} ({declared:,} bytes) but "
-                         f"holds {max(size - fp.tell(), 0):,} bytes")
-    return shape, dtype, fortran
 
 
 class _Npz:
@@ -277,7 +232,7 @@ class _Npz:
         from numpy.lib import format as npy
 
         with self._zip.open(self.entries[key][2]) as fp:
-            return npy.read_array(fp, allow_pickle=False, max_header_size=_NPY_MAX_HEADER)
+            return npy.read_array(fp, allow_pickle=False, max_header_size=NPY_MAX_HEADER)
 
     def close(self):
         self._zip.close()
@@ -307,6 +262,10 @@ def _open_npz(path, what):
                                    f"this file starts with {head!r}")
     try:
         return _Npz(path, what)
+    except ModelFileError:
+        raise
+    except NpyHeaderError as exc:
+        raise ModelFileError(path, str(exc)) from None
     except _ARCHIVE_ERRORS as exc:
         raise _corrupt(path, what, exc) from None
 
