@@ -5,6 +5,8 @@
 and image arrays read the header with :func:`read_npy_header` first and compare the declared
 size with the bytes really there.
 """
+from tokenize import TokenError
+
 __all__ = ["read_npy_header", "NpyHeaderError", "NPY_MAX_HEADER"]
 
 #: Longest ``.npy`` header accepted (NumPy's own default for untrusted files).
@@ -42,13 +44,21 @@ def read_npy_header(fp, size, name):
     """
     from numpy.lib import format as npy
 
-    version = npy.read_magic(fp)
-    if version == (1, 0):
-        shape, fortran, dtype = npy.read_array_header_1_0(fp, max_header_size=NPY_MAX_HEADER)
-    elif version in ((2, 0), (3, 0)):
-        shape, fortran, dtype = npy.read_array_header_2_0(fp, max_header_size=NPY_MAX_HEADER)
-    else:
-        raise NpyHeaderError(f"{name}: unsupported .npy version {version}")
+    try:
+        version = npy.read_magic(fp)
+        if version == (1, 0):
+            shape, fortran, dtype = npy.read_array_header_1_0(fp, max_header_size=NPY_MAX_HEADER)
+        elif version in ((2, 0), (3, 0)):
+            shape, fortran, dtype = npy.read_array_header_2_0(fp, max_header_size=NPY_MAX_HEADER)
+        else:
+            raise NpyHeaderError(f"{name}: unsupported .npy version {version}")
+    except NpyHeaderError:
+        raise
+    except (ValueError, SyntaxError, TokenError, TypeError, KeyError, OverflowError,
+            RecursionError) as exc:
+        # NumPy parses the header as a Python literal: damaged bytes raise any of these.
+        raise NpyHeaderError(f"{name} has no valid .npy header ({type(exc).__name__}: "
+                             f"{exc})") from None
     if dtype.hasobject:
         raise NpyHeaderError(f"{name} holds Python objects (pickled data), which are refused")
     count = 1
