@@ -15,6 +15,13 @@ JSON types, nesting depth, module types and their settings, parameter count, dty
 shapes, and optionally the input and output shapes), so that any malformed file is one
 :class:`ModelFileError` naming the file and what is wrong, never an exception from deep
 inside NumPy, ``zipfile`` or a layer's constructor.
+
+Sizes come before contents: the zip directory and every ``.npy`` header are read first, and
+a header that declares more (or fewer) bytes than its entry holds, or entries that together
+declare more than :func:`memory_budget` (``BUDGET_FACTOR`` x the file's size +
+``BUDGET_BYTES``), are refused before any array is read; the shapes the declared
+architecture needs (:meth:`fastconv.nn.Module.array_shapes`) are compared with the stored
+ones before anything is built. Checkpoints go through the same :func:`read_npz`.
 """
 import glob
 import inspect
