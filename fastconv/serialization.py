@@ -193,6 +193,12 @@ MAX_JSON_BYTES = 4 * 2**20
 MAX_ENTRIES = 10000
 
 
+def _shown(names):
+    """Names from a file, joined for a message: quoted when not printable, so that a name
+    holding a newline cannot break the message's one line."""
+    return ", ".join(n if n.isprintable() else repr(n) for n in names)
+
+
 def memory_budget(path):
     """Bytes of arrays a model file or checkpoint at ``path`` may declare or make a loader
     allocate: ``BUDGET_FACTOR`` x its size + ``BUDGET_BYTES``.
@@ -227,7 +233,7 @@ class _Npz:
                                            f"of a {what} (or appears twice)")
             total += info.file_size
             with self._zip.open(info) as fp:
-                shape, dtype, _ = read_npy_header(fp, info.file_size, key)
+                shape, dtype, _ = read_npy_header(fp, info.file_size, _shown([key]))
             self.entries[key] = (shape, dtype, info)
         budget = memory_budget(path)
         if total > budget:
@@ -321,7 +327,7 @@ def read_npz(path, what="model file", allowed=None):
         if allowed is not None:
             bad = sorted(k for k in archive.entries if not allowed(k))
             if bad:
-                shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+                shown = _shown(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
                 raise ModelFileError(archive.path, f"has unexpected entries {shown}")
         return _read_entries(archive, list(archive.entries))
     finally:
@@ -409,7 +415,7 @@ def _check_architecture(path, node, where="architecture"):
     unknown = sorted(set(settings) - accepted)
     if unknown:
         raise ModelFileError(path, f"{where} ({kind}) has unknown setting(s) "
-                                   f"{', '.join(unknown)}; {kind} accepts "
+                                   f"{_shown(unknown)}; {kind} accepts "
                                    f"{', '.join(sorted(accepted)) or 'none'}")
     missing = sorted(n for n in accepted if params[n].default is inspect.Parameter.empty
                      and n not in settings)
@@ -450,7 +456,7 @@ def _check_metadata(path, metadata):
     if "local_contrast" in metadata and not isinstance(metadata["local_contrast"], bool):
         raise ModelFileError(path, "metadata.local_contrast must be true or false")
     loss = metadata.get("loss")
-    if loss is not None and loss not in LOSSES:
+    if loss is not None and (not isinstance(loss, str) or loss not in LOSSES):
         raise ModelFileError(path, f"metadata.loss {loss!r} is not one of "
                                    f"{', '.join(sorted(LOSSES))}")
 
@@ -533,13 +539,13 @@ def _load_model(path, archive, input_shape, n_outputs):
     buffers = sorted(k for k in entries if k.startswith("buffer_"))
     extra = sorted(set(entries) - set(saved) - set(buffers) - {"__config__"})
     if extra:
-        raise ModelFileError(path, f"has unexpected entries {', '.join(extra[:5])}"
+        raise ModelFileError(path, f"has unexpected entries {_shown(extra[:5])}"
                                    f"{' ...' if len(extra) > 5 else ''}")
     expected_keys = [f"param_{i:03d}" for i in range(len(saved))]
     if saved != expected_keys:
         raise ModelFileError(path, f"parameter entries must be param_000 ... param_"
                                    f"{len(saved) - 1:03d} without gaps; got "
-                                   f"{', '.join(saved[:5])}{' ...' if len(saved) > 5 else ''}")
+                                   f"{_shown(saved[:5])}{' ...' if len(saved) > 5 else ''}")
     if buffers != [f"buffer_{i:03d}" for i in range(len(buffers))]:
         raise ModelFileError(path, "buffer entries must be buffer_000, buffer_001, ... "
                                    "without gaps")

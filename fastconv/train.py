@@ -695,7 +695,7 @@ def _check_rng_state(path, state, name):
     try:
         np.random.Generator(getattr(np.random, state["bit_generator"])()
                             ).bit_generator.state = state
-    except (AttributeError, KeyError, TypeError, ValueError):
+    except (AttributeError, KeyError, TypeError, ValueError, OverflowError):
         raise ModelFileError(path, f"{name} is not a valid generator state") from None
 
 

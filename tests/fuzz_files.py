@@ -2,9 +2,11 @@
 tests/test_fuzz_files.py).
 
 Starting from small valid files (a saved model, a Trainer's checkpoint, a PNG digit and an
-``.npy`` array), hypothesis flips, overwrites, inserts and truncates bytes, rewrites the
-model's JSON description with hostile values (huge, negative, wrong-typed, deleted or added
-settings), and rewrites ``.npy`` headers (shapes up to 2**62, odd dtypes). Every attempt to
+``.npy`` array), hypothesis flips, overwrites, inserts and truncates bytes (of the whole file,
+or of one archive entry zipped again with a valid checksum, so that the damage reaches the
+parsers), rewrites the model's and the checkpoint's JSON with hostile values (huge,
+negative, wrong-typed, deleted or added settings), and rewrites ``.npy`` headers (shapes up to
+2**62, odd dtypes). Every attempt to
 open the result must either succeed or raise the documented error of its kind
 (``ModelFileError``; ``CheckpointError`` or ``SettingsMismatch``; ``ImageError``), never
 another exception. The process runs under an address-space limit, so that a file that makes
@@ -12,7 +14,7 @@ a reader allocate gigabytes fails too (as a MemoryError), and a crash kills the 
 test that runs it in a subprocess fails.
 
 Run as ``python -m tests.fuzz_files``. ``FASTCONV_FUZZ_EXAMPLES`` is the number of examples
-per target (default 50, the CI profile: 300 examples in all); a count given there draws new
+per target (default 50, the CI profile: 450 examples over 9 targets); a count given there draws new
 examples each run.
 """
 import json
@@ -130,6 +132,17 @@ def run_bytes(kind, program):
     _open(kind, _mutate(SEEDS[kind], program))
 
 
+def run_members(kind, index, program):
+    """Mutate one entry of an archive and zip it again with a valid CRC, so that the damage
+    reaches the .npy and JSON parsers instead of the zip's checksum."""
+    members = _members(kind)
+    names = sorted(members)
+    name = names[index % len(names)]
+    members[name] = _mutate(members[name], program)
+    path = hf.write_zip(WORK / "members.npz", list(members.items()))
+    _open(kind, path.read_bytes())
+
+
 # -- the model's JSON and the .npy headers ---------------------------------------------------
 HOSTILE = st.one_of(
     st.sampled_from([0, -1, 1, 2**31 - 1, 2**31, 2**63, 10**12, -(2**31), 1.5, float("nan"),
@@ -150,6 +163,9 @@ def _paths(obj, prefix=()):
 
 
 def _edit(obj, path, action, value):
+    # A copy: hypothesis hands out the same list or dict object again, and one inserted into
+    # itself would make a cycle.
+    value = json.loads(json.dumps(value))
     if not path:
         return value if action == "set" else obj
     parent = obj
@@ -178,15 +194,26 @@ MODEL_MEMBERS = _members()
 MODEL_CONFIG = json.loads(str(np.load(WORK / "run" / "model.npz")["__config__"]))
 
 
-def run_json(edits):
-    cfg = json.loads(json.dumps(MODEL_CONFIG))
+CHECKPOINT_MEMBERS = _members("checkpoint")
+CHECKPOINT_META = json.loads(str(np.load(WORK / "run" / "checkpoint.npz")["__meta__"]))
+
+
+def _edited(kind, edits):
+    """The archive of ``kind`` with its JSON entry edited by ``edits``."""
+    entry, original, members = {
+        "model": ("__config__.npy", MODEL_CONFIG, MODEL_MEMBERS),
+        "checkpoint": ("__meta__.npy", CHECKPOINT_META, CHECKPOINT_MEMBERS)}[kind]
+    obj = json.loads(json.dumps(original))
     for where, action, value in edits:
-        paths = list(_paths(cfg))
-        cfg = _edit(cfg, paths[int(where * (len(paths) - 1))], action, value)
-    members = dict(MODEL_MEMBERS)
-    members["__config__.npy"] = hf.npy_bytes(np.array(json.dumps(cfg)))
-    path = hf.write_zip(WORK / "edited.npz", list(members.items()))
-    _open("model", path.read_bytes())
+        paths = list(_paths(obj))
+        obj = _edit(obj, paths[int(where * (len(paths) - 1))], action, value)
+    members = dict(members)
+    members[entry] = hf.npy_bytes(np.array(json.dumps(obj)))
+    return hf.write_zip(WORK / "edited.npz", list(members.items())).read_bytes()
+
+
+def run_json(kind, edits):
+    _open(kind, _edited(kind, edits))
 
 
 DTYPES = ["<f4", "<f8", "<f2", "<i8", "|u1", "|b1", "<c16", "<M8[D]", "<m8[s]", "|V8",
@@ -216,9 +243,15 @@ def main():
         for kind in ("model", "checkpoint", "png", "npy"):
             given(mutations)(config(lambda program: run_bytes(kind, program)))()
             print(f"{kind} bytes: {EXAMPLES} examples", flush=True)
-        given(st.lists(st.tuples(st.floats(0, 1), st.sampled_from(["set", "delete", "add"]),
-                                 HOSTILE), min_size=1, max_size=3))(config(run_json))()
-        print(f"model JSON: {EXAMPLES} examples", flush=True)
+        for kind in ("model", "checkpoint"):
+            given(st.integers(0, 100), mutations)(
+                config(lambda index, program: run_members(kind, index, program)))()
+            print(f"{kind} entries: {EXAMPLES} examples", flush=True)
+        edits = st.lists(st.tuples(st.floats(0, 1), st.sampled_from(["set", "delete", "add"]),
+                                   HOSTILE), min_size=1, max_size=3)
+        for kind in ("model", "checkpoint"):
+            given(edits)(config(lambda e: run_json(kind, e)))()
+            print(f"{kind} JSON: {EXAMPLES} examples", flush=True)
         given(st.integers(0, 100), st.sampled_from(DTYPES), shapes, st.booleans())(
             config(run_header))()
         print(f"npy headers: {EXAMPLES} examples", flush=True)

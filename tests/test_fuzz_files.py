@@ -1,6 +1,6 @@
 """Runs the hostile-files fuzz (``tests/fuzz_files.py``) in a subprocess, so that a crash or
 a reader that exhausts the process's address space fails the test instead of pytest.
-FASTCONV_FUZZ_EXAMPLES sets the examples per target (default: the CI profile, 300 in all)."""
+FASTCONV_FUZZ_EXAMPLES sets the examples per target (default: the CI profile, 450 in all)."""
 import os
 import subprocess
 import sys

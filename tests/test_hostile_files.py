@@ -196,3 +196,16 @@ def test_predict_without_normalization_refits_it_and_warns(tmp_path, capsys, mni
                      str(saved), image]) == 0
     out2, err2 = capsys.readouterr()
     assert out2 == out and err2 == ""
+
+
+# -- found by tests/fuzz_files.py ---------------------------------------------------------
+@pytest.mark.parametrize("architecture, metadata, message", [
+    ({"type": "Flatten"}, {"loss": []}, "metadata.loss [] is not one of"),
+    ({"type": "Flatten", "a\nb": 1}, {}, "unknown setting(s) 'a\\nb'"),
+])
+def test_hostile_json_is_one_line(tmp_path, architecture, metadata, message):
+    path = hf.write_zip(tmp_path / "m.npz",
+                        [("__config__.npy", hf.config_bytes(architecture, metadata))])
+    with pytest.raises(ModelFileError) as info:
+        load_model(path)
+    assert message in str(info.value) and "\n" not in str(info.value)
