@@ -300,18 +300,23 @@ def _refit_normalization(args, model):
                          f"(the four MNIST .gz files), or save the model with "
                          f"metadata={{'normalization': data.normalization.to_dict()}}") \
             from None
-    norm = data.normalization
+    _warn_refitted(args, data.normalization)
+    return data.normalization
+
+
+def _warn_refitted(args, norm):
     print(f"fastconv predict: warning: {args.model_file} records no input normalization; "
           f"using the MNIST training set's (mean {norm.mean:.4f}, std {norm.std:.4f}), as "
           f"'fastconv test' does. Save models with metadata={{'normalization': "
           f"data.normalization.to_dict()}} ('fastconv train' does) to skip this",
           file=sys.stderr)
-    return norm
 
 
 def _predict_cmd(args):
     if not args.images:
         model, meta, data = _load_for_eval(args)
+        if not meta.get("normalization"):
+            _warn_refitted(args, data.normalization)
         pred = np.argmax(_scores(model, data.test_x), axis=1)
         output = args.output or "predictions.csv"
         _write_csv(output, ["Id", "Prediction"], ((i + 1, int(p)) for i, p in enumerate(pred)))

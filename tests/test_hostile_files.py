@@ -209,3 +209,13 @@ def test_hostile_json_is_one_line(tmp_path, architecture, metadata, message):
     with pytest.raises(ModelFileError) as info:
         load_model(path)
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_predict_on_the_test_set_warns_without_normalization(tmp_path, capsys, mnist_dir,
+                                                            monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    bare = hf.save_small_model(tmp_path / "bare.npz")
+    assert cli.main(["predict", "--data", mnist_dir, "--size", "small", "--model-file",
+                     str(bare)]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "records no input normalization" in err[0], err
