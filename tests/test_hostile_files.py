@@ -27,8 +27,10 @@ import pathlib, resource, sys, tempfile, warnings
 resource.setrlimit(resource.RLIMIT_AS, (2 * 2**30, 2 * 2**30))
 warnings.simplefilter("error")      # a warning on the way is a failure too
 from tests.hostile_files import BOMBS, ERRORS, open_file
-for name, (kind, build) in BOMBS.items():
-    folder = pathlib.Path(tempfile.mkdtemp())
+root = tempfile.TemporaryDirectory()
+for i, (name, (kind, build)) in enumerate(BOMBS.items()):
+    folder = pathlib.Path(root.name, str(i))
+    folder.mkdir()
     try:
         path = build(folder)
         assert path.stat().st_size < 2**20, "crafted file too large"
@@ -38,6 +40,7 @@ for name, (kind, build) in BOMBS.items():
         first = str(exc).splitlines()[0] if str(exc) else ""
         print(f"{name}|{type(exc).__name__}|{len(str(exc).splitlines())}|{first}", flush=True)
 print("maxrss_kb|", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, flush=True)
+root.cleanup()
 """
 
 
