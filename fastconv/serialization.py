@@ -37,7 +37,7 @@ from ._errors import PathError
 from ._npyfile import NPY_MAX_HEADER, NpyHeaderError, read_npy_header
 from .nn.module import _REGISTRY, module_from_config
 
-__all__ = ["save_model", "load_model", "read_npz", "memory_budget",
+__all__ = ["save_model", "load_model", "read_npz", "memory_budget", "forward_one_sample",
            "ModelFileError", "atomic_write_bytes",
            "atomic_savez", "atomic_write_text", "remove_stale_temporaries"]
 
@@ -628,7 +628,7 @@ def _load_model(path, archive, input_shape, n_outputs):
         raise ModelFileError(path, str(exc)) from None
     model.eval()
     if input_shape is not None:
-        _check_io(path, model, tuple(input_shape), n_outputs, budget)
+        _check_io(path, model, tuple(input_shape), n_outputs)
     return model, metadata
 
 
@@ -647,27 +647,57 @@ def _conv_output_bytes(layer, shape, itemsize):
     return max(oh, 0) * max(ow, 0) * layer.out_channels * shape[0] * itemsize
 
 
-def _check_io(path, model, input_shape, n_outputs, budget):
-    """Run ``model`` once, layer by layer, on zeros shaped like one sample; check its output
-    count. A convolution whose padding would make one sample's output exceed ``budget``
-    bytes is refused before it runs."""
+def forward_one_sample(path, model, input_shape):
+    """Run a loaded ``model`` once, layer by layer, on a zero sample of ``input_shape``.
+
+    A convolution whose padding would make the sample's output exceed
+    :func:`memory_budget` of the model file is refused before it runs, so that a small file
+    cannot make this check allocate gigabytes.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The model file the model came from (its budget, and the messages).
+    model : fastconv.nn.Module
+    input_shape : tuple of int
+        Shape of one sample, e.g. ``(1, 32, 32)``.
+
+    Returns
+    -------
+    ndarray
+        The model's output for a batch of one.
+
+    Raises
+    ------
+    ModelFileError
+        A layer would exceed the budget.
+    TypeError, ValueError
+        A layer cannot take its input (the layer's own message).
+    """
     from .nn.conv import Conv2d
 
-    x = np.zeros((1,) + input_shape, dtype=model.dtype or np.float32)
+    path = os.fspath(path)
+    budget = memory_budget(path)
+    x = np.zeros((1,) + tuple(input_shape), dtype=model.dtype or np.float32)
+    for i, layer in enumerate(_leaves(model)):
+        if isinstance(layer, Conv2d):
+            size = _conv_output_bytes(layer, x.shape, x.dtype.itemsize)
+            if size > budget:
+                raise ModelFileError(path, f"layer {i} (Conv2d, padding {layer.padding}) "
+                                           f"would produce {size:,} bytes for one input of "
+                                           f"shape {tuple(input_shape)}, more than the "
+                                           f"{budget:,} bytes allowed for this file")
+        x = layer.forward(x)
+    return x
+
+
+def _check_io(path, model, input_shape, n_outputs):
+    """Run ``model`` once on zeros shaped like one sample; check its output count."""
     try:
-        for i, layer in enumerate(_leaves(model)):
-            if isinstance(layer, Conv2d):
-                size = _conv_output_bytes(layer, x.shape, x.dtype.itemsize)
-                if size > budget:
-                    raise ModelFileError(path, f"layer {i} (Conv2d, padding {layer.padding}) "
-                                               f"would produce {size:,} bytes for one input "
-                                               f"of shape {input_shape}, more than the "
-                                               f"{budget:,} bytes allowed for this file")
-            x = layer.forward(x)
-        y = x
+        y = forward_one_sample(path, model, input_shape)
+    except ModelFileError:
+        raise
     except (TypeError, ValueError) as exc:
-        if isinstance(exc, ModelFileError):
-            raise
         raise ModelFileError(path, f"the model does not accept inputs of shape "
                                    f"{input_shape} ({exc})") from None
     if n_outputs is not None and (y.ndim != 2 or y.shape[1] != n_outputs):

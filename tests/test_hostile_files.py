@@ -192,7 +192,7 @@ def test_predict_without_normalization_refits_it_and_warns(tmp_path, capsys, mni
                      str(bare), image]) == 0
     out, err = capsys.readouterr()
     assert len(err.strip().splitlines()) == 1, err
-    assert "records no input normalization" in err and "metadata=" in err, err
+    assert "records no input normalization" in err and "data.metadata()" in err, err
     norm = load_mnist(mnist_dir, size="small").normalization.to_dict()
     saved = hf.save_small_model(tmp_path / "saved.npz", {"normalization": norm})
     assert cli.main(["predict", "--data", mnist_dir, "--size", "small", "--model-file",

@@ -47,6 +47,7 @@ class Conv2d(WeightedLayer):
         self._col_key = None    # (x shape, kernel arguments) it was built for
 
     hyper_names = ("stride", "padding")
+    input_ndim, size_argument = 4, "in_channels"
 
     @classmethod
     def array_shapes(cls, settings):
