@@ -97,6 +97,16 @@ def test_declared_architecture_is_checked_before_building(tmp_path, monkeypatch)
     assert built == []
 
 
+@pytest.mark.parametrize("command", ["test", "predict"])
+def test_cli_refuses_a_padding_bomb_before_running_it(tmp_path, capsys, command):
+    """The CLI checks that the model fits the data on one sample; a padding that would
+    make that sample's activations huge is refused first."""
+    path = hf.padding_bomb(tmp_path)
+    assert cli.main([command, "--model-file", str(path), "--size", "small"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "would produce" in err[0], err
+
+
 def test_a_valid_model_still_loads_within_its_budget(tmp_path):
     model = nn.build_model("convnet")
     save_model(tmp_path / "m.npz", model, {"loss": "nll"})
