@@ -89,4 +89,6 @@ print(repr(float(loss)), repr([float(np.sum(np.abs(g))) for g in model.grads()])
         loss, grads = out.stdout.strip().split(" ", 1)
         results[level] = np.array([float(loss)] + ast.literal_eval(grads))
     for level, values in results.items():
-        np.testing.assert_allclose(values, results["generic"], rtol=1e-4, err_msg=level)
+        # atol: the bias before BatchNorm has a gradient of rounding noise only (about 1e-8).
+        np.testing.assert_allclose(values, results["generic"], rtol=1e-4, atol=1e-6,
+                                   err_msg=level)
