@@ -132,6 +132,11 @@ MODEL_INPUTS = {"maxpool": (1, 32, 32), "convnet": (1, 32, 32), "cifar": (3, 32,
 LR = 1e-3
 CHECK_RTOL = 1e-4
 CHECK_BATCH = 8
+# A tensor's update counts as zero when, in both frameworks, its norm is below this fraction
+# of the whole step's update norm. cifar-bn's convolution biases (zero gradient in exact
+# arithmetic) come out at 1e-9 to 3e-7 of it; every other tensor of the four models at more
+# than 4e-3.
+ZERO_UPDATE = 1e-5
 SEED = 1
 MNIST_TRAIN = 60000
 # Issue 5's targets, printed beside the measurements (ratios fastconv / torch).
@@ -211,16 +216,21 @@ class FastconvTrainer:
         return self.optimizer.step(closure)[0]
 
 
-def count_flops(model):
+def count_flops(model, input_shape):
     """GEMM FLOPs per sample of a fastconv model: (forward, backward).
 
-    Walks the layers with one zero sample to get every Conv2d/Linear output size; a layer of
-    M multiply-adds costs 2M forward, 2M for its weight gradient and 2M for its input gradient
-    (skipped for the first weight layer, whose input is the data).
+    Walks the layers with one zero sample of shape ``input_shape`` (C, H, W), e.g.
+    ``MODEL_INPUTS[name]``, to get every Conv2d/Linear output size; a layer of M
+    multiply-adds costs 2M forward, 2M for its weight gradient and 2M for its input gradient
+    (skipped for the first weight layer, whose input is the data). A convolution's M is
+    output elements x in_channels x kh x kw: with padding the output is larger and the
+    multiplications by the padded zeros count, as they do in the im2col GEMM that both
+    frameworks run and in ``torch.utils.flop_counter``. Batch norm, activations, pooling and
+    the loss are not GEMM work and are not counted.
     """
     import fastconv.nn as nn
 
-    x = np.zeros((1, 1, 32, 32), np.float32)
+    x = np.zeros((1,) + tuple(input_shape), np.float32)
     fwd = bwd = 0
     first = True
     model.eval()
@@ -258,16 +268,20 @@ def check_equivalence(name, batch=CHECK_BATCH, seed=0):
         over parameter tensors of ||u_fc - u_t|| / ||u_t||, u = -lr * grad),
         ``applied_rel_err`` (the largest, over both frameworks and tensors, of
         ||(after - before) - u|| / ||u||: did each optimizer apply its update; float32
-        rounding of the parameters alone makes this ~1e-3), ``ok``.
+        rounding of the parameters alone makes this ~1e-3), ``zero_update_tensors`` (tensors
+        whose update is below ``ZERO_UPDATE`` of the whole step's in both frameworks:
+        rounding noise of a gradient that is zero in exact arithmetic, left out of the two
+        errors), ``ok``.
     """
     import torch
     import torch.nn.functional as TF
     from bench import _torch_models as TM
 
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal((batch, 1, 32, 32)).astype(np.float32)
+    x = rng.standard_normal((batch,) + MODEL_INPUTS[name]).astype(np.float32)
     y = rng.integers(0, 10, size=batch).astype(np.int64)
 
+    # Both models in training mode: batch norm normalizes by the batch's statistics.
     fc_model = build_fastconv_model(name)
     trainer = FastconvTrainer(fc_model)
     before = [p.astype(np.float64) for p in fc_model.params()]
@@ -287,9 +301,16 @@ def check_equivalence(name, batch=CHECK_BATCH, seed=0):
     after_t = [p.detach().numpy().astype(np.float64) for p in t_params]
     loss_t = float(loss_t.item())
 
-    update_err, applied_err = 0.0, 0.0
+    update_err, applied_err, n_zero = 0.0, 0.0, 0
+    scale = math.sqrt(sum(float(np.sum(np.square(g))) for g in grads_t)) * LR
     for b, gf, gt, af, at in zip(before, grads_fc, grads_t, after_fc, after_t):
         uf, ut = -LR * gf, -LR * gt
+        if max(np.linalg.norm(uf), np.linalg.norm(ut)) < ZERO_UPDATE * scale:
+            # Zero in exact arithmetic (a convolution's bias just before batch norm, which
+            # subtracts any per-channel constant): each framework returns its own rounding
+            # noise, whose relative difference means nothing.
+            n_zero += 1
+            continue
         update_err = max(update_err, _rel(uf, ut))
         applied_err = max(applied_err, _rel(af - b, uf), _rel(at - b, ut))
     loss_err = abs(loss_fc - loss_t) / abs(loss_t)
@@ -298,7 +319,8 @@ def check_equivalence(name, batch=CHECK_BATCH, seed=0):
     ok = loss_err < CHECK_RTOL and update_err < CHECK_RTOL and applied_err < 0.05
     return {"batch": batch, "loss_fastconv": loss_fc, "loss_torch": loss_t,
             "loss_rel_err": loss_err, "update_rel_err": update_err,
-            "applied_rel_err": applied_err, "rtol": CHECK_RTOL, "ok": bool(ok)}
+            "applied_rel_err": applied_err, "zero_update_tensors": n_zero, "rtol": CHECK_RTOL,
+            "ok": bool(ok)}
 
 
 # -- workers ---------------------------------------------------------------------------------
