@@ -1,8 +1,13 @@
-"""fastconv against PyTorch CPU on the homework's ConvNets, side by side (issue 5).
+"""fastconv against PyTorch CPU, eager and torch.compile, on small ConvNets (issues 5, 19).
 
 Usage (from the repository root)::
 
-    python bench/compare_torch.py                    # check, then compare; ~3-4 min on 2 cores
+    python bench/compare_torch.py                    # check, then compare the homework's two
+                                                     # nets; ~5-6 min on 2 cores (+5-10 min
+                                                     # the first time: torch.compile, below)
+    python bench/compare_torch.py --models all       # + the CIFAR-shaped nets; about twice as
+                                                     # long
+    python bench/compare_torch.py --no-compile       # without the torch.compile peer; ~3-4 min
     python bench/compare_torch.py --all              # + thread scaling and the env matrix
     python bench/compare_torch.py --threads-scaling  # n threads vs 1 at batch 1 and 128
     python bench/compare_torch.py --env-matrix       # OMP_NUM_THREADS x OPENBLAS_NUM_THREADS
@@ -15,14 +20,24 @@ Usage (from the repository root)::
 PyTorch is optional (``pip install torch==2.13.0`` gives the CPU build); without it the script
 says so and measures fastconv alone.
 
-Models (float32, input N x 1 x 32 x 32, NLL loss, plain SGD with lr 1e-3)
---------------------------------------------------------------------------
-* ``maxpool``: conv 5x5 1->64, tanh, max-pool 2x2/2, conv 5x5 64->64, tanh, max-pool 2x2/2,
-  flatten 1600, linear 128, tanh, linear 10, log-softmax.
-* ``convnet``: the homework's default, ``fastconv.nn.build_model("convnet")``: L2 pooling
-  (``LPPool2d(2, 2x2/2)``) and Torch7's subtractive normalization (7-tap Gaussian) after each
-  convolution. PyTorch side: ``F.lp_pool2d`` and one fixed 7x7 Gaussian ``conv2d`` of the
-  channel sum, divided by the border coefficient (``bench/_torch_models.py``).
+Models (float32, NLL loss, plain SGD with lr 1e-3; input shapes in ``MODEL_INPUTS``)
+-------------------------------------------------------------------------------------
+* ``maxpool`` (N x 1 x 32 x 32): conv 5x5 1->64, tanh, max-pool 2x2/2, conv 5x5 64->64, tanh,
+  max-pool 2x2/2, flatten 1600, linear 128, tanh, linear 10, log-softmax.
+* ``convnet`` (N x 1 x 32 x 32): the homework's default, ``fastconv.nn.build_model("convnet")``:
+  L2 pooling (``LPPool2d(2, 2x2/2)``) and Torch7's subtractive normalization (7-tap Gaussian)
+  after each convolution. PyTorch side: ``F.lp_pool2d`` and one fixed 7x7 Gaussian ``conv2d``
+  of the channel sum, divided by the border coefficient (``bench/_torch_models.py``).
+* ``cifar`` (N x 3 x 32 x 32): conv 3x3 padding 1 3->32, ReLU, max-pool 2x2/2; the same
+  32->64 and 64->128; flatten 2048, linear 128, ReLU, linear 10, log-softmax.
+* ``cifar-bn``: ``cifar`` with BatchNorm2d (training mode in the training cells: batch
+  statistics) between each convolution and its ReLU.
+
+The default run measures ``MODEL_NAMES`` (the homework's two). The CIFAR-shaped nets cost
+about the same per sample (61.7 MFLOP per training sample against 67.7), so each adds as much
+time as a default model, torch.compile's first compilations included; two more models would
+take the default run from ~5-6 to ~10-12 minutes (twice that with an empty compile cache),
+too long for the run a developer repeats after each change. ``--models all`` measures all four.
 
 fastconv is driven through its public model API only (``nn.Sequential`` of layers,
 ``nn.NLLLoss``, ``optim.SGD`` over ``model.flat_parameters()`` with a closure), so whatever fast
@@ -30,6 +45,19 @@ path the layers select by themselves is what gets measured. PyTorch: ``nn.Sequen
 ``F.nll_loss``, ``torch.optim.SGD``, ``loss.backward()``; inference under
 ``torch.inference_mode()``. Both start from the same weights (fastconv's initialization,
 copied into torch).
+
+**torch.compile**, when PyTorch is installed (``--no-compile`` skips it), is a second peer: a
+third worker runs the same torch model wrapped by ``torch.compile(model, dynamic=False)``
+(default mode, Inductor), the optimizer and loss as eager. Static shapes, because a cell is
+one batch size: with automatic dynamic shapes a worker's second batch size would recompile
+into a shape-generic graph, and a cell's number would depend on the cell order. Compilation
+happens in the warm-up (``COMPILE_WARMUP_STEPS`` untimed steps before the runs are sized) and
+is never timed; its duration is reported. It is slow: about 70 s for a training step's
+graphs and 17 s for inference on a busy 2-core host with an empty cache, a few seconds once
+Inductor's on-disk cache (``/tmp/torchinductor_$USER``) holds them. Dynamo's recompile limit
+is raised and made fatal, so a cell can never be silently run eagerly. When compilation or
+the compiled step fails (no C++ compiler, an Inductor error, the worker dies), that cell's
+torch.compile entry is "n/a" with a one-line reason and the run goes on.
 
 Method
 ------
@@ -52,8 +80,9 @@ Method
    ``--dataset-size`` (default 60,000, MNIST's size) N(0, 1) float32 images with random labels
    and walks through it in consecutive slices. A case (model, train/infer, batch) is warmed up
    (``--warmup`` seconds, at least 2 steps), then given a fixed number of steps per run so
-   that a run lasts at least ``--min-time`` seconds. Runs alternate fastconv, torch, fastconv,
-   torch, ... (``--repeats`` each, default 7) with a short pause between runs so that the
+   that a run lasts at least ``--min-time`` seconds. Runs alternate fastconv, torch,
+   torch.compile, fastconv, ... (``--repeats`` each, default 7) with a short pause between
+   runs so that the
    previous runtime's spinning threads have gone to sleep; the table gives the medians and
    the ratio of medians fastconv / torch (> 1: fastconv is faster). Both use ``--threads``
    threads (default: the usable cores): ``fastconv.set_num_threads(n)`` and
@@ -80,22 +109,30 @@ Method
 FLOP counting
 -------------
 Only the GEMM work of convolutions and linear layers is counted, 2 FLOPs per multiply-add,
-derived from the layer shapes by a forward pass: a layer with M multiply-adds per sample costs
-2M forward and 2M for the weight gradient, plus 2M for the input gradient except in the first
-layer (no gradient with respect to the data). Biases, activations, pooling, normalization, the
-loss and the SGD update are not counted (they are < 1% of the FLOPs but not of the time).
-maxpool: 23.4 MFLOP forward + 44.3 backward = 67.7 MFLOP per training sample, 23.4 per
-inference sample; convnet: the same (its normalization is not counted).
-``pct_of_ceiling = samples/s * FLOPs/sample / ceiling``.
+derived from the layer shapes by a forward pass (``count_flops``): a layer with M
+multiply-adds per sample costs 2M forward and 2M for the weight gradient, plus 2M for the input
+gradient except in the first layer (no gradient with respect to the data). A padded
+convolution's M counts the multiplications by the padded zeros (output elements x C_in x kh x
+kw), as im2col's GEMM does them and as ``torch.utils.flop_counter`` counts them. Biases,
+activations, pooling, normalization (batch norm included), the loss and the SGD update are not
+counted (they are < 1% of the FLOPs but not of the time). maxpool: 23.4 MFLOP forward + 44.3
+backward = 67.7 MFLOP per training sample, 23.4 per inference sample; convnet: the same (its
+normalization is not counted); cifar and cifar-bn: 21.2 + 40.6 = 61.7, 21.2 per inference
+sample. Each peer's step runs at an effective ``GFLOP/s = samples/s * FLOPs/sample / 1e9``,
+reported with its percentage of the ceiling, ``pct_of_ceiling = 100 * GFLOP/s / ceiling``.
 
 Output
 ------
 A table on stdout and ``--output`` (default ``bench/results/compare_torch.json``), written
-atomically: per model key (``maxpool``, ``convnet``) ``{"model", "threads", "machine",
-"sgemm_gflops", "train": {"1": {"fastconv", "torch", "ratio", "pct_of_ceiling", ...}, "32",
-"128"}, "infer": {"1", "1000"}, ...}`` plus the check, the ceiling details, per-run samples,
-epoch estimate, peak RSS and the optional thread-scaling and env-matrix results. Only the
-models measured in this run are written. Numbers from a shared machine are noisy: compare
+atomically: per model key (``maxpool``, ``convnet``, ...) ``{"model", "threads", "machine",
+"sgemm_gflops", "input_shape", "compile": {backend, mode, dynamic} or null, "train": {"1":
+{cell}, "32", "128"}, "infer": {"1", "1000"}, ...}``, a cell (``cell_entry``) being
+``{"fastconv", "torch", "compile"`` (median samples/s, null when not run), ``"ratio"``
+(fastconv / torch), ``"compile_ratio"`` (fastconv / torch.compile), ``"<peer>_gflops"``,
+``"pct_of_ceiling"`` (fastconv), ``"torch_pct_of_ceiling"``, ``"compile_pct_of_ceiling"``,
+``"<peer>_runs"``, ``"compile_error"`` (the n/a reason or null), ``"compile_warmup_s"}``;
+plus the check, the ceiling details, epoch estimate (MNIST models), peak RSS and the optional
+thread-scaling and env-matrix results. Only the models measured in this run are written. Numbers from a shared machine are noisy: compare
 only within one run.
 """
 import argparse
