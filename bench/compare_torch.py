@@ -53,7 +53,7 @@ one batch size: with automatic dynamic shapes a worker's second batch size would
 into a shape-generic graph, and a cell's number would depend on the cell order. Compilation
 happens in the warm-up (``COMPILE_WARMUP_STEPS`` untimed steps before the runs are sized) and
 is never timed; its duration is reported. It is slow: about 70 s for a training step's
-graphs and 17 s for inference on a busy 2-core host with an empty cache, a few seconds once
+graphs and 17 s for inference (cifar-bn at batch 4) on a busy 2-core host with an empty cache, a few seconds once
 Inductor's on-disk cache (``/tmp/torchinductor_$USER``) holds them. Dynamo's recompile limit
 is raised and made fatal, so a cell can never be silently run eagerly. When compilation or
 the compiled step fails (no C++ compiler, an Inductor error, the worker dies), that cell's
@@ -77,8 +77,9 @@ Method
 3. **Timing.** Each framework runs in its own long-lived worker process (this script with
    ``--worker``), so that neither pays for the other's imports, thread pools or memory: the
    fastconv worker never imports torch. Each worker holds a synthetic training set of
-   ``--dataset-size`` (default 60,000, MNIST's size) N(0, 1) float32 images with random labels
-   and walks through it in consecutive slices. A case (model, train/infer, batch) is warmed up
+   ``--dataset-size`` (default 60,000, MNIST's size) N(0, 1) float32 images of the model's
+   input shape with random labels (made when a model first needs it: 246 MB at 1 x 32 x 32,
+   737 MB at 3 x 32 x 32) and walks through it in consecutive slices. A case (model, train/infer, batch) is warmed up
    (``--warmup`` seconds, at least 2 steps), then given a fixed number of steps per run so
    that a run lasts at least ``--min-time`` seconds. Runs alternate fastconv, torch,
    torch.compile, fastconv, ... (``--repeats`` each, default 7) with a short pause between
@@ -158,7 +159,7 @@ if REPO not in sys.path:
 from bench._machine import cpu_model, usable_cores  # noqa: E402
 
 __all__ = ["MODEL_NAMES", "MODEL_INPUTS", "build_fastconv_model", "count_flops", "check_equivalence",
-           "env_verdict", "main", "parse_args"]
+           "cell_entry", "env_verdict", "main", "parse_args"]
 
 # The models a run measures by default; the others of MODEL_INPUTS are chosen with --models.
 MODEL_NAMES = ("maxpool", "convnet")
