@@ -20,7 +20,9 @@ trace is on (``fastconv/_kernels/_trace.pyx``). This script
 
 Only the T = 1 and T = 2 team costs can be measured on a 2-core machine; beyond, the model
 assumes libgomp's cost grows as log2(T) from the measured 2-thread cost (a tree of wake-ups
-and a barrier). It does not model memory bandwidth: units that stream from memory (the
+and a barrier), and prints the efficiency under a linear growth (T/2 times the 2-thread
+cost) as a pessimistic bound: measured team costs of GNU OpenMP grow between the two with
+the thread count. It does not model memory bandwidth: units that stream from memory (the
 element-wise layers, pooling) scale worse than predicted on a machine whose bandwidth per
 core is lower than this one's. The serial time is calibrated on the measured one-thread
 step, so the T = 1 prediction matches it by construction unless the traced units alone
@@ -125,16 +127,20 @@ def region_time(inst, threads):
     return worst
 
 
-def team_cost(threads, cost2):
-    """Cost of one parallel region's fork and join: measured at 1 and 2 threads, assumed to
-    grow as log2(T) beyond."""
+def team_cost(threads, cost2, growth="log"):
+    """Cost of one parallel region's fork and join: measured at 2 threads, assumed to grow
+    as log2(T) beyond (a tree of wake-ups and a tree barrier), or, with growth="linear", as
+    T/2 (one thread waking and joining each of the others: the pessimistic bound)."""
     if threads == 1:
         return 0.0
+    if growth == "linear":
+        return cost2 * threads / 2
     return cost2 * math.log2(threads)
 
 
-def predict(insts, serial, threads, cost2):
-    return serial + sum(region_time(i, threads) + team_cost(threads, cost2) for i in insts)
+def predict(insts, serial, threads, cost2, growth="log"):
+    return serial + sum(region_time(i, threads) + team_cost(threads, cost2, growth)
+                        for i in insts)
 
 
 def region_table(insts, step):
@@ -175,6 +181,9 @@ def model_case(name, batch, repeats, traces, cost2):
         "predicted_s": {str(t): v for t, v in pred.items()},
         "speedup": {str(t): pred[1] / pred[t] for t in THREADS},
         "efficiency": {str(t): pred[1] / pred[t] / t for t in THREADS},
+        "efficiency_linear_team_cost": {
+            str(t): pred[1] / predict(insts, serial, t, cost2, "linear") / t
+            for t in THREADS},
         "error": {str(t): pred[t] / measured[t] - 1 for t in (1, 2)},
         "parallel_only_efficiency": {
             str(t): (units_total / (sum(region_time(i, t) + team_cost(t, cost2)
@@ -193,6 +202,8 @@ def format_case(r):
              "  threads   " + "".join(f"{t:>8d}" for t in THREADS),
              "  speedup   " + "".join(f"{r['speedup'][str(t)]:8.2f}" for t in THREADS),
              "  efficiency" + "".join(f"{r['efficiency'][str(t)]:8.2f}" for t in THREADS),
+             "  (T/2 team)" + "".join(f"{r['efficiency_linear_team_cost'][str(t)]:8.2f}"
+                                      for t in THREADS),
              "  (no serial)" + "".join(f"{r['parallel_only_efficiency'][str(t)]:8.2f}"
                                        for t in THREADS)]
     for region, row in r["regions"].items():

@@ -18,12 +18,20 @@ class Linear(WeightedLayer):
         x (N, in_features) -> y (N, out_features).
     """
 
+    input_ndim, size_argument = 2, "in_features"
+
     def __init__(self, in_features, out_features, bias=True, dtype=np.float32, rng=None):
         super().__init__()
         self.in_features = check_int("Linear", "in_features", in_features, 1)
         self.out_features = check_int("Linear", "out_features", out_features, 1)
         self._init_parameters((self.out_features, self.in_features), self.in_features, bias,
                               dtype, rng)
+
+    @classmethod
+    def array_shapes(cls, settings):
+        out = check_int("Linear", "out_features", settings.get("out_features"), 1)
+        weight = (out, check_int("Linear", "in_features", settings.get("in_features"), 1))
+        return [weight] + ([(out,)] if settings.get("bias", True) else []), [], 0
 
     def _input_features(self):
         return 2, self.in_features, "features"

@@ -15,6 +15,8 @@ __all__ = ["SubtractiveNormalization", "ContrastiveNormalization", "BatchNorm2d"
 
 
 class _LocalNormalization(Module):
+    input_ndim = 4
+
     def __init__(self, kernel_size=7, kernel=None, dtype=np.float32):
         super().__init__()
         if kernel is None:
@@ -22,6 +24,14 @@ class _LocalNormalization(Module):
                                                     kernel_size, 1))
         self.kernel = np.ascontiguousarray(kernel, dtype=dtype)
         self._x = None
+
+    @classmethod
+    def array_shapes(cls, settings):
+        kernel = settings.get("kernel")
+        if kernel is None:
+            return [], [], check_int(cls.__name__, "kernel_size", settings.get("kernel_size", 7), 1)
+        # A list read from JSON: its size is bounded by the file's.
+        return [], [], int(np.size(kernel)) if isinstance(kernel, list) else 1
 
     def _astype_buffers(self, dtype):
         self.kernel = self.kernel.astype(dtype)
@@ -145,7 +155,7 @@ class BatchNorm2d(Module):
         Added to the variance inside the square root.
     momentum : float
         Weight of the batch statistics in the running ones.
-    dtype : {numpy.float32, numpy.float64}
+    dtype : {numpy.float32, numpy.float64}, default numpy.float32
 
     Shape:
         (N, C, H, W) -> (N, C, H, W); training needs N*H*W >= 2.
@@ -154,8 +164,14 @@ class BatchNorm2d(Module):
     param_names = ("weight", "bias")
     buffer_names = ("running_mean", "running_var")
     hyper_names = ("training", "eps", "momentum")
+    input_ndim, size_argument = 4, "num_features"
 
-    def __init__(self, num_features, eps=1e-5, momentum=0.1, dtype=np.float64):
+    @classmethod
+    def array_shapes(cls, settings):
+        c = (check_int("BatchNorm2d", "num_features", settings.get("num_features"), 1),)
+        return [c, c], [c, c], 0
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, dtype=np.float32):
         super().__init__()
         dtype = check_dtype(dtype)
         self.num_features = check_int("BatchNorm2d", "num_features", num_features, 1)
