@@ -29,17 +29,21 @@ SCENARIOS = ("alone", "neighbour", "two")
 _NEIGHBOUR = "while True:\n    pass\n"
 
 
-def busy_worker_main(args, make_step):
-    """The ``--busy-worker`` process: warm up, "ready", wait for "go", train, report."""
+def busy_worker_main(args, make_step, model, input_shape):
+    """The ``--busy-worker`` process: warm up, "ready", wait for "go", train, report.
+
+    ``make_step(framework, model, "train", x, y)`` gives the training step of ``model``,
+    whose samples have shape ``input_shape`` (C, H, W).
+    """
     import numpy as np
 
     proto = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
     rng = np.random.default_rng(12345)
     n = max(args.dataset_size, args.batch)
-    x = rng.standard_normal((n, 1, 32, 32), dtype=np.float32)
+    x = rng.standard_normal((n,) + tuple(input_shape), dtype=np.float32)
     y = rng.integers(0, 10, size=n).astype(np.int64)
-    step = make_step(args.busy_worker, "maxpool", "train", x, y)
+    step = make_step(args.busy_worker, model, "train", x, y)
     batch = args.batch
     lo = 0
     warm_until = time.perf_counter() + args.warmup

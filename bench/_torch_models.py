@@ -1,15 +1,19 @@
-"""The PyTorch side of ``bench/compare_torch.py``: the two benchmark models, built from stock
+"""The PyTorch side of ``bench/compare_torch.py``: the benchmark models, built from stock
 PyTorch layers, and the weight copy from fastconv.
 
 Importing this module imports torch (an optional benchmark dependency, ``pip install
 torch==2.13.0``); the fastconv package itself never does.
 
-Models (input N x 1 x 32 x 32, output log-probabilities N x 10):
+Models (output log-probabilities N x 10):
 
-* ``maxpool``: conv 5x5 1->64, tanh, max-pool 2x2/2, conv 5x5 64->64, tanh, max-pool 2x2/2,
+* ``maxpool`` (input N x 1 x 32 x 32): conv 5x5 1->64, tanh, max-pool 2x2/2, conv 5x5 64->64, tanh, max-pool 2x2/2,
   flatten 1600, linear 128, tanh, linear 10, log-softmax.
-* ``convnet`` (the homework's default): the same with ``lp_pool2d(p=2)`` in place of max
-  pooling, each followed by :class:`SubtractiveNormalization`.
+* ``convnet`` (the homework's default, N x 1 x 32 x 32): the same with ``lp_pool2d(p=2)`` in
+  place of max pooling, each followed by :class:`SubtractiveNormalization`.
+* ``cifar`` (N x 3 x 32 x 32): three blocks of conv 3x3 padding 1 (3->32->64->128), ReLU,
+  max-pool 2x2/2; flatten 2048, linear 128, ReLU, linear 10, log-softmax.
+* ``cifar-bn``: the same with ``BatchNorm2d`` (eps 1e-5, momentum 0.1, as fastconv's) between
+  each convolution and its ReLU.
 
 ``torch.nn.functional.lp_pool2d`` computes ``avg_pool2d(x^p) * (kh*kw)`` then ``^(1/p)``, that
 is ``(sum_window x^p)^(1/p)``: the sum, not the mean, as Torch7's SpatialLPPooling and
@@ -21,9 +25,9 @@ from torch import nn
 import torch.nn.functional as TF
 
 __all__ = ["MODEL_NAMES", "SubtractiveNormalization", "build_torch_model", "copy_weights",
-           "weight_layers", "gaussian_kernel_1d"]
+           "weight_layers", "torch_params", "gaussian_kernel_1d"]
 
-MODEL_NAMES = ("maxpool", "convnet")
+MODEL_NAMES = ("maxpool", "convnet", "cifar", "cifar-bn")
 
 
 def gaussian_kernel_1d(size=7, sigma=0.25):
@@ -75,6 +79,15 @@ def build_torch_model(name, dtype=torch.float32):
     :func:`copy_weights` replaces them)."""
     if name not in MODEL_NAMES:
         raise ValueError(f"unknown model {name!r}; choose from {list(MODEL_NAMES)}")
+    if name in ("cifar", "cifar-bn"):
+        layers = []
+        for c_in, c_out in ((3, 32), (32, 64), (64, 128)):
+            layers.append(nn.Conv2d(c_in, c_out, 3, padding=1, dtype=dtype))
+            if name == "cifar-bn":
+                layers.append(nn.BatchNorm2d(c_out, dtype=dtype))
+            layers += [nn.ReLU(), nn.MaxPool2d(2)]
+        return nn.Sequential(*layers, nn.Flatten(), nn.Linear(2048, 128, dtype=dtype),
+                             nn.ReLU(), nn.Linear(128, 10, dtype=dtype), nn.LogSoftmax(dim=1))
 
     def conv(c_in):
         return nn.Conv2d(c_in, 64, 5, dtype=dtype)
@@ -92,14 +105,23 @@ def build_torch_model(name, dtype=torch.float32):
     return nn.Sequential(*layers)
 
 
+# The layers that hold parameters, each with its weight and bias: the order of fastconv's
+# ``model.params()`` (every layer's ``weight`` then ``bias``, layers in model order).
+_PARAM_LAYERS = (nn.Conv2d, nn.Linear, nn.BatchNorm2d)
+
+
 def weight_layers(model):
-    """The Conv2d and Linear layers of a torch model, in order."""
-    return [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    """The Conv2d, BatchNorm2d and Linear layers of a torch model, in order."""
+    return [m for m in model.modules() if isinstance(m, _PARAM_LAYERS)]
 
 
 def copy_weights(torch_model, arrays):
     """Copy ``arrays`` (weight, bias, weight, bias, ... in layer order, as fastconv's
-    ``model.params()``) into the torch model's Conv2d/Linear layers."""
+    ``model.params()``) into the torch model's Conv2d/BatchNorm2d/Linear layers.
+
+    BatchNorm2d's running statistics are not copied: both frameworks start them at mean 0,
+    variance 1.
+    """
     layers = weight_layers(torch_model)
     if len(arrays) != 2 * len(layers):
         raise ValueError(f"copy_weights: {len(arrays)} arrays for {len(layers)} layers")
@@ -107,8 +129,8 @@ def copy_weights(torch_model, arrays):
         for i, layer in enumerate(layers):
             for param, a in ((layer.weight, arrays[2 * i]), (layer.bias, arrays[2 * i + 1])):
                 if tuple(param.shape) != tuple(a.shape):
-                    raise ValueError(f"copy_weights: layer {i} wants {tuple(param.shape)}, "
-                                     f"got {a.shape}")
+                    raise ValueError(f"copy_weights: layer {i} ({type(layer).__name__}) wants "
+                                     f"{tuple(param.shape)}, got {a.shape}")
                 param.copy_(torch.from_numpy(np.ascontiguousarray(a)))
     return torch_model
 

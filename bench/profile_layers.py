@@ -20,14 +20,14 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import fastconv  # noqa: E402
-from bench.compare_torch import FastconvTrainer, build_fastconv_model  # noqa: E402
+from bench.compare_torch import MODEL_INPUTS, FastconvTrainer, build_fastconv_model  # noqa: E402
 
 
 def profile(name, batch, steps, seed=0):
     """Median seconds per step of each layer's forward and backward, the loss and the
     update, and of a whole unclocked step."""
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal((batch, 1, 32, 32)).astype(np.float32)
+    x = rng.standard_normal((batch,) + MODEL_INPUTS[name]).astype(np.float32)
     y = rng.integers(0, 10, batch)
     trainer = FastconvTrainer(build_fastconv_model(name))
     model, crit, opt = trainer.model, trainer.criterion, trainer.optimizer
@@ -96,7 +96,7 @@ def profile(name, batch, steps, seed=0):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", choices=("maxpool", "convnet"), default="maxpool")
+    p.add_argument("--model", choices=list(MODEL_INPUTS), default="maxpool")
     p.add_argument("--batch", type=int, nargs="+", default=[1, 32, 128])
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--steps", type=int, default=None,

@@ -20,3 +20,11 @@ def test_main_prints_a_table(capsys):
         fastconv.set_num_threads(None)
     out = capsys.readouterr().out
     assert "batch 1:" in out and "SGD update" in out and "Conv2d" in out
+
+
+def test_profile_takes_each_models_input():
+    # The CIFAR-shaped net with batch norm: 3-channel input, a BatchNorm2d row per block.
+    rows, fwd, bwd, other, plain = profile_layers.profile("cifar-bn", 2, steps=1)
+    assert rows[0].endswith("Conv2d") and rows[1].endswith("BatchNorm2d")
+    assert rows[2].endswith("ReLU+MaxPool2d")
+    assert np.all(fwd > 0) and np.all(bwd > 0) and plain > 0
