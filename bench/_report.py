@@ -12,7 +12,8 @@ from fastconv.experiments import RunDir
 from fastconv.serialization import atomic_write_text
 from .experiments import FAMILIES, PRESETS, unique_runs
 
-__all__ = ["collect", "write_report", "family_table", "VERDICTS", "make_figures"]
+__all__ = ["collect", "write_report", "family_table", "VERDICTS", "make_figures",
+           "read_sittings"]
 
 
 def collect(runs, out):
@@ -564,21 +565,42 @@ def _budget_section(p, runs, results, out):
              f"- Training time of all runs, each epoch counted once: "
              f"{sum(_own_seconds(r) for r in results.values()) / 3600:.1f} h of one core"
              + _from_scratch(runs, out), ""]
-    path = os.path.join(out, "sittings.jsonl")
-    if os.path.exists(path):
-        import json
-        rows = [json.loads(line) for line in open(path, encoding="utf-8") if line.strip()]
-        rows = [r for r in rows if r.get("runs_finished")]
-        if rows:
-            lines += ["| sitting started | runs finished | estimated before (s) | "
-                      "wall time (s) | measured / estimated |", "| --- | --- | --- | --- | --- |"]
-            for r in rows:
-                est = r.get("estimate_finished_s")
-                ratio = f"{r['wall_s'] / est:.2f}" if est else "–"
-                lines.append(f"| {r['started']} | {r['runs_finished']} | "
-                             f"{est if est is not None else '–'} | {r['wall_s']} | {ratio} |")
-            lines.append("")
+    rows = [r for r in read_sittings(out)[0] if r["runs_finished"]]
+    if rows:
+        lines += ["| sitting started | runs finished | estimated before (s) | "
+                  "wall time (s) | measured / estimated |", "| --- | --- | --- | --- | --- |"]
+        for r in rows:
+            est = r.get("estimate_finished_s")
+            ratio = f"{r['wall_s'] / est:.2f}" if est else "–"
+            lines.append(f"| {r['started']} | {r['runs_finished']} | "
+                         f"{est if est is not None else '–'} | {r['wall_s']} | {ratio} |")
+        lines.append("")
     return lines
+
+
+def read_sittings(out):
+    """``(records, skipped)``: the sitting records of ``<out>/sittings.jsonl`` that hold what
+    the report reads, and how many lines do not (damaged); ``([], 0)`` without the file."""
+    import json
+
+    try:
+        with open(os.path.join(out, "sittings.jsonl"), "rb") as f:
+            lines = [line for line in f.read().splitlines() if line.strip()]
+    except (FileNotFoundError, NotADirectoryError):
+        return [], 0
+    rows = []
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            continue
+        number = (int, float)
+        if (isinstance(row, dict) and isinstance(row.get("started"), str)
+                and isinstance(row.get("runs_finished"), int)
+                and isinstance(row.get("wall_s"), number)
+                and isinstance(row.get("estimate_finished_s"), number + (type(None),))):
+            rows.append(row)
+    return rows, len(lines) - len(rows)
 
 
 def write_report(runs, out, preset, figures=True):

@@ -34,7 +34,7 @@ import tempfile
 import time
 import traceback
 
-from .store import RunDir, RunLock, write_json, write_metrics
+from .store import RunDir, RunLock, environmental_error, write_json, write_metrics
 
 __all__ = ["execute_run", "train_run", "run_task", "load_data", "branch_compatible",
            "write_returned_files", "summarize", "BRANCH_KEYS", "DEFAULT_TRAIN_FN", "RETURNED_FILES"]
@@ -90,8 +90,16 @@ def branch_compatible(parent, child, epoch):
 
 def _copy_atomic(src, dst):
     tmp = f"{dst}.{os.getpid()}.tmp"
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        # A full disk must not also keep the half copy that filled it.
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
 
 
 def _code_version():
@@ -139,14 +147,27 @@ def execute_run(config, out, key, threads=1, train_fn=DEFAULT_TRAIN_FN, branch=N
     -------
     dict or None
         The final record, or None when another live process holds the run's lock.
+
+    Raises
+    ------
+    OSError
+        One about the machine (:func:`~fastconv.experiments.store.environmental_error`:
+        full disk, unwritable folder...), met anywhere in the run: nothing is recorded, so
+        that a rerun once it is fixed resumes the run from its last checkpoint.
+
+    Damaged run files (:meth:`RunDir.damaged`) are set aside first: a finished run gets its
+    config.json and metrics.csv back from its config and final.json; a run whose final.json
+    is damaged is resumed from its checkpoint, or trained again.
     """
     run = RunDir(out, key)
     lock = RunLock(run.path)
     if not lock.acquire():
         return None
     try:
+        run.set_aside_damaged()
         existing = run.final
         if existing is not None:
+            _restore_finished(run, config, existing)
             return existing
         run.write_config(config)
         branched = _branch(run, out, config, branch)
@@ -169,6 +190,8 @@ def execute_run(config, out, key, threads=1, train_fn=DEFAULT_TRAIN_FN, branch=N
             extra = _resolve(train_fn)(config, run.path, threads, on_epoch) or {}
             record.update(extra)
         except Exception as exc:  # recorded, not raised: the matrix goes on without this run
+            if environmental_error(exc) is not None:
+                raise
             record["status"] = "diverged" if _is_divergence(exc) else "failed"
             record["error"] = f"{type(exc).__name__}: {exc}"
             record["traceback"] = traceback.format_exc()
@@ -179,6 +202,15 @@ def execute_run(config, out, key, threads=1, train_fn=DEFAULT_TRAIN_FN, branch=N
         return record
     finally:
         lock.release()
+
+
+def _restore_finished(run, config, final):
+    """Rewrite a finished run's missing config.json and metrics.csv (set aside as damaged)
+    from what it is known by: its config and final.json's history."""
+    if run.config is None:
+        run.write_config(config)
+    if not os.path.exists(run.file("metrics.csv")):
+        write_metrics(run.file("metrics.csv"), final.get("history", []))
 
 
 def _branch(run, out, config, branch):
@@ -338,6 +370,7 @@ def write_returned_files(out, key, record):
     record = dict(record)
     files = record.pop("files", {}) or {}
     os.makedirs(run.path, exist_ok=True)
+    run.set_aside_damaged()
     for name, data in files.items():
         if os.path.basename(name) != name or name == "final.json":
             continue
