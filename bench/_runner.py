@@ -57,10 +57,12 @@ class StoreUnwritable(Exception):
         self.results = results
 
 
-def describe_os_error(exc):
-    """One line for an environmental OSError: the file, and what is wrong."""
+def describe_os_error(exc, where=None):
+    """One line for an environmental OSError: the file (or ``where`` it happened, when the
+    error names none, as a write into an open file does), and what is wrong."""
     what = exc.strerror or str(exc)
-    return f"{exc.filename}: {what}" if exc.filename else what
+    where = exc.filename or where
+    return f"{where}: {what}" if where else what
 
 
 def usable_cores():
@@ -108,7 +110,7 @@ def _local_worker(config, out, key, threads, train_fn, branch, keep, parent_pid,
         if cause is None:
             raise
         # The driver says it in one line; a traceback per worker would bury it.
-        report.send(describe_os_error(cause))
+        report.send(describe_os_error(cause, f"writing run {RunDir(out, key).path}"))
         sys.stdout.flush()
         os._exit(EXIT_ENVIRONMENT)
     sys.stdout.flush()
