@@ -241,3 +241,14 @@ def test_smoke_preset_on_a_full_tmpfs(tmp_path):
         assert "19 ok" in _driver(args + ["--list"], {}).stdout
     finally:
         subprocess.run(["umount", disk], timeout=30)
+
+
+def test_fuzz_damaged_stores_in_a_subprocess():
+    """Damaged final.json, metrics.csv, config.json and sittings.jsonl (emptied, cut, bytes
+    flipped or inserted, other JSON, wrong field types): listed as damaged, never a crash,
+    repaired by a rerun. FASTCONV_FUZZ_EXAMPLES sets the examples (default: the CI
+    profile)."""
+    env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run([sys.executable, "-m", "tests.fuzz_store"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
