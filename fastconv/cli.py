@@ -189,6 +189,10 @@ def _train(args):
     from . import nn, set_num_threads
     from .train import Trainer, check_save_folder
 
+    if args.extra_conv and not args.model.startswith("convnet"):
+        raise _UserError(f"--extra-conv adds a convolution to a convnet; --model {args.model} "
+                         f"has none. Drop --extra-conv or pass --model convnet (or "
+                         f"convnet-max)")
     # Before any work: a --save that cannot be written would otherwise fail after an epoch.
     _check_data_folder(args)
     check_save_folder(args.save)
@@ -326,7 +330,11 @@ def _mismatch_message(exc, save):
 
     items, model_diffs = [], []
     for name, old, new in exc.differences:
-        if name.startswith("model"):
+        if name == "data":
+            # Fingerprints mean nothing to a user; what made them differ does.
+            items.append("the training data (--data, --size, --local-contrast: other images "
+                         "or another preprocessing)")
+        elif name.startswith("model"):
             model_diffs.append(f"{name} {_show(old)} there, {_show(new)} now")
         else:
             items.append(f"{_OPTION_OF.get(name, name)} {_show(old)} there, {_show(new)} now")
@@ -340,6 +348,7 @@ def _mismatch_message(exc, save):
 
 def _one_line(exc, args):
     """The message and exit status for a user error, or None for anything else (a bug)."""
+    from ._errors import environmental_error
     from .datasets import DataFileError, DataNotFoundError
     from .datasets.images import ImageError
     from .serialization import ModelFileError
@@ -368,6 +377,13 @@ def _one_line(exc, args):
         return f"image {exc}"
     if isinstance(exc, TrainingDiverged):
         return f"{exc}; the logs and the last epoch's checkpoint are kept"
+    cause = environmental_error(exc)
+    if cause is not None:
+        where = f"{cause.filename}: " if cause.filename else ""
+        fix = (" (every finished epoch is kept; rerun the same command to resume)"
+               if args.command == "train" else "")
+        return (f"{where}{cause.strerror or cause}; free space or fix the permissions, or "
+                f"pass other files or folders{fix}")
     return None
 
 

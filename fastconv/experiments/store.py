@@ -22,7 +22,6 @@ a run is read from these files alone: the driver keeps no state of its own, whic
 any process be killed at any point and the next invocation carry on.
 """
 import csv
-import errno
 import fcntl
 import hashlib
 import io
@@ -30,7 +29,7 @@ import json
 import math
 import os
 
-from fastconv._errors import PathError
+from fastconv._errors import PathError, environmental_error
 from fastconv.serialization import atomic_write_text  # noqa: F401  (re-exported)
 
 __all__ = ["canonical_json", "config_key", "atomic_write_text", "write_json", "read_json",
@@ -43,38 +42,10 @@ METRIC_COLUMNS = ["epoch", "loss", "accuracy", "mean_class_accuracy", "seconds",
 FINISHED = ("ok", "failed", "diverged")
 # The files of a run folder whose damage is detected (the checkpoints are the trainer's).
 RUN_FILES = ("config.json", "metrics.csv", "final.json")
-# OSErrors that say something about the machine (disk, quota, permissions, file table), not
-# about the run: a run that meets one is not recorded as failed, the sitting stops instead.
-ENVIRONMENTAL_ERRNOS = frozenset(getattr(errno, name) for name in (
-    "ENOSPC", "EDQUOT", "EROFS", "EACCES", "EPERM", "EIO", "EMFILE", "ENFILE", "EFBIG")
-    if hasattr(errno, name))
-
-
 class DamagedRunFile(PathError):
     """A run file that exists but does not hold what it should (``path``, ``problem``)."""
 
     what = "run file "
-
-
-def environmental_error(exc):
-    """The OSError about the machine (full disk, read-only or unwritable folder, quota...)
-    behind ``exc`` (itself, or an exception it was raised from or while handling), or None.
-
-    Parameters
-    ----------
-    exc : BaseException
-
-    Returns
-    -------
-    OSError or None
-    """
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, OSError) and exc.errno in ENVIRONMENTAL_ERRNOS:
-            return exc
-        exc = exc.__cause__ or exc.__context__
-    return None
 
 
 def canonical_json(config):

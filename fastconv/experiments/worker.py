@@ -293,8 +293,8 @@ def train_run(config, run_dir, threads, on_epoch):
                       seed=config["seed"], threads=threads, save_dir=run_dir, progress=False,
                       metadata=metadata, verbose=False, **optional)
     branched = os.path.exists(os.path.join(run_dir, BRANCH_FILE))
-    resumed_at = trainer.epoch if trainer.load_checkpoint(n_train=data.train_x.shape[0],
-                                                          branch=branched) else 0
+    resumed_at = trainer.epoch if trainer.load_checkpoint(
+        branch=branched, data=(data.train_x, data.train_y)) else 0
     if trainer.history:
         on_epoch(trainer.history)
         if trainer.epoch >= config["epochs"] and not os.path.exists(
