@@ -32,7 +32,8 @@ __all__ = ["Trainer", "TrainingDiverged", "EpochStats", "build_optimizer", "OPTI
            "check_save_folder"]
 
 LBFGS_MODES = ("torch", "batch")
-# Samples per forward/backward pass inside one mini-batch; larger batches are chunked.
+# Samples per forward/backward pass inside one mini-batch; larger batches are chunked, unless
+# the model depends on the batch (BatchNorm: chunks would change its statistics).
 CHUNK = 500
 LOG_HEADER = ["epoch", "loss", "accuracy", "mean_class_accuracy", "seconds"]
 
@@ -312,6 +313,7 @@ class Trainer:
         model, crit = self.model, self.criterion
         first = [True]
         n = len(yb)
+        chunk_size = n if n > CHUNK and model.depends_on_batch() else CHUNK
 
         def chunk(lo, hi):
             out = model.forward(xb[lo:hi])
@@ -321,7 +323,7 @@ class Trainer:
             if first[0]:
                 confusion.add(_predict_labels(out), yb[lo:hi])
             grad_out = crit.backward()
-            if n > CHUNK:
+            if n > chunk_size:
                 # The loss is a mean over the chunk; weight it into the mean over the batch.
                 grad_out = grad_out * grad_out.dtype.type((hi - lo) / n)
             model.backward(grad_out, need_input_grad=False)
@@ -329,14 +331,14 @@ class Trainer:
 
         def closure():
             model.zero_grad()
-            if n <= CHUNK:
+            if n <= chunk_size:
                 loss = chunk(0, n)
             else:
                 # Large batches (L-BFGS on thousands of samples) in chunks: the activations of
                 # a whole 4,000-sample batch of the ConvNet would take gigabytes. Parameter
                 # gradients accumulate across the chunks' backward passes.
-                loss = sum(chunk(lo, min(lo + CHUNK, n)) * (min(lo + CHUNK, n) - lo)
-                           for lo in range(0, n, CHUNK)) / n
+                loss = sum(chunk(lo, min(lo + chunk_size, n)) * (min(lo + chunk_size, n) - lo)
+                           for lo in range(0, n, chunk_size)) / n
             first[0] = False
             return loss, self.grads
         return closure

@@ -154,6 +154,7 @@ class BatchNorm2d(Module):
     param_names = ("weight", "bias")
     buffer_names = ("running_mean", "running_var")
     hyper_names = ("training", "eps", "momentum")
+    batch_dependent = True
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, dtype=np.float64):
         super().__init__()
