@@ -16,7 +16,7 @@ import pytest
 
 from bench import run_all
 from bench.experiments import PRESETS, Run, base_config, build_matrix, unique_runs
-from fastconv.experiments import RunDir, execute_run, write_json
+from fastconv.experiments import RunDir, execute_run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAKE = "tests.test_run_all:fake_train"
@@ -189,19 +189,20 @@ def test_full_disk_stops_the_sitting_and_a_rerun_finishes(tmp_path):
     assert all(RunDir(out, r.key).final["status"] == "ok" for r in runs)
 
 
-def test_full_disk_when_recording_records_nothing(tmp_path, monkeypatch):
+def test_full_disk_in_a_run_records_nothing(tmp_path, monkeypatch):
+    """ENOSPC while a run stores an epoch: raised for the driver, not recorded as failed."""
     from fastconv.experiments import worker
 
     run = Run("t", "seed 1", base_config(PRESETS["smoke"], seed=1))
 
-    def full(path, obj):
+    def full(path, content):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
-    monkeypatch.setattr(worker, "write_json", full)
-    with pytest.raises(OSError):
+    monkeypatch.setattr(worker, "write_metrics", full)
+    with pytest.raises(OSError, match="No space left"):
         execute_run(run.config, str(tmp_path), run.key, 1, FAKE)
     assert RunDir(tmp_path, run.key).final is None
     # A run that fails for real is still recorded as failed.
-    monkeypatch.setattr(worker, "write_json", write_json)
+    monkeypatch.undo()
     bad = Run("t", "seed 13", base_config(PRESETS["smoke"], seed=13))
     assert execute_run(bad.config, str(tmp_path), bad.key, 1, FAKE)["status"] == "failed"
 
