@@ -29,7 +29,7 @@ from .serialization import (ModelFileError, _parse_json_entry, atomic_savez, ato
 
 __all__ = ["Trainer", "TrainingDiverged", "EpochStats", "build_optimizer", "OPTIMIZERS",
            "predict", "CheckpointError", "SettingsMismatch", "SaveFolderError",
-           "check_save_folder"]
+           "check_save_folder", "data_fingerprint"]
 
 LBFGS_MODES = ("torch", "batch")
 # Samples per forward/backward pass inside one mini-batch; larger batches are chunked, unless
@@ -423,8 +423,9 @@ class Trainer:
 
         With ``save_dir`` and ``resume``, a ``checkpoint.npz`` in ``save_dir`` is read and
         checked in full before anything trains, and its settings (model, loss, optimizer
-        and its hyperparameters, batch size, seed, number of training samples) must equal
-        this Trainer's: a run is only continued, never silently changed.
+        and its hyperparameters, batch size, seed, number of training samples, the training
+        data itself with its preprocessing) must equal this Trainer's: a run is only
+        continued, never silently changed.
 
         Parameters
         ----------
