@@ -303,6 +303,13 @@ def _check_out(out, write):
     (``write``) a folder that cannot be created or written."""
     from fastconv.train import SaveFolderError, check_save_folder
 
+    try:
+        os.stat(out)
+    except FileNotFoundError:
+        pass                    # nothing stored yet
+    except OSError as exc:      # a parent is a file, or cannot be searched
+        raise SystemExit(f"run_all.py: --out {out}: cannot be used ({exc.strerror}); pass "
+                         f"another --out folder. Nothing was run.") from None
     if os.path.exists(out) and not os.path.isdir(out):
         problem = "exists and is a file, not a folder"
     elif not write:

@@ -116,7 +116,8 @@ def test_damaged_sittings_log_is_skipped(tmp_path, capsys):
 def test_out_naming_a_file_or_an_unwritable_folder_is_one_line(tmp_path, capsys):
     afile = tmp_path / "afile"
     afile.write_text("x")
-    for out, listing in ((afile, True), (afile, False), (afile / "sub", False)):
+    for out, listing in ((afile, True), (afile, False), (afile / "sub", False),
+                         (afile / "sub", True)):
         with pytest.raises(SystemExit) as stop:
             run_all.main(["--preset", "smoke", "--out", str(out), "--train-fn", FAKE]
                          + ["--list"] * listing)
