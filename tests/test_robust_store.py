@@ -169,9 +169,9 @@ def test_full_disk_stops_the_sitting_and_a_rerun_finishes(tmp_path):
     out = str(tmp_path / "out")
     marker = tmp_path / "disk-is-full"
     marker.touch()
-    args = ["--preset", "smoke", "--only", "architecture", "--out", out, "--train-fn",
+    args = ["--preset", "smoke", "--only", "rotation", "--out", out, "--train-fn",
             FULL_DISK, "--no-progress", "--no-report", "--jobs", "2"]
-    runs = unique_runs(build_matrix("smoke", ["architecture"]))
+    runs = unique_runs(build_matrix("smoke", ["rotation"]))
     env = {FULL_DISK_MARKER: str(marker), "FAKE_EPOCHS": "3"}
     done = _driver(args, env)
     assert done.returncode == 1, done.stdout + done.stderr
