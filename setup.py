@@ -17,9 +17,15 @@ FASTCONV_DEBUG=1
     Debug build: Cython bounds checks, wraparound and initialization checks on, ``-O1 -g``.
 FASTCONV_BUILD_ONLY=name[,name...]
     Developer convenience: build only the named kernel modules (e.g. ``_conv2d``).
+
+A portable build on x86-64 also compiles the hot kernel modules once more per ISA level
+(``x86-64-v3``: AVX2 and FMA; ``x86-64-v4``: AVX-512), as ``<module>__v3`` and
+``<module>__v4`` from generated copies of the same source; ``fastconv._kernels`` picks the
+best one the running CPU supports at import (``FASTCONV_ISA=generic|v3|v4`` forces one).
 """
 import glob
 import os
+import platform
 import re
 import shutil
 import sys
@@ -41,10 +47,23 @@ DEBUG = _flag("FASTCONV_DEBUG")
 PORTABLE = _flag("FASTCONV_PORTABLE")
 NATIVE = _flag("FASTCONV_NATIVE")
 NO_OPENMP = _flag("FASTCONV_NO_OPENMP")
-MODE = "debug" if DEBUG else "release"
+# Whether this build may not tune for the building CPU (see _portable); known from the
+# command line already, since the per-ISA extensions are declared before setup() runs.
+PORTABLE_BUILD = PORTABLE or ("bdist_wheel" in sys.argv and not NATIVE)
+# Hot modules that a portable x86-64 build compiles once more per ISA level (see the
+# module docstring and fastconv/_kernels/__init__.py): where the compiler's vectorized loops
+# are (im2col/col2im, activations, pooling, normalization, rotation, losses, vector updates).
+# The GEMMs come from the BLAS, which dispatches on the CPU itself.
+ISA_MODULES = ("_conv2d", "_activation", "_pool", "_batchnorm", "_normalization", "_rotate",
+               "_loss", "_vector")
+ISA_LEVELS = (("v4", "x86-64-v4"), ("v3", "x86-64-v3"))
+ISA_VARIANTS = PORTABLE_BUILD and not DEBUG and platform.machine().lower() in (
+    "x86_64", "amd64")
+MODE = ("debug" if DEBUG else "release") + ("-portable" if PORTABLE_BUILD else "")
 # Generated C differs between debug and release builds (bounds checks are Cython directives),
-# so each mode keeps its own C files; switching modes forces a rebuild of the extensions,
-# which would otherwise look up to date next to the other mode's newer .so files.
+# so each mode keeps its own C files; switching modes (debug, release, portable) forces a
+# rebuild of the extensions, which would otherwise look up to date next to the other mode's
+# newer .so files (and the ISA list compiled into _openmp would go stale).
 _STAMP = os.path.join("build", "fastconv-build-mode")
 
 
@@ -144,10 +163,27 @@ class BuildExt(build_ext):
                 "fastconv: the C compiler cannot build OpenMP programs; the kernels will "
                 "run on one thread. Install an OpenMP-capable compiler (gcc, or clang with "
                 "libomp), or set FASTCONV_NO_OPENMP=1 to silence this warning.")
+        levels = [(level, march) for level, march in ISA_LEVELS
+                  if ctype != "msvc" and _compiles(self.compiler, ["-march=" + march],
+                                                   "int main(void){return 0;}\n")]
+        built = {level for level, _ in levels}
+        # A level the compiler cannot target is left out, and so is its name from the list
+        # compiled into _openmp (the dispatcher's source of truth).
+        self.extensions = [ext for ext in self.extensions
+                           if _isa_of(ext.name) in (None,) + tuple(built)]
         for ext in self.extensions:
-            ext.extra_compile_args = compile_args + (openmp if use_openmp else [])
+            isa = _isa_of(ext.name)
+            march = ["-march=" + dict(ISA_LEVELS)[isa]] if isa else []
+            ext.extra_compile_args = compile_args + march + (openmp if use_openmp else [])
             ext.extra_link_args = link_args + (openmp if use_openmp else [])
+            if ext.name.endswith("._openmp"):
+                ext.define_macros = ext.define_macros + [
+                    ("FASTCONV_ISA_VARIANTS",
+                     '"' + ",".join(level for level, _ in levels if ISA_VARIANTS) + '"')]
         print("fastconv: compile flags", compile_args + (openmp if use_openmp else []))
+        if ISA_VARIANTS:
+            print("fastconv: per-ISA kernel modules for", ", ".join(
+                march for _, march in levels) or "no level (the compiler targets none)")
         if MODE_CHANGED:
             self.force = True
         super().build_extensions()
@@ -156,19 +192,50 @@ class BuildExt(build_ext):
             f.write(MODE)
 
 
+def _isa_of(module):
+    """The ISA level of a per-ISA kernel module (``fastconv._kernels._conv2d__v3``: "v3"),
+    None for the others. By name: cythonize hands build_ext new Extension objects."""
+    tail = module.rsplit(".", 1)[-1]
+    return tail.rsplit("__", 1)[1] if "__" in tail.strip("_") else None
+
+
+def _isa_copy(path, level):
+    """The source of ``path``'s ISA-level twin, written beside it (git ignores these) only
+    when its text changed, so that an incremental build recompiles it only then."""
+    base, ext = os.path.splitext(path)
+    target = f"{base}__{level}{ext}"
+    with open(path, encoding="utf-8") as f:
+        text = (f"# Generated by setup.py from {os.path.basename(path)} for the {level} "
+                f"ISA level: edit that file, not this one.\n" + f.read())
+    try:
+        with open(target, encoding="utf-8") as f:
+            if f.read() == text:
+                return target
+    except OSError:
+        pass
+    with open(target, "w", encoding="utf-8") as f:
+        f.write(text)
+    return target
+
+
 def _extensions():
     only = [s.strip() for s in os.environ.get("FASTCONV_BUILD_ONLY", "").split(",") if s.strip()]
     exts = []
     for path in sorted(glob.glob(os.path.join("fastconv", "_kernels", "*.pyx"))):
         name = os.path.splitext(os.path.basename(path))[0]
-        if only and name not in only:
+        if "__" in name or (only and name not in only):
             continue
-        exts.append(Extension(
-            "fastconv._kernels." + name, [path],
-            # _kernels/ itself: C headers beside the .pyx (e.g. _conv2d_simd.h)
-            include_dirs=[np.get_include(), os.path.join("fastconv", "_kernels")],
-            define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-        ))
+        sources = [(name, path, None)]
+        if ISA_VARIANTS and name in ISA_MODULES:
+            sources += [(f"{name}__{level}", _isa_copy(path, level), level)
+                        for level, _ in ISA_LEVELS]
+        for mod, src, _ in sources:
+            exts.append(Extension(
+                "fastconv._kernels." + mod, [src],
+                # _kernels/ itself: C headers beside the .pyx (e.g. _conv2d_simd.h)
+                include_dirs=[np.get_include(), os.path.join("fastconv", "_kernels")],
+                define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+            ))
     directives = {
         "language_level": 3,
         "boundscheck": DEBUG,

@@ -13,7 +13,16 @@ mode and batch size. For each class the estimate takes, in order:
    machine, every case against the default ConvNet with SGD at batch 1, one thread) times a
    per-sample cost for this machine: the median stored epoch of any class, converted by its
    relative cost, or, in an empty folder, a quick measurement (a few hundred training samples
-   of the default ConvNet at the runs' thread count, about a second).
+   of the default ConvNet on one thread, about a second).
+
+Costs are one thread's: the stored epochs of the presets ran one thread per job, and
+:data:`RELATIVE` was measured on one thread. A run given more threads (one job on a 2-core
+machine gets 2) is estimated at one thread's cost, an upper bound that the spare cores may
+beat on a quiet machine. Calibrating at the runs' thread count instead measured whatever the
+other processes were doing in that second: at batch 1 every parallel region waits for its
+slowest thread, so on the shared 2-core machine two threads measured 2 to 60 times one
+thread's cost, and a fresh ``--out`` with the default single job (2 threads) was estimated
+at over ten times one core's measured training time of the whole matrix.
 
 Wall time: the runs are list-scheduled onto the ``jobs`` slots in the order the executor
 starts them, a branching run no earlier than its parent's branch epoch; the estimate is when
@@ -134,9 +143,11 @@ class Estimator:
     out : str
         The matrix folder.
     threads : int
-        Threads per run (for the quick calibration).
+        Threads per run. Not used for the costs, which are one thread's (see the module
+        docstring); kept so that callers state what the runs will use.
     calibrate : callable, optional
-        ``calibrate(threads) -> seconds per unit sample``; default :func:`quick_calibration`.
+        ``calibrate(threads) -> seconds per unit sample``, called with 1; default
+        :func:`quick_calibration`.
     """
 
     def __init__(self, runs, out, threads=1, calibrate=None):
@@ -156,7 +167,8 @@ class Estimator:
             self.unit = per_unit[len(per_unit) // 2]
         else:
             self.source = "measured now"
-            self.unit = (calibrate or quick_calibration)(threads)
+            # One thread, whatever the runs will use: see the module docstring.
+            self.unit = (calibrate or quick_calibration)(1)
 
     @staticmethod
     def _recency(run, out):

@@ -120,10 +120,15 @@ if REPO not in sys.path:
 
 from bench._machine import cpu_model, usable_cores  # noqa: E402
 
-__all__ = ["MODEL_NAMES", "build_fastconv_model", "count_flops", "check_equivalence",
+__all__ = ["MODEL_NAMES", "MODEL_INPUTS", "build_fastconv_model", "count_flops", "check_equivalence",
            "env_verdict", "main", "parse_args"]
 
 MODEL_NAMES = ("maxpool", "convnet")
+# Every model build_fastconv_model knows, with its input (C, H, W): the homework's two and a
+# CIFAR-shaped net (3x3 padding-1 convolutions, 32-64-128 channels, ReLU, max pooling), with
+# and without batch norm after each convolution.
+MODEL_INPUTS = {"maxpool": (1, 32, 32), "convnet": (1, 32, 32), "cifar": (3, 32, 32),
+                "cifar-bn": (3, 32, 32)}
 LR = 1e-3
 CHECK_RTOL = 1e-4
 CHECK_BATCH = 8
@@ -161,10 +166,20 @@ def build_fastconv_model(name, seed=SEED):
 
     if name == "convnet":
         return nn.build_model("convnet", loss="nll", dtype=np.float32, seed=seed)
-    if name != "maxpool":
-        raise ValueError(f"unknown model {name!r}; choose from {list(MODEL_NAMES)}")
     rng = np.random.default_rng(seed)
     f32 = np.float32
+    if name in ("cifar", "cifar-bn"):
+        layers = []
+        for c_in, c_out in ((3, 32), (32, 64), (64, 128)):
+            layers.append(nn.Conv2d(c_in, c_out, 3, padding=1, dtype=f32, rng=rng))
+            if name == "cifar-bn":
+                layers.append(nn.BatchNorm2d(c_out, dtype=f32))
+            layers += [nn.ReLU(), nn.MaxPool2d(2)]
+        return nn.Sequential(*layers, nn.Flatten(), nn.Linear(2048, 128, dtype=f32, rng=rng),
+                             nn.ReLU(), nn.Linear(128, 10, dtype=f32, rng=rng),
+                             nn.LogSoftmax())
+    if name != "maxpool":
+        raise ValueError(f"unknown model {name!r}; choose from {list(MODEL_INPUTS)}")
     return nn.Sequential(
         nn.Conv2d(1, 64, 5, dtype=f32, rng=rng), nn.Tanh(), nn.MaxPool2d(2),
         nn.Conv2d(64, 64, 5, dtype=f32, rng=rng), nn.Tanh(), nn.MaxPool2d(2),

@@ -1,4 +1,4 @@
-"""Sphinx configuration of fastconv's API reference.
+"""Sphinx configuration of fastconv's user guide and API reference.
 
 Build (from the repository root, after ``pip install -e ".[docs]"``)::
 
@@ -11,6 +11,8 @@ import os
 import sys
 
 sys.path.insert(0, os.path.abspath(".."))
+# Local extensions: _ext/fastconv_cli.py renders the command-line reference from argparse.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "_ext"))
 
 import fastconv  # noqa: E402  (after the path insert)
 
@@ -24,6 +26,7 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.intersphinx",
     "numpydoc",
+    "fastconv_cli",
 ]
 
 autodoc_default_options = {
@@ -38,7 +41,7 @@ numpydoc_xref_param_type = False
 
 intersphinx_mapping = {}
 html_theme = "alabaster"
-exclude_patterns = ["_build"]
+exclude_patterns = ["_build", "_ext"]
 nitpicky = False
 
 

@@ -2,7 +2,7 @@
 
 Subpackages: :mod:`fastconv.functional` (validated kernels), :mod:`fastconv.nn` (layers,
 losses, the homework's models), :mod:`fastconv.optim` (SGD, ASGD, CG, L-BFGS),
-:mod:`fastconv.datasets` (MNIST), and :class:`fastconv.Trainer`.
+:mod:`fastconv.datasets` (MNIST and other small image sets), and :class:`fastconv.Trainer`.
 """
 from ._version import __version__
 from ._threads import get_num_threads, get_thread_setting, openmp_enabled, set_num_threads

@@ -15,6 +15,7 @@ import numpy as np
 
 from ._version import __version__
 from ._threads import max_threads
+from .datasets.catalog import DATA_DESCRIPTION, DATASETS
 from .nn.loss import LOSSES
 from .nn.models import MODELS
 from .optim import OPTIMIZERS
@@ -23,6 +24,19 @@ __all__ = ["main", "build_parser"]
 
 USAGE_ERROR = 2
 RUNTIME_ERROR = 1
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Adds "(default: X)" to an option's help once: not when the help already says its
+    default, nor for flags and options whose absence is their default."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        # By identity: 0 and 0.0 are defaults worth showing, and 0.0 == False.
+        if "default" in text or any(action.default is v for v in
+                                    (None, False, argparse.SUPPRESS)):
+            return text
+        return super()._get_help_string(action)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -69,10 +83,18 @@ def _thread_count(text):
     return n
 
 
-def _add_common_options(p):
+def _add_common_options(p, dataset_default=None):
+    # Without a default of its own (test, predict), the help names the model's data set; the
+    # empty "%(default).0s" stops the help formatter from appending "(default: None)".
+    what = (f"(default: {dataset_default}){'%(default).0s'}" if dataset_default else "")
+    p.add_argument("--dataset", choices=DATASETS, default=None if dataset_default else "mnist",
+                   help="mnist, fashion-mnist, kmnist: a named set (--data optional: else "
+                        "the cache, then a download); idx: a folder of IDX files in the "
+                        "MNIST layout; cifar: a folder of CIFAR-10 binary batches; npz: a "
+                        "file of arrays x, y, x_test, y_test " + what)
     p.add_argument("--data", default=None,
-                   help="folder with the four MNIST .gz files (default: $FASTCONV_DATA, the "
-                        "user cache, then a download)")
+                   help="the data set's folder or file (for mnist default: $FASTCONV_DATA, "
+                        "the user cache, then a download)")
     p.add_argument("--size", choices=["full", "small"], default="full",
                    help="full = 60,000 train / 10,000 test; small = first 6,000 / 1,000")
     p.add_argument("--threads", type=_thread_count, default=None,
@@ -96,7 +118,7 @@ def build_parser():
                         help="show the Python traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                 parser_class=_Parser)
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = _HelpFormatter
 
     t = sub.add_parser("train", help="train a model, saving logs and the model every epoch",
                        formatter_class=fmt)
@@ -117,7 +139,8 @@ def build_parser():
     t.add_argument("--momentum", type=_number(float, 0, 1, high_open=True), default=0.0,
                    help="SGD only")
     t.add_argument("--t0", type=_number(float, 0), default=1,
-                   help="ASGD: start averaging after t0 epochs")
+                   help="ASGD: start averaging after t0 x (training-set size) updates, the "
+                        "Torch7 driver's trsize * t0 (t0 epochs at batch 1)")
     t.add_argument("--max-iter", type=_number(int, 1), default=2,
                    help="CG and L-BFGS: iterations per mini-batch")
     t.add_argument("--type", choices=["double", "float"], default="float",
@@ -139,13 +162,16 @@ def build_parser():
                    help="start over even if the save folder holds a checkpoint (its logs, "
                         "model and checkpoint are replaced)")
     t.add_argument("--visualize", action="store_true",
-                   help="write PNGs of the first two layers' filters and of training inputs")
+                   help="after training, write into --save filters_layer1.png and "
+                        "filters_layer2.png (the first two convolutions: a first layer's "
+                        "filters as tiles, a deeper one as a map of its kernels' norms beside "
+                        "its strongest kernels) and inputs.png (training inputs)")
     t.add_argument("--progress", choices=["auto", "on", "off"], default="auto",
                    help="progress bars (auto: only on a terminal)")
 
     e = sub.add_parser("test", help="evaluate a saved model on the test set",
                        formatter_class=fmt)
-    _add_common_options(e)
+    _add_common_options(e, "the one the model was trained on")
     e.add_argument("--model-file", default=os.path.join("results", "model.npz"),
                    help="model saved by 'fastconv train'")
 
@@ -155,7 +181,7 @@ def build_parser():
                                    "test set. With IMAGE files: print (or write to --output) "
                                    "file,label,p0..p9 for each digit, prepared exactly as the "
                                    "training data was.")
-    _add_common_options(p)
+    _add_common_options(p, "the one the model was trained on")
     p.add_argument("images", nargs="*", metavar="IMAGE",
                    help="PNG files (any size, dark-on-light or light-on-dark) or .npy arrays "
                         "(H, W) or (N, H, W) of grey levels")
@@ -168,21 +194,44 @@ def build_parser():
 
 
 # -- commands ---------------------------------------------------------------------------
-def _check_data_folder(args):
-    if args.data is not None and not os.path.isdir(args.data):
-        # load_mnist would go on to FASTCONV_DATA, the cache and a download: a folder the
-        # user named and mistyped must not quietly give way to another copy.
-        raise _UserError(f"--data {args.data}: no such folder; pass the folder that holds "
-                         f"the four MNIST .gz files")
+# The MNIST-layout sets: IDX images, 28x28 for the named ones, padded as MNIST.
+_IDX_KINDS = ("mnist", "fashion-mnist", "kmnist", "idx")
+
+
+def _check_data_path(args):
+    name = args.dataset
+    if args.data is None:
+        if name not in _IDX_KINDS or name == "idx":
+            raise _UserError(f"--dataset {name} needs --data: {DATA_DESCRIPTION[name]}")
+        return
+    want_file = name == "npz"
+    ok = os.path.isfile(args.data) if want_file else os.path.isdir(args.data)
+    if not ok:
+        # A named set's loader would go on to FASTCONV_DATA, the cache and a download: a
+        # path the user named and mistyped must not quietly give way to another copy.
+        raise _UserError(f"--data {args.data}: no such {'file' if want_file else 'folder'}; "
+                         f"--dataset {name} needs {DATA_DESCRIPTION[name]}")
 
 
 def _load_data(args, dtype, normalization=None, local_contrast=False):
-    from .datasets import Normalization, load_mnist
+    from .datasets import Normalization, load_dataset
 
-    _check_data_folder(args)
+    _check_data_path(args)
+    if local_contrast and args.dataset not in _IDX_KINDS:
+        raise _UserError(f"--local-contrast applies to the MNIST-layout sets "
+                         f"({', '.join(_IDX_KINDS)}), not --dataset {args.dataset}")
+    from .datasets import DataFileError
+
     norm = Normalization.from_dict(normalization) if normalization else True
-    return load_mnist(args.data, size=args.size, dtype=dtype, normalize=norm,
-                      local_contrast=local_contrast)
+    try:
+        return load_dataset(args.dataset, args.data, size=args.size, dtype=dtype,
+                            normalize=norm, local_contrast=local_contrast)
+    except ValueError as exc:
+        if isinstance(exc, DataFileError):
+            raise
+        # The only argument a user's data can make wrong is the size (a small set has
+        # fewer than 6,000 / 1,000 samples).
+        raise _UserError(f"--size {args.size}: {exc}; pass --size full") from None
 
 
 def _train(args):
@@ -194,18 +243,22 @@ def _train(args):
                          f"has none. Drop --extra-conv or pass --model convnet (or "
                          f"convnet-max)")
     # Before any work: a --save that cannot be written would otherwise fail after an epoch.
-    _check_data_folder(args)
+    _check_data_path(args)
     check_save_folder(args.save)
     set_num_threads(args.threads)
     dtype = np.float32 if args.type == "float" else np.float64
     data = _load_data(args, dtype, local_contrast=args.local_contrast)
-    model = nn.build_model(args.model, loss=args.loss, extra_conv=args.extra_conv,
-                           dropout=args.dropout, rotate=args.rotate, dtype=dtype,
-                           seed=args.seed)
-    print(model.summary((1, 32, 32)))
+    try:
+        model = nn.build_model(args.model, loss=args.loss, input_shape=data.input_shape,
+                               n_classes=data.n_classes, extra_conv=args.extra_conv,
+                               dropout=args.dropout, rotate=args.rotate, dtype=dtype,
+                               seed=args.seed)
+    except ValueError as exc:
+        raise _UserError(f"--model {args.model} does not fit --dataset {args.dataset} "
+                         f"(images {data.input_shape}): {exc}") from None
+    print(model.summary(data.input_shape))
     progress = {"auto": None, "on": True, "off": False}[args.progress]
-    metadata = {"normalization": data.normalization.to_dict() if data.normalization else None,
-                "local_contrast": args.local_contrast, "model": args.model,
+    metadata = {**data.metadata(), "local_contrast": args.local_contrast, "model": args.model,
                 "options": {k: v for k, v in vars(args).items() if k not in ("func", "debug")}}
     trainer = Trainer(model, loss=args.loss, optimizer=args.optimization.lower(),
                       batch_size=args.batch_size, lr=args.learning_rate,
@@ -214,7 +267,8 @@ def _train(args):
                       switch_to_lbfgs_after=args.switch_to_lbfgs_after, seed=args.seed,
                       threads=args.threads, save_dir=args.save, progress=progress,
                       metadata=metadata)
-    trainer.fit(data.train_x, data.train_y, data.test_x, data.test_y, epochs=args.epochs,
+    test_x, test_y = (data.test_x, data.test_y) if len(data.test_y) else (None, None)
+    trainer.fit(data.train_x, data.train_y, test_x, test_y, epochs=args.epochs,
                 resume=not args.no_resume)
     if args.visualize:
         _write_figures(model, data.train_x, args.save)
@@ -232,16 +286,66 @@ def _write_figures(model, inputs, folder):
         print("wrote", path)
 
 
+# What a model file written before models recorded their data set was trained on.
+_MNIST_DATASET = {"name": "mnist", "input_shape": [1, 32, 32], "n_classes": 10, "padding": 2}
+
+
+def _trained_on(meta, path):
+    """The ``dataset`` record of a model file's metadata (MNIST for older files), checked."""
+    from .serialization import ModelFileError
+
+    info = meta.get("dataset")
+    if info is None:
+        return _MNIST_DATASET
+    shape = info.get("input_shape") if isinstance(info, dict) else None
+    if not (isinstance(info, dict) and info.get("name") in DATASETS
+            and isinstance(shape, list) and len(shape) == 3
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in shape)
+            and isinstance(info.get("n_classes"), int) and info.get("padding") in (0, 2)):
+        raise ModelFileError(path, f"metadata.dataset must record name (one of "
+                                   f"{', '.join(DATASETS)}), input_shape [C, H, W], n_classes "
+                                   f"and padding; got {info!r}"[:300])
+    return info
+
+
+def _check_fits(model, path, input_shape, n_classes, name):
+    """Refuse, with the fix, a model that cannot take this data set's samples or classes."""
+    from .serialization import ModelFileError
+
+    try:
+        y = model.forward(np.zeros((1,) + tuple(input_shape), dtype=model.dtype or np.float32))
+    except (TypeError, ValueError) as exc:
+        raise ModelFileError(path, f"the model does not take --dataset {name}'s inputs of "
+                                   f"shape {tuple(input_shape)} ({exc})") from None
+    if y.ndim != 2 or y.shape[1] != n_classes:
+        got = y.shape[1] if y.ndim == 2 else f"shape {y.shape[1:]}"
+        raise ModelFileError(path, f"the model has {got} outputs per sample; --dataset "
+                                   f"{name} has {n_classes} classes (one output each)")
+
+
 def _load_for_eval(args, need_data=True):
     from . import set_num_threads
     from .serialization import load_model
 
     set_num_threads(args.threads)
-    model, meta = load_model(args.model_file, input_shape=(1, 32, 32), n_outputs=10)
+    model, meta = load_model(args.model_file)
+    trained = _trained_on(meta, args.model_file)
+    args.dataset = args.dataset or trained.get("name", "mnist")
     data = None
     if need_data:
         data = _load_data(args, model.dtype, meta.get("normalization"),
                           meta.get("local_contrast", False))
+        if (list(trained["input_shape"]), trained["n_classes"]) != \
+                (list(data.input_shape), data.n_classes):
+            raise _UserError(
+                f"{args.model_file} was trained on --dataset {trained.get('name')} (inputs "
+                f"{tuple(trained['input_shape'])}, {trained['n_classes']} classes); --dataset "
+                f"{args.dataset} gives inputs {data.input_shape}, {data.n_classes} classes. "
+                f"Pass the --dataset and --data it was trained on")
+        _check_fits(model, args.model_file, data.input_shape, data.n_classes, args.dataset)
+    else:
+        _check_fits(model, args.model_file, trained["input_shape"], trained["n_classes"],
+                    trained.get("name", "mnist"))
     return model, meta, data
 
 
@@ -255,7 +359,9 @@ def _test(args):
     from .train import predict
 
     model, meta, data = _load_for_eval(args)
-    confusion = ConfusionMatrix(10)
+    if not len(data.test_y):
+        raise _UserError(f"--data {args.data} has no test split (x_test, y_test) to test on")
+    confusion = ConfusionMatrix(data.n_classes)
     confusion.add(predict(model, data.test_x, 1000), data.test_y)
     print(confusion)
     print(f"test accuracy: {100 * confusion.accuracy:.2f}%")
@@ -293,6 +399,9 @@ def _write_csv(path, header, rows):
 def _predict_cmd(args):
     if not args.images:
         model, meta, data = _load_for_eval(args)
+        if not len(data.test_y):
+            raise _UserError(f"--data {args.data} has no test split (x_test, y_test) to "
+                             f"predict")
         pred = np.argmax(_scores(model, data.test_x), axis=1)
         output = args.output or "predictions.csv"
         _write_csv(output, ["Id", "Prediction"], ((i + 1, int(p)) for i, p in enumerate(pred)))
@@ -301,6 +410,12 @@ def _predict_cmd(args):
     from .datasets.images import prepare_digits, read_digit_images
 
     model, meta, _ = _load_for_eval(args, need_data=False)
+    trained = _trained_on(meta, args.model_file)
+    if list(trained["input_shape"]) != [1, 32, 32] or trained.get("padding") != 2:
+        raise _UserError(f"IMAGE files are prepared as MNIST digits (28x28, padded to "
+                         f"32x32); this model takes {tuple(trained['input_shape'])} inputs "
+                         f"from --dataset {trained.get('name')}. Run predict without IMAGE to "
+                         f"label the data set's test split")
     names, images = read_digit_images(args.images)
     x = prepare_digits(images, meta.get("normalization"), meta.get("local_contrast", False),
                        dtype=model.dtype, names=names)
@@ -356,13 +471,15 @@ def _one_line(exc, args):
 
     if isinstance(exc, _UserError):
         return str(exc)
+    name = getattr(args, "dataset", None) or "mnist"
     if isinstance(exc, DataNotFoundError):
         first = str(exc).splitlines()[0]
-        return (f"{first} Put the four MNIST .gz files in a folder and pass --data FOLDER or "
-                f"set FASTCONV_DATA (--debug lists every place tried)")
+        env = " or set FASTCONV_DATA" if name == "mnist" else ""
+        return (f"{first} Put the four .gz files in a folder and pass --data FOLDER{env} "
+                f"(--debug lists every place tried)")
     if isinstance(exc, DataFileError):
-        return (f"{exc}; --data (or FASTCONV_DATA) must name a folder holding the original "
-                f"MNIST files")
+        where = "--data (or FASTCONV_DATA)" if name == "mnist" and not args.data else "--data"
+        return f"{exc}; --dataset {name}: {where} must name {DATA_DESCRIPTION[name]}"
     if isinstance(exc, SettingsMismatch):
         return _mismatch_message(exc, args.save)
     if isinstance(exc, CheckpointError):

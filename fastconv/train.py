@@ -38,6 +38,10 @@ CHUNK = 500
 LOG_HEADER = ["epoch", "loss", "accuracy", "mean_class_accuracy", "seconds"]
 
 
+def _threads_text(n):
+    return "1 thread" if n == 1 else f"{n} threads"
+
+
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; raised before the offending update is applied."""
 
@@ -168,8 +172,15 @@ class Trainer:
     optimizer : {"sgd", "asgd", "cg", "lbfgs"}
     batch_size : int
         1 is pure stochastic descent; larger batches average the gradient over the batch.
-    lr, lr_decay, weight_decay, momentum, t0_epochs, max_iter
-        As the homework's options (``t0_epochs`` is ASGD's t0 in epochs).
+    lr, lr_decay, weight_decay, momentum, max_iter
+        As the homework's options.
+    t0_epochs : float
+        The homework's ``t0``: ASGD starts averaging after ``t0_epochs * n_train`` updates,
+        as the Torch7 driver's ``t0 = trsize * opt.t0`` does at every batch size (so after
+        ``t0_epochs`` epochs at batch 1, ``t0_epochs * batch_size`` epochs at batch B).
+        Earlier fastconv counted ``t0_epochs`` epochs' worth of updates
+        (``t0_epochs * ceil(n_train / batch_size)``), which agrees with the driver only at
+        batch 1; a run resumed from such a checkpoint keeps the t0 it started with.
     switch_to_lbfgs_after : int, optional
         Run the chosen optimizer for this many epochs, then L-BFGS.
     lbfgs_mode : {"torch", "batch"}
@@ -271,7 +282,8 @@ class Trainer:
                                    line_search="strong_wolfe", memory="step")
             return build_optimizer("lbfgs", self.params, **{**self.options,
                                                             "max_iter": max_iter})
-        return build_optimizer(name, self.params, t0=self.t0_epochs * self._steps_per_epoch(),
+        # The driver's trsize * t0: updates, whatever the batch size (not epochs of updates).
+        return build_optimizer(name, self.params, t0=self.t0_epochs * (self._n_train or 1),
                                **self.options)
 
     def _make_stepper(self):
@@ -536,7 +548,7 @@ class Trainer:
         if not self.verbose:
             return
         print(f"epoch {stats.epoch}: {1000 * stats.seconds_per_sample:.3f} ms/sample, "
-              f"{stats.seconds:.1f} s, {get_num_threads()} threads")
+              f"{stats.seconds:.1f} s, {_threads_text(get_num_threads())}")
         print(f"train: loss {stats.loss:.4f}, accuracy {100 * stats.accuracy:.2f}%, "
               f"mean class accuracy {100 * stats.mean_class_accuracy:.2f}%")
         print(stats.confusion)

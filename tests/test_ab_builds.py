@@ -9,6 +9,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from bench._ab import AB_TARGET, paired_summary
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -22,6 +24,7 @@ def test_paired_summary_pairs_rounds():
     assert s["ratio_of_medians"] == 2.0
 
 
+@pytest.mark.slow
 def test_quick_ab_run_writes_the_schema(tmp_path):
     out = tmp_path / "ab.json"
     proc = subprocess.run(

@@ -1,4 +1,6 @@
 """The environment matrix's verdict in bench/compare_torch.py (no PyTorch needed)."""
+import pytest
+
 from bench.compare_torch import SLOWER_MARGIN, env_verdict
 
 
@@ -28,6 +30,7 @@ def test_losing_every_round_by_more_than_the_margin_is_slower():
     assert v.startswith("SLOWER than 1 thread in every round")
 
 
+@pytest.mark.slow
 def test_busy_host_scenarios_run_and_are_recorded(tmp_path):
     """`compare_torch.py --busy` measures every scenario in fresh processes (numbers here are
     meaningless: quick settings on a shared test machine); the JSON holds paired fractions."""

@@ -35,6 +35,11 @@ CASES = [
 IDS = ["basic", "stride2-pad1", "kernel=input", "kernel=padded-input", "asymmetric",
        "stride3-pad2-N5", "1x1-pad", "F1-pad2", "pad>kernel", "one-output-row",
        "N11-chunked", "N14-chunked-stride", "K128>P", "K144>P-N1"]
+# The central-difference checks of the largest cases take most of this file's time: they
+# run in the full suite and are left out of the quick one (-m "not slow").
+GRAD_CASES = [pytest.param(case, id=name, marks=pytest.mark.slow if name in
+                           ("N11-chunked", "N14-chunked-stride", "K128>P") else ())
+              for case, name in zip(CASES, IDS)]
 
 
 @pytest.fixture(autouse=True, params=["blocks-default", "blocks-per-channel",
@@ -139,7 +144,7 @@ def test_empty_batch():
 
 # --- Backward against central differences of the reference -------------------------------
 
-@pytest.mark.parametrize("case", CASES, ids=IDS)
+@pytest.mark.parametrize("case", GRAD_CASES)
 def test_grad_input(case, rng):
     x, weight, bias, stride, padding = make(case)
     check_vjp(lambda z: conv2d_reference(z, weight, bias, stride, padding),
@@ -147,7 +152,7 @@ def test_grad_input(case, rng):
               x, rng)
 
 
-@pytest.mark.parametrize("case", CASES, ids=IDS)
+@pytest.mark.parametrize("case", GRAD_CASES)
 def test_grad_weight(case, rng):
     x, weight, bias, stride, padding = make(case)
     check_vjp(lambda wv: conv2d_reference(x, wv, bias, stride, padding),

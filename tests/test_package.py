@@ -110,4 +110,4 @@ def test_index_page_readme_has_no_repository_relative_images_or_links():
     assert "![" in _read("README.md")                        # GitHub keeps its figures
     assert not re.search(r"!\[[^\]]*\]\((?!https?://)", text)
     assert not re.search(r"\]\((?!https?://|#)", text)
-    assert "bench/results/quick/figures/best_model.png` in the source repository" in text
+    assert "bench/results/full/figures/batch_size.png` in the source repository" in text

@@ -56,6 +56,7 @@ def _render(raw, folder):
     return paths
 
 
+@pytest.mark.slow
 def test_cli_labels_rendered_test_digits_like_the_originals(trained, tmp_path):
     model_path, model, data, raw = trained
     paths = _render(raw, tmp_path)

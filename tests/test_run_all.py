@@ -200,6 +200,7 @@ def _mtimes(out):
             for k in os.listdir(root) if os.path.exists(os.path.join(root, k, "final.json"))}
 
 
+@pytest.mark.slow
 def test_rerun_of_a_finished_matrix_executes_nothing(tmp_path, capsys):
     out = str(tmp_path / "out")
     args = ["--preset", "smoke", "--only", "optimizers", "rotation", "--out", out,
@@ -231,6 +232,7 @@ def test_retry_failed_reruns_only_failed_runs(tmp_path):
     assert os.path.exists(RunDir(tmp_path, todo[0].key).file("final.previous.json"))
 
 
+@pytest.mark.slow
 def test_killed_matrix_resumes_without_redoing_finished_runs(tmp_path):
     out = str(tmp_path / "out")
     env = {**os.environ, "FAKE_EPOCHS": "4", "FAKE_EPOCH_SECONDS": "0.3",
@@ -350,6 +352,7 @@ def test_report_only_runs_nothing(tmp_path, capsys):
 
 # -- the real thing ------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_smoke_preset_end_to_end(tmp_path):
     """Every family, real training on the committed MNIST subset, 2 jobs x 1 thread."""
     out = str(tmp_path / "smoke")
@@ -450,6 +453,7 @@ def _driver(args, **kw):
                             env=env, cwd=ROOT, **kw)
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(tmp_path):
     out = str(tmp_path / "out")
     args = ["--preset", "smoke", "--only", "architecture", "--out", out, "--train-fn", FAKE,

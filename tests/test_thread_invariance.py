@@ -1,8 +1,8 @@
 """Results do not depend on the thread count: bitwise, for every layer and for training.
 
 Every kernel splits its work into units fixed by the shapes alone (never by the thread
-count) and adds partial results in a fixed order, so 1, 2, 3 or 4 threads, and a count that
-changes between steps, give the same bits. The shapes here are large enough for every
+count) and adds partial results in a fixed order, so 1, 2, 3, 4 or 8 threads, and a count
+that changes between steps, give the same bits. The shapes here are large enough for every
 kernel to run in parallel (the serial thresholds are a few thousand elements), and the batch
 sizes (1, 3, 5, 7) do not divide among 2, 3 or 4 threads.
 """
@@ -16,7 +16,8 @@ from fastconv.train import Trainer
 
 from .layer_cases import CASES, make
 
-THREADS = (1, 2, 3, 4)
+# 8 threads on a 2-core machine: more threads than cores, and than some regions' units.
+THREADS = (1, 2, 3, 4, 8)
 DTYPES = (np.float32, np.float64)
 
 
@@ -217,3 +218,23 @@ def test_every_registered_layer_gives_the_same_bits_on_any_thread_count(name):
     x = np.random.default_rng(1).standard_normal(_scaled(CASES[name][1], name))
     results = {t: _run_layer(lambda: make(name, np.float64, 0), x, 5, t) for t in THREADS}
     _assert_same(results, f"{name} on input {x.shape}")
+
+
+@pytest.mark.parametrize("batch", (33, 70))
+@pytest.mark.parametrize("name", ["maxpool", "cifar", "cifar-bn"])
+def test_benchmark_nets_train_to_the_same_weights_on_any_thread_count(name, batch):
+    """The max-pool ConvNet and the CIFAR-shaped nets of bench/compare_torch.py, three SGD
+    steps at batches that cut the convolutions into row tiles and sample groups of several
+    samples (33) and into whole samples (70)."""
+    from bench.compare_torch import MODEL_INPUTS, FastconvTrainer, build_fastconv_model
+    rng = np.random.default_rng(batch)
+    x = rng.standard_normal((batch,) + MODEL_INPUTS[name]).astype(np.float32)
+    y = rng.integers(0, 10, batch)
+    results = {}
+    for t in THREADS:
+        fastconv.set_num_threads(t)
+        trainer = FastconvTrainer(build_fastconv_model(name))
+        for _ in range(3):
+            trainer.step(x, y)
+        results[t] = [np.array(p) for p in trainer.model.params()]
+    _assert_same(results, f"{name}, batch {batch}")

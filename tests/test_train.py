@@ -63,6 +63,7 @@ def test_training_lowers_loss_and_beats_chance(subset, tmp_path):
     ("cg", dict(batch_size=50, max_iter=3)),
     ("sgd", dict(switch_to_lbfgs_after=1, batch_size=20)),
 ])
+@pytest.mark.slow
 def test_resume_after_interruption_equals_uninterrupted_run(subset, tmp_path, optimizer,
                                                             extra):
     x, y = subset.train_x[:200], subset.train_y[:200]

@@ -31,6 +31,7 @@ from libc.math cimport exp, expf, log, tanh, INFINITY
 from ._types cimport real_t
 
 from ._openmp cimport CHUNK, SERIAL_BELOW
+from ._trace cimport trace_active, unit_begin, unit_end
 
 cdef enum _Op:
     _SIGMOID
@@ -161,12 +162,15 @@ cdef void _elementwise(_Op op, const real_t[::1] a, const real_t[::1] b, real_t[
     cdef Py_ssize_t size = out.shape[0]
     cdef Py_ssize_t n_chunks = (size + CHUNK - 1) // CHUNK
     cdef Py_ssize_t c, start
+    cdef double t0
     if size == 0:
         return
-    if n_threads > 1 and size >= SERIAL_BELOW:
+    if (n_threads > 1 or trace_active()) and size >= SERIAL_BELOW:
         for c in prange(n_chunks, schedule='static', nogil=True, num_threads=n_threads):
+            t0 = unit_begin()
             start = c * CHUNK
             _chunk(op, &a[start], &b[start], &out[start], min(CHUNK, size - start))
+            unit_end(b"elementwise", c, n_chunks, t0)
     else:
         with nogil:
             _chunk(op, &a[0], &b[0], &out[0], size)
@@ -254,13 +258,16 @@ def dropout_forward(const real_t[::1] x,      # IN
     cdef Py_ssize_t c, start
     # 1 / (1 - p) is formed in double and rounded once, so float32 and float64 masks agree.
     cdef real_t scale = <real_t>(1.0 / (1.0 - p))
+    cdef double t0
     if size == 0:
         return
-    if n_threads > 1 and size >= SERIAL_BELOW:
+    if (n_threads > 1 or trace_active()) and size >= SERIAL_BELOW:
         for c in prange(n_chunks, schedule='static', nogil=True, num_threads=n_threads):
+            t0 = unit_begin()
             start = c * CHUNK
             _dropout_impl(&x[start], &u[start], p, scale, &mask[start], &y[start],
                           min(CHUNK, size - start))
+            unit_end(b"dropout", c, n_chunks, t0)
     else:
         with nogil:
             _dropout_impl(&x[0], &u[0], p, scale, &mask[0], &y[0], size)
@@ -378,9 +385,12 @@ cdef void _rows(_RowOp op, const real_t[:, ::1] a, const real_t[:, ::1] b,
     cdef real_t bt = <real_t>beta
     if rows == 0 or k == 0:
         return
-    if n_threads > 1 and rows > 1 and rows * k >= SERIAL_BELOW:
+    cdef double t0
+    if (n_threads > 1 or trace_active()) and rows > 1 and rows * k >= SERIAL_BELOW:
         for r in prange(rows, schedule='static', nogil=True, num_threads=n_threads):
+            t0 = unit_begin()
             _row(op, &a[r, 0], &b[r, 0], &out[r, 0], k, bt)
+            unit_end(b"rows", r, rows, t0)
     else:
         with nogil:
             for r in range(rows):

@@ -18,25 +18,32 @@ Design
     GEMM calls whoever runs it, threads take contiguous runs of units, and partial results
     are added in unit order. (Cutting a GEMM differently is not an option: OpenBLAS's result
     for an element changes with the extents of the product it is computed in.)
-    - forward: from _UNITS (4) samples on, a unit is a whole sample, channel block after
-      channel block. Fewer samples are each cut into parts, _UNITS units in all: output-row
-      tiles when K <= P (as in a first layer; each tile needs only its own columns of the
-      im2col matrix) or input-channel groups when K > P, whose (F, P) partial outputs are
+    Units are cut for 64 threads wherever the work allows (_UNITS), and a sample into at
+    most 4 parts (_SAMPLE_PARTS), so a batch of 1 runs in 4 units and a batch of 32 in 64:
+    - forward: min(4, 64 / N) parts per sample, 1 from 64 samples on: output-row tiles of
+      at least _TILE_PIXELS pixels (each needs only its own columns of the im2col matrix),
+      or, where K > P and N < 4, input-channel groups whose (F, P) partial outputs are
       then added in group order, with the bias last;
-    - backward, K > P: a unit is one of min(C, _UNITS) input-channel groups, through every
-      sample in order: its columns of the weight gradient, its rows of the bias gradient
-      and its channels of the input gradient need nothing from the other units, so no
-      partial sums at all;
+    - backward, K > P: (sample group, input-channel group) units. A channel group's
+      weight-gradient columns, bias rows and input-gradient channels need nothing from the
+      other channel groups; each sample group sums its samples into a partial weight
+      gradient of its own, and the partials are added in group order. Channel groups keep
+      at least _GROUP_ROWS im2col rows (at most 16 groups), and there are as many sample
+      groups as make 64 units;
     - backward, K <= P: the weight gradient (inner dimension P, a small (F, K) result) is
-      cut into min(N, _UNITS) sample groups times, below _UNITS samples, output-row tiles,
-      whose partial (F, K) gradients are added in unit order; the input gradient into
-      (sample, channel group) units.
+      cut into sample groups times, below 64 samples, output-row tiles, whose partial (F, K)
+      gradients are added in unit order; the input gradient into (sample, channel group)
+      units.
+    Pure copies and element-wise sums (grad_y transposed for the whole batch, the partial
+    sums) are shared by the thread count: how they are cut cannot change a bit.
+    Every unit reports its wall time to fastconv._kernels._trace while a trace is on
+    (bench/scaling.py builds its model from these).
     Each unit walks its channels in cache-sized blocks (about 2^14 elements of im2col, see
     _block_channels) so that a block is consumed by its GEMM while still in L1/L2.
 (d) col2im adds each channel's contributions in the order (u, v, i), whatever the split.
 (e) Inner loops run over contiguous output columns, with the padding handled by computing the
     valid ranges once per row instead of a branch per element, so they vectorize.
-(f) The weight gradient multiplies by grad_y transposed (copied per sample) when K >= 128:
+(f) The weight gradient multiplies by grad_y transposed (copied for the batch) when K >= 128:
     OpenBLAS's product with both operands transposed is much faster there than the plain
     one (see _weight_grad_block).
 (g) conv2d_backward rebuilds im2col per sample, which costs far less than the memory a
@@ -52,6 +59,7 @@ from libc.string cimport memcpy, memset
 
 from ._types cimport real_t
 from ._blas cimport gemm_rm
+from ._trace cimport unit_begin, unit_end
 
 
 cdef extern from "_conv2d_simd.h":
@@ -501,41 +509,78 @@ cdef void _input_grad_channels(const real_t* grad_y, const real_t* weight, real_
 # ---------------------------------------------------------------------------------------------
 
 cdef enum:
-    # A batch is cut into at least this many units where its shapes allow, so that up to
-    # this many threads share even one sample. A constant, not the thread count: the units,
-    # and so every GEMM call and every partial sum, are the same whatever the thread count.
-    _UNITS = 4
+    # Units a region is cut into where the work allows, so that up to this many threads
+    # share it. Constants, not the thread count: the units, and so every GEMM call and every
+    # partial sum, are the same whatever the thread count.
+    _UNITS = 64
+    # At most this many parts per sample: a batch of 1 runs in 4 units, and a batch is cut
+    # into whole samples from _UNITS samples on.
+    _SAMPLE_PARTS = 4
+    # A row tile keeps at least this many output pixels (GEMM columns), and a channel group
+    # of the backward pass at least this many im2col rows, so that cutting a sample into
+    # parts never makes its GEMMs too thin to run near the library's speed.
+    _TILE_PIXELS = 32
+    _GROUP_ROWS = 64
+    # Channel groups of the backward pass where K > P: at most this many.
+    _MAX_GROUPS = 16
 
 
-cdef inline int _ceil_div(int a, int b) noexcept nogil:
-    return (a + b - 1) // b
+cdef inline int _ceil_div(long long a, long long b) noexcept nogil:
+    return <int>((a + b - 1) // b)
+
+
+cdef inline bint _forward_by_channels(const Geom* g, int n_batch) noexcept nogil:
+    """Whether a sample's forward parts are input-channel groups (added up afterwards) rather
+    than output-row tiles: only where K > P and the batch is too small to fill the units
+    with row tiles of _TILE_PIXELS (a batch of 1-3), where each tile would be too thin."""
+    return g.k > g.p and n_batch < _SAMPLE_PARTS
+
+
+cdef inline int _row_tiles_max(const Geom* g) noexcept nogil:
+    """The most output-row tiles a sample is cut into: each keeps _TILE_PIXELS pixels."""
+    return max(1, min(g.oh, g.p // _TILE_PIXELS))
 
 
 cdef inline int _forward_parts(const Geom* g, int n_batch) noexcept nogil:
-    """Parts of each sample's forward pass: 1 from _UNITS samples on; fewer samples are cut
-    into output-row tiles (K <= P) or input-channel groups (K > P), _UNITS units in all."""
-    if n_batch >= _UNITS or n_batch < 1:
+    """Parts of each sample's forward pass: min(_SAMPLE_PARTS, _UNITS / N) where the sample
+    allows, so 1 from _UNITS samples on."""
+    cdef int want
+    if n_batch < 1:
         return 1
-    return max(1, min(_ceil_div(_UNITS, n_batch), g.oh if g.k <= g.p else g.c))
+    want = min(<int>_SAMPLE_PARTS, _ceil_div(_UNITS, n_batch))
+    return max(1, min(want, g.c if _forward_by_channels(g, n_batch) else _row_tiles_max(g)))
 
 
 cdef inline int _channel_groups(const Geom* g) noexcept nogil:
-    """Input-channel groups of the backward pass where it is cut by channels."""
-    return max(1, min(g.c, _UNITS))
+    """Input-channel groups of the backward pass where K > P: as many as keep _GROUP_ROWS
+    im2col rows each, at most _MAX_GROUPS."""
+    return max(1, min(g.c, min(g.k // _GROUP_ROWS, <int>_MAX_GROUPS)))
+
+
+cdef inline int _sample_groups(const Geom* g, int n_batch, int per_sample) noexcept nogil:
+    """Sample groups of a weight gradient whose samples are each cut into per_sample units:
+    enough for _UNITS units in all, at most one per sample. Each group sums its samples into
+    a partial gradient of its own; the partials are added in group order."""
+    return max(1, min(n_batch, _ceil_div(_UNITS, per_sample)))
 
 
 cdef inline int _pixel_tiles(const Geom* g, int n_batch) noexcept nogil:
     """Output-row tiles of each sample group of a weight gradient cut by pixels (K <= P)."""
-    if n_batch >= _UNITS:
-        return 1
-    return max(1, min(_ceil_div(_UNITS, max(n_batch, 1)), g.oh))
+    return max(1, min(min(<int>_SAMPLE_PARTS, _ceil_div(_UNITS, max(n_batch, 1))),
+                      _row_tiles_max(g)))
+
+
+cdef inline int _input_groups(const Geom* g) noexcept nogil:
+    """Input-channel groups of each sample's input gradient where K <= P."""
+    return max(1, min(g.c, <int>_SAMPLE_PARTS))
 
 
 cdef struct Workspace:
-    # Per thread t, at t*stride: an im2col buffer at col and, where the weight gradient
-    # transposes grad_y, a (P, F) buffer at grad_y_t. Then n_slots partial results of a
-    # unit each, slot i at slots + i*slot_stride: an (F, P) output or an (F, K) weight
-    # gradient followed by an (F,) bias gradient at slot_bias.
+    # Per thread t, at t*stride: an im2col buffer (one channel block) at col. Shared: where
+    # the weight gradient transposes grad_y, the whole batch's grad_y transposed ((N, P, F))
+    # at grad_y_t; then n_slots partial results of a unit each, slot i at
+    # slots + i*slot_stride: an (F, P) output or an (F, K) weight gradient followed by an
+    # (F,) bias gradient at slot_bias.
     Py_ssize_t stride, col, grad_y_t, slots, slot_stride, slot_bias     # in elements
 
 
@@ -555,19 +600,20 @@ cdef void _add_slots(real_t* out, real_t* ws, const Workspace* w, int first, int
 
 
 cdef void _forward_part(const real_t* x, const real_t* weight, const real_t* bias, real_t* y,
-                        const Geom* g, int parts, int j, real_t* col, real_t* out,
-                        real_t* keep) noexcept nogil:
+                        const Geom* g, int parts, bint by_channels, int j, real_t* col,
+                        real_t* out, real_t* keep) noexcept nogil:
     """Part j of the ``parts`` of one sample's forward pass (see _forward_parts).
 
     One part: the whole sample, channel block after channel block, bias included. Row
-    tiles (K <= P): rows [i0, i1) of y, every channel block, bias included. Channel groups
-    (K > P): the contribution of the group's channels to all of y, into ``out`` (y itself
-    for part 0, a slot otherwise), without bias; _forward_impl adds them up. Unless keep is
-    NULL, channel parts build their im2col rows in it, the whole (K, P) matrix in the end.
+    tiles: rows [i0, i1) of y, every channel block, bias included. Channel groups (K > P,
+    small batches): the contribution of the group's channels to all of y, into ``out`` (y
+    itself for part 0, a slot otherwise), without bias; _forward_impl adds them up. Unless
+    keep is NULL, the whole sample and channel parts build their im2col rows in it, the
+    whole (K, P) matrix in the end.
     """
     if parts == 1:
         _forward_channels(x, weight, bias, y, g, 0, g.c, 0, g.oh, col, keep)
-    elif g.k <= g.p:
+    elif not by_channels:
         _forward_channels(x, weight, bias, y, g, 0, g.c, _split(g.oh, j, parts),
                           _split(g.oh, j + 1, parts), col)
     else:
@@ -575,21 +621,39 @@ cdef void _forward_part(const real_t* x, const real_t* weight, const real_t* bia
                           _split(g.c, j + 1, parts), 0, g.oh, col, keep)
 
 
+cdef inline bint _keeps(const Geom* g, int n_batch, int parts) noexcept nogil:
+    """Whether the forward pass can leave the last sample's whole im2col matrix (K > P)."""
+    return n_batch > 0 and g.k > g.p and (parts == 1 or _forward_by_channels(g, n_batch))
+
+
 cdef void _forward_units(const real_t* x, const real_t* weight, const real_t* bias, real_t* y,
                          const Geom* g, int n_batch, int parts, int u0, int u1, real_t* ws,
                          const Workspace* w, int t, real_t* keep) noexcept nogil:
     """Units [u0, u1) of the forward pass on thread t: unit u is part u % parts of sample
-    u // parts; the slot of part j > 0 of sample n is n*(parts - 1) + j - 1."""
+    u // parts; the slot of channel part j > 0 of sample n is n*(parts - 1) + j - 1."""
     cdef int u, n, j
     cdef Py_ssize_t xs = <Py_ssize_t>g.c * g.h * g.w
     cdef Py_ssize_t ys = <Py_ssize_t>g.f * g.p
+    cdef bint by_channels = _forward_by_channels(g, n_batch)
+    cdef double t0
     for u in range(u0, u1):
+        t0 = unit_begin()
         n = u // parts
         j = u % parts
-        _forward_part(x + n * xs, weight, bias, y + n * ys, g, parts, j,
+        _forward_part(x + n * xs, weight, bias, y + n * ys, g, parts, by_channels, j,
                       ws + t * w.stride + w.col,
                       y + n * ys if j == 0 else _slot(ws, w, n * (parts - 1) + j - 1),
-                      keep if n == n_batch - 1 and g.k > g.p else NULL)
+                      keep if n == n_batch - 1 and _keeps(g, n_batch, parts) else NULL)
+        unit_end(b"conv2d_forward", u, n_batch * parts, t0)
+
+
+cdef void _sum_range(real_t* out, real_t* ws, const Workspace* w, int n_slots,
+                     Py_ssize_t offset, Py_ssize_t e0, Py_ssize_t e1,
+                     const char* region) noexcept nogil:
+    """_add_slots over [e0, e1), traced as one share of a divisible region."""
+    cdef double t0 = unit_begin()
+    _add_slots(out, ws, w, 0, n_slots, offset, e0, e1)
+    unit_end(region, 0, 0, t0)
 
 
 cdef bint _forward_impl(const real_t* x, const real_t* weight, const real_t* bias, real_t* y,
@@ -598,17 +662,19 @@ cdef bint _forward_impl(const real_t* x, const real_t* weight, const real_t* bia
     """y = conv(x) + bias for the batch: its units (_forward_parts per sample) shared by T
     threads in contiguous runs, then, for channel parts, each sample's parts added in part
     order and the bias. Unless keep is NULL, the last sample's im2col matrix is left in it
-    where K > P; returns whether it was."""
+    where _keeps; returns whether it was."""
     cdef int parts = _forward_parts(g, n_batch)
     cdef int units = n_batch * parts
     cdef int t, n
     cdef Py_ssize_t ys = <Py_ssize_t>g.f * g.p
     cdef Py_ssize_t e0, e1
+    cdef double t0
     for t in prange(T, num_threads=T, schedule="static", chunksize=1):
         _forward_units(x, weight, bias, y, g, n_batch, parts, _split(units, t, T),
                        _split(units, t + 1, T), ws, w, t, keep)
-    if parts > 1 and g.k > g.p:
+    if parts > 1 and _forward_by_channels(g, n_batch):
         for t in prange(T, num_threads=T, schedule="static", chunksize=1):
+            t0 = unit_begin()
             for n in range(n_batch):
                 e0 = _split(g.f, t, T) * <Py_ssize_t>g.p
                 e1 = _split(g.f, t + 1, T) * <Py_ssize_t>g.p
@@ -616,52 +682,89 @@ cdef bint _forward_impl(const real_t* x, const real_t* weight, const real_t* bia
                 if bias != NULL:
                     _add_bias(y + n * ys + e0, bias + _split(g.f, t, T),
                               _split(g.f, t + 1, T) - _split(g.f, t, T), g.p, g.p, 0)
-    return keep != NULL and n_batch > 0 and g.k > g.p
+            unit_end(b"conv2d_forward_sum", 0, 0, t0)
+    return keep != NULL and _keeps(g, n_batch, parts)
 
 
-cdef void _backward_groups(const real_t* x, const real_t* grad_y, const real_t* weight,
-                           real_t* grad_x, real_t* grad_weight, real_t* grad_bias,
-                           bint accumulate, const Geom* g, int n_batch, int j0, int j1,
-                           real_t* col, real_t* grad_y_t, const real_t* kept) noexcept nogil:
-    """Channel groups [j0, j1) of the backward pass (K > P) on one thread, over every
-    sample in order: the group's columns of grad_weight, its share of grad_bias's rows
-    and, unless grad_x is NULL, its channels of grad_x."""
+cdef void _transpose_samples(const real_t* grad_y, real_t* grad_y_t, const Geom* g,
+                             int n_batch, int t, int T) noexcept nogil:
+    """Share t of T of grad_y_t[n] = grad_y[n]^T ((F, P) -> (P, F)) over the batch: a pure
+    copy, so how it is shared cannot change a bit."""
+    cdef Py_ssize_t ys = <Py_ssize_t>g.f * g.p
+    cdef Py_ssize_t total = <Py_ssize_t>n_batch * g.p
+    cdef Py_ssize_t a = total * t // T, b = total * (t + 1) // T
+    cdef Py_ssize_t n, p0, p1
+    cdef double t0 = unit_begin()
+    n = a // g.p
+    while a < b:
+        p0 = a - n * g.p
+        p1 = min(<Py_ssize_t>g.p, b - n * g.p)
+        _transpose_pixels(grad_y + n * ys, g, p0, p1, grad_y_t + n * ys)
+        a = n * g.p + p1
+        n += 1
+    unit_end(b"conv2d_transpose", 0, 0, t0)
+
+
+cdef void _group_units(const real_t* x, const real_t* grad_y, const real_t* weight,
+                       real_t* grad_x, real_t* grad_weight, real_t* grad_bias,
+                       bint accumulate, const Geom* g, int n_batch, int u0, int u1,
+                       real_t* col, const real_t* grad_y_t, const real_t* kept, real_t* ws,
+                       const Workspace* w) noexcept nogil:
+    """Units [u0, u1) of the backward pass where K > P, on one thread. Unit u is channel
+    group u % G of sample group u // S (G = _channel_groups, S = _sample_groups): through
+    the group's samples in order, its columns of the weight gradient and its rows of the
+    bias gradient (into grad_weight and grad_bias for sample group 0, into the group's
+    slot otherwise) and, unless grad_x is NULL, its channels of grad_x."""
     cdef int G = _channel_groups(g)
-    cdef int n, j, f0, f1
+    cdef int S = _sample_groups(g, n_batch, G)
+    cdef int u, s, j, n, f0, f1
     cdef Py_ssize_t xs = <Py_ssize_t>g.c * g.h * g.w
     cdef Py_ssize_t ys = <Py_ssize_t>g.f * g.p
     cdef bint transpose = _transposes_grad(g)
-    cdef real_t beta = 1 if accumulate else 0
-    if j1 <= j0:
-        return
-    if not accumulate:
-        memset(grad_bias + _split(g.f, j0, G), 0,
-               (_split(g.f, j1, G) - _split(g.f, j0, G)) * sizeof(real_t))
-    for n in range(n_batch):
-        if transpose:
-            _transpose_pixels(grad_y + n * ys, g, 0, g.p, grad_y_t)
-        for j in range(j0, j1):
-            _weight_grad_channels(x + n * xs, grad_y + n * ys, grad_y_t if transpose else NULL,
-                                  grad_weight, grad_bias, beta, g, _split(g.c, j, G),
-                                  _split(g.c, j + 1, G), 0, g.oh, _split(g.f, j, G),
-                                  _split(g.f, j + 1, G), col,
-                                  <real_t*>kept if n == n_batch - 1 else NULL)
+    cdef real_t beta = 0
+    cdef real_t* gw = NULL
+    cdef real_t* gb = NULL
+    cdef double t0
+    for u in range(u0, u1):
+        t0 = unit_begin()
+        s = u // G
+        j = u % G
+        f0 = _split(g.f, j, G)
+        f1 = _split(g.f, j + 1, G)
+        if grad_weight != NULL:
+            if s == 0:
+                gw, gb = grad_weight, grad_bias
+                beta = 1 if accumulate else 0
+            else:
+                gw = _slot(ws, w, s - 1)
+                gb = gw + w.slot_bias
+                beta = 0
+            if beta == 0:
+                memset(gb + f0, 0, (f1 - f0) * sizeof(real_t))
+        for n in range(_split(n_batch, s, S), _split(n_batch, s + 1, S)):
+            if grad_weight != NULL:
+                _weight_grad_channels(x + n * xs, grad_y + n * ys,
+                                      grad_y_t + n * ys if transpose else NULL,
+                                      gw, gb, beta, g, _split(g.c, j, G),
+                                      _split(g.c, j + 1, G), 0, g.oh, f0, f1, col,
+                                      <real_t*>kept if n == n_batch - 1 else NULL)
+                beta = 1
             if grad_x != NULL:
                 _input_grad_channels(grad_y + n * ys, weight, grad_x + n * xs, g,
                                      _split(g.c, j, G), _split(g.c, j + 1, G), col)
-        beta = 1
+        unit_end(b"conv2d_backward_groups", u, S * G, t0)
 
 
-cdef void _weight_grad_tiles(const real_t* x, const real_t* grad_y, real_t* grad_weight,
-                             real_t* grad_bias, bint accumulate, const Geom* g, int n_batch,
-                             int u0, int u1, real_t* col, real_t* grad_y_t, real_t* ws,
-                             const Workspace* w) noexcept nogil:
+cdef void _weight_grad_tiles(const real_t* x, const real_t* grad_y, const real_t* grad_y_t,
+                             real_t* grad_weight, real_t* grad_bias, bint accumulate,
+                             const Geom* g, int n_batch, int u0, int u1, real_t* col,
+                             real_t* ws, const Workspace* w) noexcept nogil:
     """Units [u0, u1) of a weight gradient cut by pixels (K <= P) on one thread. Unit u is
-    output-row tile u % R of sample group u // R (min(N, _UNITS) contiguous groups, R =
+    output-row tile u % R of sample group u // R (S = _sample_groups contiguous groups, R =
     _pixel_tiles); unit 0 accumulates into grad_weight and grad_bias, unit u > 0 into
     slot u - 1, which _backward_impl then adds in unit order."""
     cdef int R = _pixel_tiles(g, n_batch)
-    cdef int S = min(n_batch, <int>_UNITS)
+    cdef int S = _sample_groups(g, n_batch, R)
     cdef int u, n, i0, i1
     cdef Py_ssize_t xs = <Py_ssize_t>g.c * g.h * g.w
     cdef Py_ssize_t ys = <Py_ssize_t>g.f * g.p
@@ -669,7 +772,9 @@ cdef void _weight_grad_tiles(const real_t* x, const real_t* grad_y, real_t* grad
     cdef real_t beta
     cdef real_t* gw
     cdef real_t* gb
+    cdef double t0
     for u in range(u0, u1):
+        t0 = unit_begin()
         i0 = _split(g.oh, u % R, R)
         i1 = _split(g.oh, u % R + 1, R)
         if u == 0:
@@ -682,34 +787,42 @@ cdef void _weight_grad_tiles(const real_t* x, const real_t* grad_y, real_t* grad
         if beta == 0:
             memset(gb, 0, g.f * sizeof(real_t))
         for n in range(_split(n_batch, u // R, S), _split(n_batch, u // R + 1, S)):
-            if transpose:
-                _transpose_pixels(grad_y + n * ys, g, i0 * <Py_ssize_t>g.ow,
-                                  i1 * <Py_ssize_t>g.ow, grad_y_t)
-            _weight_grad_channels(x + n * xs, grad_y + n * ys, grad_y_t if transpose else NULL,
+            _weight_grad_channels(x + n * xs, grad_y + n * ys,
+                                  grad_y_t + n * ys if transpose else NULL,
                                   gw, gb, beta, g, 0, g.c, i0, i1, 0, g.f, col)
             beta = 1
+        unit_end(b"conv2d_weight_grad_tiles", u, S * R, t0)
 
 
 cdef void _input_grad_units(const real_t* grad_y, const real_t* weight, real_t* grad_x,
-                            const Geom* g, int u0, int u1, real_t* col) noexcept nogil:
-    """Units [u0, u1) of an input gradient on one thread: channel group u % G of sample
-    u // G (G = _channel_groups, as in _backward_groups)."""
-    cdef int G = _channel_groups(g)
+                            const Geom* g, int n_batch, int u0, int u1,
+                            real_t* col) noexcept nogil:
+    """Units [u0, u1) of an input gradient (K <= P) on one thread: channel group u % G of
+    sample u // G (G = _input_groups)."""
+    cdef int G = _input_groups(g)
     cdef int u, n, j
     cdef Py_ssize_t xs = <Py_ssize_t>g.c * g.h * g.w
     cdef Py_ssize_t ys = <Py_ssize_t>g.f * g.p
+    cdef double t0
     for u in range(u0, u1):
+        t0 = unit_begin()
         n = u // G
         j = u % G
         _input_grad_channels(grad_y + n * ys, weight, grad_x + n * xs, g, _split(g.c, j, G),
                              _split(g.c, j + 1, G), col)
+        unit_end(b"conv2d_input_grad", u, n_batch * G, t0)
 
 
 cdef int _weight_grad_slots(const Geom* g, int n_batch) noexcept nogil:
-    """Partial weight gradients a backward pass needs: units - 1 where cut by pixels."""
-    if g.k > g.p or n_batch == 0:
+    """Partial weight gradients a backward pass needs: one per sample group after the first
+    where K > P, one per unit after the first where K <= P."""
+    cdef int R
+    if n_batch == 0:
         return 0
-    return min(n_batch, <int>_UNITS) * _pixel_tiles(g, n_batch) - 1
+    if g.k > g.p:
+        return _sample_groups(g, n_batch, _channel_groups(g)) - 1
+    R = _pixel_tiles(g, n_batch)
+    return _sample_groups(g, n_batch, R) * R - 1
 
 
 cdef void _backward_impl(const real_t* x, const real_t* grad_y, const real_t* weight,
@@ -720,42 +833,48 @@ cdef void _backward_impl(const real_t* x, const real_t* grad_y, const real_t* we
     NULL (then x is not read), grad_x unless it is NULL (then weight is not read). kept,
     unless NULL, is the last sample's im2col matrix as _forward_impl left it.
 
-    Where K > P the units are input-channel groups, each through every sample in order
-    (its weight-gradient columns, bias rows and grad_x channels need nothing from the
-    others). Where K <= P the weight gradient is cut into sample groups and output-row
-    tiles whose partial sums are added in unit order, then grad_x into (sample, channel
-    group) units. Every unit and every sum is fixed by the shapes: any T gives the same bits.
+    Where K > P the units are (sample group, input-channel group) pairs: a group's
+    weight-gradient columns, bias rows and grad_x channels need nothing from the other
+    channel groups, and the sample groups' partial gradients are added in group order.
+    Where K <= P the weight gradient is cut into sample groups and output-row tiles whose
+    partial sums are added in unit order, then grad_x into (sample, channel group) units.
+    Every unit and every sum is fixed by the shapes: any T gives the same bits.
     """
-    cdef int t, units, G = _channel_groups(g)
-    cdef int slots = _weight_grad_slots(g, n_batch)
+    cdef int t, units, slots, G
     cdef Py_ssize_t wsize = <Py_ssize_t>g.f * g.k
+    cdef real_t* grad_y_t = ws + w.grad_y_t
+    cdef double t0
     if grad_weight != NULL and n_batch == 0:
         if not accumulate:
             memset(grad_weight, 0, wsize * sizeof(real_t))
             memset(grad_bias, 0, g.f * sizeof(real_t))
         return
-    if grad_weight != NULL and g.k > g.p:
+    if grad_weight != NULL and _transposes_grad(g):
         for t in prange(T, num_threads=T, schedule="static", chunksize=1):
-            _backward_groups(x, grad_y, weight, grad_x, grad_weight, grad_bias, accumulate, g,
-                             n_batch, _split(G, t, T), _split(G, t + 1, T),
-                             ws + t * w.stride + w.col, ws + t * w.stride + w.grad_y_t, kept)
-        return
-    if grad_weight != NULL:
-        units = slots + 1
+            _transpose_samples(grad_y, grad_y_t, g, n_batch, t, T)
+    if g.k > g.p:
+        G = _channel_groups(g)
+        units = _sample_groups(g, n_batch, G) * G
         for t in prange(T, num_threads=T, schedule="static", chunksize=1):
-            _weight_grad_tiles(x, grad_y, grad_weight, grad_bias, accumulate, g, n_batch,
-                               _split(units, t, T), _split(units, t + 1, T),
-                               ws + t * w.stride + w.col, ws + t * w.stride + w.grad_y_t,
-                               ws, w)
-        if slots > 0:
-            for t in prange(T, num_threads=T, schedule="static", chunksize=1):
-                _add_slots(grad_weight, ws, w, 0, slots, 0, _split(wsize, t, T),
-                           _split(wsize, t + 1, T))
-            _add_slots(grad_bias, ws, w, 0, slots, w.slot_bias, 0, g.f)
-    if grad_x != NULL:
-        units = n_batch * G
+            _group_units(x, grad_y, weight, grad_x, grad_weight, grad_bias, accumulate, g,
+                         n_batch, _split(units, t, T), _split(units, t + 1, T),
+                         ws + t * w.stride + w.col, grad_y_t, kept, ws, w)
+    elif grad_weight != NULL:
+        units = _weight_grad_slots(g, n_batch) + 1
         for t in prange(T, num_threads=T, schedule="static", chunksize=1):
-            _input_grad_units(grad_y, weight, grad_x, g, _split(units, t, T),
+            _weight_grad_tiles(x, grad_y, grad_y_t, grad_weight, grad_bias, accumulate, g,
+                               n_batch, _split(units, t, T), _split(units, t + 1, T),
+                               ws + t * w.stride + w.col, ws, w)
+    slots = _weight_grad_slots(g, n_batch) if grad_weight != NULL else 0
+    if slots > 0:
+        for t in prange(T, num_threads=T, schedule="static", chunksize=1):
+            _sum_range(grad_weight, ws, w, slots, 0, _split(wsize, t, T),
+                       _split(wsize, t + 1, T), b"conv2d_weight_grad_sum")
+        _add_slots(grad_bias, ws, w, 0, slots, w.slot_bias, 0, g.f)
+    if grad_x != NULL and g.k <= g.p:
+        units = n_batch * _input_groups(g)
+        for t in prange(T, num_threads=T, schedule="static", chunksize=1):
+            _input_grad_units(grad_y, weight, grad_x, g, n_batch, _split(units, t, T),
                               _split(units, t + 1, T), ws + t * w.stride + w.col)
 
 
@@ -795,35 +914,35 @@ cdef Geom _geometry(const Py_ssize_t* x_shape, const Py_ssize_t* w_shape,
     return g
 
 
-cdef real_t* _workspace(const Geom* g, int T, bint weight_grads, int n_slots,
+cdef real_t* _workspace(const Geom* g, int T, int n_batch, bint weight_grads, int n_slots,
                         Py_ssize_t slot_elems, Workspace* w, real_t dummy) except NULL:
-    """malloc T thread slices of [im2col buffer | grad_y transposed (weight_grads, where
-    _transposes_grad)] and n_slots partial-result slots of slot_elems elements (an (F, K)
-    weight gradient's slot also holds its (F,) bias gradient, at slot_bias), each part
-    rounded to whole cache lines; raise MemoryError."""
-    cdef Py_ssize_t n = 0
+    """malloc T thread slices of an im2col buffer for one channel block, the batch's grad_y
+    transposed where the weight gradient reads it so (weight_grads and _transposes_grad),
+    and n_slots partial-result slots of slot_elems elements (an (F, K) weight gradient's slot
+    also holds its (F,) bias gradient, at slot_bias), each part rounded to whole cache lines;
+    raise MemoryError."""
     cdef size_t item = sizeof(real_t)
+    cdef Py_ssize_t rows = min(g.k, _block_channels(g) * g.kh * g.kw)
     cdef real_t* ws
     cdef object total
     cdef int t
     w.col = _GUARD
-    n += _slice_size(<Py_ssize_t>g.k * g.p + 2 * _GUARD, item)
-    w.grad_y_t = n
+    w.stride = _slice_size(rows * <Py_ssize_t>g.p + 2 * _GUARD, item)
+    w.grad_y_t = T * w.stride
+    w.slots = w.grad_y_t
     if weight_grads and _transposes_grad(g):
-        n += _slice_size(<Py_ssize_t>g.f * g.p, item)
-    w.stride = n
-    w.slots = T * n
+        w.slots += _slice_size(<Py_ssize_t>n_batch * g.f * g.p, item)
     w.slot_bias = _slice_size(slot_elems, item)
     w.slot_stride = w.slot_bias + _slice_size(g.f, item)
-    total = <object>T * n + <object>n_slots * w.slot_stride
+    total = <object>w.slots + <object>n_slots * w.slot_stride
     if T < 1 or total * item > <object>PY_SSIZE_T_MAX:
         raise MemoryError(f"conv2d: a workspace of {total} elements does not fit in memory")
     ws = <real_t*>malloc(<size_t>total * item)
     if ws == NULL:
         raise MemoryError(f"conv2d: cannot allocate a workspace of {total} elements")
     for t in range(T):
-        memset(ws + t * n, 0, _GUARD * item)
-        memset(ws + t * n + w.col + <Py_ssize_t>g.k * g.p, 0, _GUARD * item)
+        memset(ws + t * w.stride, 0, _GUARD * item)
+        memset(ws + t * w.stride + w.col + rows * g.p, 0, _GUARD * item)
     return ws
 
 
@@ -857,8 +976,9 @@ def conv2d_forward(const real_t[:, :, :, ::1] x,        # IN  (N, C, H, W)
     cdef int parts = _forward_parts(&g, x.shape[0])
     if x.shape[0] == 0:
         return False
-    ws = _workspace(&g, n_threads, False,
-                    x.shape[0] * (parts - 1) if parts > 1 and g.k > g.p else 0,
+    ws = _workspace(&g, n_threads, x.shape[0], False,
+                    x.shape[0] * (parts - 1) if parts > 1 and _forward_by_channels(&g, x.shape[0])
+                    else 0,
                     <Py_ssize_t>g.f * g.p, &w, <real_t>0)
     try:
         with nogil:
@@ -882,7 +1002,7 @@ def conv2d_backward_input(const real_t[:, :, :, ::1] grad_y,   # IN  (N, F, OH, 
     cdef real_t* ws
     if grad_x.shape[0] == 0:
         return
-    ws = _workspace(&g, n_threads, False, 0, 0, &w, <real_t>0)
+    ws = _workspace(&g, n_threads, grad_x.shape[0], False, 0, 0, &w, <real_t>0)
     try:
         with nogil:
             _backward_impl(NULL, &grad_y[0, 0, 0, 0], &weight[0, 0, 0, 0], &grad_x[0, 0, 0, 0],
@@ -913,7 +1033,7 @@ def conv2d_backward(const real_t[:, :, :, ::1] x,           # IN  (N, C, H, W)
     cdef int n_batch = x.shape[0]
     cdef bint with_x = grad_x is not None
     cdef Workspace w
-    cdef real_t* ws = _workspace(&g, n_threads, True, _weight_grad_slots(&g, n_batch),
+    cdef real_t* ws = _workspace(&g, n_threads, n_batch, True, _weight_grad_slots(&g, n_batch),
                                  <Py_ssize_t>g.f * g.k, &w, <real_t>0)
     try:
         with nogil:

@@ -11,12 +11,14 @@ Design
 (c) Threading: OpenMP only (SciPy's BLAS is pinned to one thread by fastconv._threads).
     Results are bitwise identical for every thread count. OpenBLAS rounds an output element
     differently when a GEMM's M or N extent changes, so each GEMM's output is cut into a
-    number of tiles fixed by the shapes alone (_n_tiles: by the work, at most _MAX_TILES),
-    never by the thread count; threads only share out these tiles, and one thread runs the
-    same tiles in order. A tile is a contiguous block along the output's longer side, so the
-    smaller operand is the one every tile reads again; no output element is written by two
-    tiles and none is a sum of per-tile partials (K is never cut). grad_bias is cut by
-    columns the same way and each column is summed over the batch in sample order.
+    number of tiles fixed by the shapes alone (_n_tiles: by the work, at most _MAX_TILES,
+    enough for 64 threads), never by the thread count; threads only share out these tiles,
+    and one thread runs the same tiles in order. Tiles are a grid over the output, made by
+    halving the longer side while both halves keep _MIN_SIDE rows or columns (so a GEMM is
+    never cut into slivers; a small output has fewer tiles than units, and the spare units
+    do nothing); no output element is written by two tiles and none is a sum of per-tile
+    partials (K is never cut). grad_bias is cut by columns into the units and each column
+    is summed over the batch in sample order.
     Small products are one tile: an OpenMP region, and each extra GEMM call, costs about as
     much as a few tens of thousands of multiply-adds (see _GRAIN).
 """
@@ -24,15 +26,19 @@ from cython.parallel cimport prange
 
 from ._types cimport real_t
 from ._blas cimport gemm_rm
+from ._trace cimport unit_begin, unit_end
 
 
 cdef enum:
     # Multiply-adds per tile below which cutting a GEMM does not pay for the parallel
     # region (about 1-2 microseconds to open and join on this project's 2-core machines).
     _GRAIN = 1 << 16
-    # At most this many tiles: a power of two, so 1, 2 or 4 threads get equal shares, and
-    # few enough that one thread running every tile pays little for the extra GEMM calls.
-    _MAX_TILES = 4
+    # At most this many tiles: a power of two, so 1, 2, 4, ... threads get equal shares, and
+    # enough for 64 threads.
+    _MAX_TILES = 64
+    # A tile keeps at least this many rows and columns of the output, where the output has
+    # them: thinner GEMMs run far below the library's speed.
+    _MIN_SIDE = 16
 
 
 cdef inline int _split(int total, int t, int n_parts) noexcept nogil:
@@ -51,12 +57,22 @@ cdef int _n_tiles(long long work) noexcept nogil:
 
 cdef void _block(int u, int U, int m, int n, int* r0, int* r1, int* c0,
                  int* c1) noexcept nogil:
-    """Tile u of U of an (m, n) matrix cut along its longer side: [r0, r1) x [c0, c1)."""
-    r0[0], r1[0], c0[0], c1[0] = 0, m, 0, n
-    if m >= n:
-        r0[0], r1[0] = _split(m, u, U), _split(m, u + 1, U)
-    else:
-        c0[0], c1[0] = _split(n, u, U), _split(n, u + 1, U)
+    """Tile u of the grid of at most U tiles over an (m, n) matrix: [r0, r1) x [c0, c1),
+    empty for u past the grid. The grid halves the longer side of a tile while that keeps
+    _MIN_SIDE rows or columns, until it has U tiles."""
+    cdef int tr = 1, tc = 1
+    while tr * tc < U:
+        if m // (2 * tr) >= _MIN_SIDE and (m // tr >= n // tc or n // (2 * tc) < _MIN_SIDE):
+            tr *= 2
+        elif n // (2 * tc) >= _MIN_SIDE:
+            tc *= 2
+        else:
+            break
+    if u >= tr * tc:
+        r0[0], r1[0], c0[0], c1[0] = 0, 0, 0, 0
+        return
+    r0[0], r1[0] = _split(m, u // tc, tr), _split(m, u // tc + 1, tr)
+    c0[0], c1[0] = _split(n, u % tc, tc), _split(n, u % tc + 1, tc)
 
 
 cdef void _gemm_part(int u, int U, bint trans_a, bint trans_b, int m, int n, int k,
@@ -65,6 +81,8 @@ cdef void _gemm_part(int u, int U, bint trans_a, bint trans_b, int m, int n, int
     """Tile u of U (see _block) of C[m, n] := op(A)[m, k] @ op(B)[k, n] + beta*C."""
     cdef int r0, r1, c0, c1
     _block(u, U, m, n, &r0, &r1, &c0, &c1)
+    if r1 <= r0 or c1 <= c0:
+        return
     gemm_rm(trans_a, trans_b, r1 - r0, c1 - c0, k, 1,
             a + (r0 if trans_a else <Py_ssize_t>r0 * lda), lda,
             b + (<Py_ssize_t>c0 * ldb if trans_b else c0), ldb,
@@ -76,13 +94,14 @@ cdef void _forward_part(int u, int U, const real_t* x, const real_t* weight,
                         int n_out) noexcept nogil:
     """Tile u of U of y = x @ weight^T + bias."""
     cdef int i, o, r0, r1, c0, c1
+    cdef double t0 = unit_begin()
     _gemm_part(u, U, False, True, n_batch, n_out, n_in, x, n_in, weight, n_in, 0, y, n_out)
-    if bias == NULL:
-        return
-    _block(u, U, n_batch, n_out, &r0, &r1, &c0, &c1)
-    for i in range(r0, r1):
-        for o in range(c0, c1):
-            y[<Py_ssize_t>i * n_out + o] += bias[o]
+    if bias != NULL:
+        _block(u, U, n_batch, n_out, &r0, &r1, &c0, &c1)
+        for i in range(r0, r1):
+            for o in range(c0, c1):
+                y[<Py_ssize_t>i * n_out + o] += bias[o]
+    unit_end(b"linear_forward", u, U, t0)
 
 
 cdef int _check_int_sizes(Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out) except -1:
@@ -128,6 +147,7 @@ cdef void _backward_part(int u, int U, const real_t* x, const real_t* weight,
     """Tile u of U of each of linear_backward's three results."""
     cdef int i, o, o0, o1
     cdef const real_t* row
+    cdef double t0 = unit_begin()
     if n_batch > 0 and grad_x != NULL:
         _gemm_part(u, U, False, False, n_batch, n_in, n_out, grad_y, n_out, weight, n_in,
                    0, grad_x, n_in)
@@ -142,6 +162,7 @@ cdef void _backward_part(int u, int U, const real_t* x, const real_t* weight,
         row = grad_y + <Py_ssize_t>i * n_out
         for o in range(o0, o1):
             grad_bias[o] += row[o]
+    unit_end(b"linear_backward", u, U, t0)
 
 
 def linear_backward(const real_t[:, ::1] x,             # IN  (N, IN)

@@ -23,10 +23,11 @@ import numpy as np
 from ._types cimport real_t
 
 from ._openmp cimport CHUNK, SERIAL_BELOW
+from ._trace cimport trace_active, unit_begin, unit_end
 
 
 cdef inline bint _parallel(Py_ssize_t tasks, Py_ssize_t work, int n_threads) noexcept nogil:
-    return n_threads > 1 and tasks > 1 and work >= SERIAL_BELOW
+    return (n_threads > 1 or trace_active()) and tasks > 1 and work >= SERIAL_BELOW
 
 
 cdef inline double _sum_ordered(const double[::1] parts) noexcept nogil:
@@ -78,10 +79,13 @@ cdef void _by_rows(_Op op, const real_t* x, real_t* out, const Py_ssize_t* targe
                    double* row_loss, int n_threads) noexcept nogil:
     """Run a row-wise op over n_rows rows of k; row r's loss goes to row_loss[r]."""
     cdef Py_ssize_t r
+    cdef double t0
     if _parallel(n_rows, n_rows * k, n_threads):
         for r in prange(n_rows, schedule='static', num_threads=n_threads):
+            t0 = unit_begin()
             _row(op, x + r * k if x != NULL else NULL, out + r * k if out != NULL else NULL,
                  k, target[r], margin, scale, row_loss + r if row_loss != NULL else NULL)
+            unit_end(b"loss_rows", r, n_rows, t0)
     else:
         for r in range(n_rows):
             _row(op, x + r * k if x != NULL else NULL, out + r * k if out != NULL else NULL,
@@ -102,10 +106,13 @@ cdef void _by_chunks(_Op op, const real_t* x, const real_t* t, real_t* out, Py_s
     partial sums never depend on it); chunk c's partial result goes to parts[c]."""
     cdef Py_ssize_t n_chunks = (size + CHUNK - 1) // CHUNK
     cdef Py_ssize_t c
+    cdef double t0
     if _parallel(n_chunks, size, n_threads):
         for c in prange(n_chunks, schedule='static', num_threads=n_threads):
+            t0 = unit_begin()
             _chunk(op, x + c * CHUNK, t + c * CHUNK, out + c * CHUNK if out != NULL else NULL,
                    min(CHUNK, size - c * CHUNK), scale, parts + c if parts != NULL else NULL)
+            unit_end(b"loss_chunks", c, n_chunks, t0)
     else:
         for c in range(n_chunks):
             _chunk(op, x + c * CHUNK, t + c * CHUNK, out + c * CHUNK if out != NULL else NULL,

@@ -21,10 +21,14 @@
 #            same padding). coef (h*w) is computed once per call.
 # Dtypes     real_t (float32 / float64) for data, kernel and all scratch; the threshold
 #            arrives as double.
-# Threading  prange over the batch: the channel sum couples all channels of a sample, and
-#            samples are independent. Each thread owns 4 scratch planes of work[tid]; a
-#            sample's arithmetic never depends on which thread runs it, so results are
-#            bitwise identical for any thread count. Tiny batches run serially.
+# Threading  Subtractive normalization runs in three phases, each a region of units fixed by
+#            the shapes: (sample, channel group) partial channel sums, G = min(C, 64 / N)
+#            groups per sample (one from 64 samples on); per sample, the groups' sums added
+#            in group order and the correlation; (sample, channel group) subtraction. The
+#            contrastive ops prange over samples (the divisive part couples the channels
+#            twice): each thread owns 4 scratch planes of work[tid]. A sample's arithmetic
+#            never depends on which thread runs it, so results are bitwise identical for
+#            any thread count. Tiny batches run serially.
 # Saved      Nothing: backward recomputes the local statistics from x (two extra 'same'
 #            correlations per sample), which keeps the functional API stateless.
 from cython.parallel cimport prange
@@ -34,6 +38,7 @@ import numpy as np
 
 from ._types cimport real_t
 from ._openmp cimport fc_omp_thread_num
+from ._trace cimport trace_active, unit_begin, unit_end
 
 # Below this many multiply-adds a thread team costs more than it saves.
 cdef Py_ssize_t _PARALLEL_MIN_WORK = 32768
@@ -224,9 +229,11 @@ cdef _run(int op,
     cdef Py_ssize_t hw = h * w, i, j, tid
     cdef Py_ssize_t taps = kh + kw if separable else kh * kw
     cdef bint parallel
+    cdef double t0
     if n * c * hw == 0:
         return
-    parallel = n_threads > 1 and n > 1 and n * (c + taps) * hw >= _PARALLEL_MIN_WORK
+    parallel = ((n_threads > 1 or trace_active()) and n > 1
+                and n * (c + taps) * hw >= _PARALLEL_MIN_WORK)
     dtype = np.float32 if real_t is float else np.float64
     cdef real_t[:, ::1] work = np.empty((n_threads if parallel else 1, 4 * hw), dtype=dtype)
     cdef real_t[::1] coef = np.empty(hw, dtype=dtype)
@@ -237,16 +244,119 @@ cdef _run(int op,
                    separable)
     if parallel:
         for i in prange(n, schedule='static', nogil=True, num_threads=n_threads):
+            t0 = unit_begin()
             tid = fc_omp_thread_num()
             _sample(op, &x[i, 0, 0, 0], &grad_out[i, 0, 0, 0], &out[i, 0, 0, 0],
                     &work[tid, 0], &coef[0], &kernel[0], &kernel_t[0],
                     c, h, w, kh, kw, separable, threshold)
+            unit_end(b"normalization", i, n, t0)
     else:
         with nogil:
             for i in range(n):
                 _sample(op, &x[i, 0, 0, 0], &grad_out[i, 0, 0, 0], &out[i, 0, 0, 0],
                         &work[0, 0], &coef[0], &kernel[0], &kernel_t[0],
                         c, h, w, kh, kw, separable, threshold)
+
+
+cdef enum:
+    # Units a subtractive phase is cut into where the samples alone are fewer.
+    _UNITS = 64
+
+
+cdef inline Py_ssize_t _split(Py_ssize_t total, Py_ssize_t t, Py_ssize_t parts) noexcept nogil:
+    return total * t // parts
+
+
+cdef void _channel_sum(const real_t* x, real_t* s, Py_ssize_t c0, Py_ssize_t c1,
+                       Py_ssize_t hw) noexcept nogil:
+    """s = x_c0 + x_c0+1 + ... + x_c1-1, in channel order (c0 < c1)."""
+    cdef Py_ssize_t ch, j
+    for j in range(hw):
+        s[j] = x[c0 * hw + j]
+    for ch in range(c0 + 1, c1):
+        for j in range(hw):
+            s[j] += x[ch * hw + j]
+
+
+cdef void _sub_phase(int phase, bint forward, const real_t* x, real_t* y, real_t* parts,
+                     real_t* means, real_t* tmp, const real_t* coef, const real_t* k,
+                     Py_ssize_t n, Py_ssize_t c, Py_ssize_t h, Py_ssize_t w, Py_ssize_t kh,
+                     Py_ssize_t kw, bint sep, Py_ssize_t groups,
+                     Py_ssize_t u) noexcept nogil:
+    """Unit u of phase 0 (partial channel sums of sample u // groups into parts), 1 (sample
+    u: the mean plane into means, tmp a plane of scratch) or 2 (subtraction for sample
+    u // groups's channel group u % groups) of a subtractive forward (y = x - mean) or
+    backward (the adjoint, x = grad_out, y = grad_x)."""
+    cdef Py_ssize_t hw = h * w, i = u // groups, g = u % groups, j, ch
+    cdef Py_ssize_t c0 = _split(c, g, groups), c1 = _split(c, g + 1, groups)
+    cdef real_t* s
+    cdef real_t* m
+    if phase == 0:
+        _channel_sum(x + i * c * hw, parts + u * hw, c0, c1, hw)
+        return
+    if phase == 1:
+        s = parts + u * groups * hw
+        for g in range(1, groups):
+            for j in range(hw):
+                s[j] += s[g * hw + j]
+        m = means + u * hw
+        if forward:
+            _corr_same(s, m, tmp, h, w, k, kh, kw, sep)
+            for j in range(hw):
+                m[j] = m[j] / (c * coef[j])
+        else:
+            for j in range(hw):
+                s[j] = s[j] / (c * coef[j])
+            _corr_same(s, m, tmp, h, w, k, kh, kw, sep)
+        return
+    m = means + i * hw
+    for ch in range(c0, c1):
+        for j in range(hw):
+            y[(i * c + ch) * hw + j] = x[(i * c + ch) * hw + j] - m[j]
+
+
+cdef _subtractive(bint forward,
+                  const real_t[:, :, :, ::1] x,         # IN  (n, c, h, w)
+                  const real_t[::1] kernel,             # IN  kn flattened, sum 1
+                  const real_t[::1] kernel_t,           # IN  kn flipped (adjoint)
+                  Py_ssize_t kh, Py_ssize_t kw, bint separable,
+                  real_t[:, :, :, ::1] out,             # OUT (n, c, h, w)
+                  int n_threads):
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
+    cdef Py_ssize_t hw = h * w, u, phase, units, tid
+    cdef Py_ssize_t taps = kh + kw if separable else kh * kw
+    cdef Py_ssize_t groups = max(1, min(c, (_UNITS + n - 1) // n))
+    cdef bint parallel
+    cdef double t0
+    if n * c * hw == 0:
+        return
+    parallel = ((n_threads > 1 or trace_active()) and n > 1
+                and n * (c + taps) * hw >= _PARALLEL_MIN_WORK)
+    dtype = np.float32 if real_t is float else np.float64
+    cdef real_t[::1] parts = np.empty(n * groups * hw, dtype=dtype)
+    cdef real_t[::1] means = np.empty(n * hw, dtype=dtype)
+    cdef real_t[::1] coef = np.empty(hw, dtype=dtype)
+    cdef real_t[::1] ones = np.ones(hw, dtype=dtype)
+    cdef real_t[:, ::1] tmp = np.empty((n_threads if parallel else 1, hw), dtype=dtype)
+    cdef const real_t* k = &kernel[0] if forward else &kernel_t[0]
+    with nogil:
+        _corr_same(&ones[0], &coef[0], &tmp[0, 0], h, w, &kernel[0], kh, kw, separable)
+    for phase in range(3):
+        units = n if phase == 1 else n * groups
+        if parallel:
+            for u in prange(units, schedule='static', nogil=True, num_threads=n_threads):
+                t0 = unit_begin()
+                tid = fc_omp_thread_num()
+                _sub_phase(phase, forward, &x[0, 0, 0, 0], &out[0, 0, 0, 0], &parts[0],
+                           &means[0], &tmp[tid, 0], &coef[0], k, n, c, h, w, kh, kw,
+                           separable, groups, u)
+                unit_end(b"subtractive_normalization", u, units, t0)
+        else:
+            with nogil:
+                for u in range(units):
+                    _sub_phase(phase, forward, &x[0, 0, 0, 0], &out[0, 0, 0, 0], &parts[0],
+                               &means[0], &tmp[0, 0], &coef[0], k, n, c, h, w, kh, kw,
+                               separable, groups, u)
 
 
 def subtractive_forward(const real_t[:, :, :, ::1] x not None,  # IN  (n, c, h, w)
@@ -256,7 +366,7 @@ def subtractive_forward(const real_t[:, :, :, ::1] x not None,  # IN  (n, c, h, 
                         real_t[:, :, :, ::1] y not None,        # OUT (n, c, h, w)
                         int n_threads):
     """y_c = x_c - corr(sum_c x_c) / (C corr(1))."""
-    _run(SUB_FORWARD, x, x, kernel, kernel_t, kh, kw, separable, 0.0, y, n_threads)
+    _subtractive(True, x, kernel, kernel_t, kh, kw, separable, y, n_threads)
     return np.asarray(y)
 
 
@@ -267,8 +377,7 @@ def subtractive_backward(const real_t[:, :, :, ::1] grad_out not None,  # IN  (n
                          real_t[:, :, :, ::1] grad_x not None,          # OUT (n, c, h, w)
                          int n_threads):
     """grad_x_c = g_c - corr^T(sum_c g_c / (C corr(1))) (the map is linear: x not needed)."""
-    _run(SUB_BACKWARD, grad_out, grad_out, kernel, kernel_t, kh, kw, separable, 0.0, grad_x,
-         n_threads)
+    _subtractive(False, grad_out, kernel, kernel_t, kh, kw, separable, grad_x, n_threads)
     return np.asarray(grad_x)
 
 

@@ -34,6 +34,7 @@ from libc.string cimport memset
 from ._types cimport real_t
 
 from ._openmp cimport SERIAL_BELOW
+from ._trace cimport trace_active, unit_begin, unit_end
 
 
 cdef extern from *:
@@ -136,9 +137,12 @@ cdef Py_ssize_t _by_planes(_Op op, const _Planes* a, const real_t* g, real_t* y,
     cdef Py_ssize_t pl
     cdef Py_ssize_t bad = 0
     cdef int nt = _team(a.planes * a.h * a.w, n_threads)
-    if nt > 1:
+    cdef double t0
+    if nt > 1 or (trace_active() and _team(a.planes * a.h * a.w, 2) > 1):
         for pl in prange(a.planes, schedule='static', num_threads=nt):
+            t0 = unit_begin()
             bad += _plane(op, a, pl, g, y, gx)
+            unit_end(b"pool_planes", pl, a.planes, t0)
     else:
         for pl in range(a.planes):
             bad += _plane(op, a, pl, g, y, gx)

@@ -24,6 +24,7 @@ import numpy as np
 
 from ._types cimport real_t
 from ._interp cimport bilinear_gather, bilinear_scatter
+from ._trace cimport trace_active, unit_begin, unit_end
 
 # Below this many output pixels a thread team costs more than it saves.
 cdef Py_ssize_t _PARALLEL_MIN_PIXELS = 16384
@@ -69,12 +70,15 @@ def rotate_forward(const real_t[:, :, :, ::1] x not None,  # IN  (n, c, h, w)
     """y[n,c,i,j] = bilinear(x[n,c], R(-angle[n]) ((i,j) - centre) + centre), 0 outside."""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t p, nc = n * c
+    cdef double t0
     if nc * h * w == 0:
         return np.asarray(y)
-    if n_threads > 1 and nc > 1 and nc * h * w >= _PARALLEL_MIN_PIXELS:
+    if (n_threads > 1 or trace_active()) and nc > 1 and nc * h * w >= _PARALLEL_MIN_PIXELS:
         for p in prange(nc, schedule='static', nogil=True, num_threads=n_threads):
+            t0 = unit_begin()
             _rotate_plane_forward(&x[p // c, p % c, 0, 0], &y[p // c, p % c, 0, 0],
                                   h, w, cos_t[p // c], sin_t[p // c])
+            unit_end(b"rotate_forward", p, nc, t0)
     else:
         with nogil:
             for p in range(nc):
@@ -92,13 +96,16 @@ def rotate_backward(const real_t[:, :, :, ::1] grad_out not None,  # IN  (n, c, 
     cdef Py_ssize_t n = grad_out.shape[0], c = grad_out.shape[1]
     cdef Py_ssize_t h = grad_out.shape[2], w = grad_out.shape[3]
     cdef Py_ssize_t p, nc = n * c
+    cdef double t0
     if nc * h * w == 0:
         return np.asarray(grad_x)
-    if n_threads > 1 and nc > 1 and nc * h * w >= _PARALLEL_MIN_PIXELS:
+    if (n_threads > 1 or trace_active()) and nc > 1 and nc * h * w >= _PARALLEL_MIN_PIXELS:
         for p in prange(nc, schedule='static', nogil=True, num_threads=n_threads):
+            t0 = unit_begin()
             _rotate_plane_backward(&grad_out[p // c, p % c, 0, 0],
                                    &grad_x[p // c, p % c, 0, 0],
                                    h, w, cos_t[p // c], sin_t[p // c])
+            unit_end(b"rotate_backward", p, nc, t0)
     else:
         with nogil:
             for p in range(nc):

@@ -10,21 +10,31 @@ Vectors below _PARALLEL_MIN elements stay on one thread.
 from cython.parallel cimport prange
 
 from ._types cimport real_t
+from ._trace cimport unit_begin, unit_end
 
 cdef Py_ssize_t _PARALLEL_MIN = 1 << 16
 
 
+# A call with ``share`` true is one thread's share of a divisible region (see _trace.pxd):
+# elementwise, so however the vector is cut the bits are the same. A vector below
+# _PARALLEL_MIN runs serially and is not a region.
+
 cdef inline void _axpy_range(real_t alpha, const real_t* x, real_t* y,
-                             Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+                             Py_ssize_t lo, Py_ssize_t hi, bint share) noexcept nogil:
     cdef Py_ssize_t i
+    cdef double t0 = unit_begin() if share else 0
     for i in range(lo, hi):
         y[i] += alpha * x[i]
+    unit_end(b"axpy", 0, 0, t0)
 
 
-cdef inline void _zero_range(real_t* y, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+cdef inline void _zero_range(real_t* y, Py_ssize_t lo, Py_ssize_t hi,
+                             bint share) noexcept nogil:
     cdef Py_ssize_t i
+    cdef double t0 = unit_begin() if share else 0
     for i in range(lo, hi):
         y[i] = 0
+    unit_end(b"zero", 0, 0, t0)
 
 
 def axpy(double alpha,
@@ -39,10 +49,10 @@ def axpy(double alpha,
         return
     with nogil:
         if T == 1:
-            _axpy_range(a, &x[0], &y[0], 0, n)
+            _axpy_range(a, &x[0], &y[0], 0, n, n >= _PARALLEL_MIN)
         else:
             for t in prange(T, num_threads=T, schedule="static", chunksize=1):
-                _axpy_range(a, &x[0], &y[0], n * t // T, n * (t + 1) // T)
+                _axpy_range(a, &x[0], &y[0], n * t // T, n * (t + 1) // T, True)
 
 
 def zero(real_t[::1] y,           # OUT
@@ -54,7 +64,7 @@ def zero(real_t[::1] y,           # OUT
         return
     with nogil:
         if T == 1:
-            _zero_range(&y[0], 0, n)
+            _zero_range(&y[0], 0, n, n >= _PARALLEL_MIN)
         else:
             for t in prange(T, num_threads=T, schedule="static", chunksize=1):
-                _zero_range(&y[0], n * t // T, n * (t + 1) // T)
+                _zero_range(&y[0], n * t // T, n * (t + 1) // T, True)

@@ -1,17 +1,27 @@
-"""MNIST as the reference homework uses it: 32x32, globally (and optionally locally) normalized.
+"""MNIST-layout data sets: MNIST as the reference homework uses it, the named sets that share
+its layout (Fashion-MNIST, Kuzushiji-MNIST) and any folder of IDX files in that layout.
 
-Where the four files are looked for, in order (per file):
+A set in the MNIST layout is four IDX files: ``train-images-idx3-ubyte``,
+``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte`` and ``t10k-labels-idx1-ubyte``, each
+gzip-compressed (``.gz``) or not. Images are uint8 (N, H, W), labels uint8 (N,). They are
+zero-padded by 2 pixels on each side (MNIST's 28x28 become the homework's 32x32) and
+normalized with the training split's mean and standard deviation.
+
+Where the four files of a named set are looked for, in order (per file):
 
 1. the ``folder`` argument;
-2. the folder named by the ``FASTCONV_DATA`` environment variable;
-3. the user cache, ``$XDG_CACHE_HOME/fastconv/mnist`` (default ``~/.cache/fastconv/mnist``);
-4. a download into that cache from :data:`MIRRORS`, tried in turn, unless offline
+2. for MNIST only, the folder named by the ``FASTCONV_DATA`` environment variable;
+3. the user cache, ``$XDG_CACHE_HOME/fastconv/NAME`` (default ``~/.cache/fastconv/NAME``,
+   NAME being ``mnist``, ``fashion-mnist`` or ``kmnist``);
+4. a download into that cache from the set's mirrors, tried in turn, unless offline
    (``offline=True`` or ``FASTCONV_OFFLINE=1``, in which case no socket is opened).
 
-Every file, wherever it comes from, is decompressed, its IDX header checked (magic number,
-28x28 images, length) and the sha256 of the uncompressed bytes compared with the canonical
-value. A file that fails raises :class:`DataFileError` naming it; a download that fails any of
-this moves on to the next mirror and is never written into the cache.
+Every file of a named set, wherever it comes from, is decompressed, its IDX header checked
+(magic number, 28x28 images, length) and its sha256 compared with the pinned value. A file
+that fails raises :class:`DataFileError` naming it; a download that fails any of this moves
+on to the next mirror and never reaches the cache under its own name (a download cut short
+waits there as a hidden ``.NAME.part`` for the next call to resume). A folder loaded with
+:func:`load_idx_folder` has no pins: its files get every other check.
 """
 import dataclasses
 import hashlib
@@ -22,12 +32,14 @@ from pathlib import Path
 import numpy as np
 
 from .._validation import check_dtype
+from ._dataset import Dataset, count_classes
 from ._download import fetch_verified
 from ._idx import DataFileError, parse_idx, read_bytes
 
 __all__ = [
     "MIRRORS", "SHA256", "FILES", "MNIST", "Normalization", "DataNotFoundError",
-    "load_mnist", "load_mnist_sample", "SAMPLE_FOLDER", "cache_dir",
+    "load_mnist", "load_mnist_sample", "load_named", "load_idx_folder", "NAMED_SETS",
+    "NamedSet", "SAMPLE_FOLDER", "cache_dir",
 ]
 
 log = logging.getLogger("fastconv.datasets")
@@ -45,15 +57,6 @@ TRAIN_LABELS = "train-labels-idx1-ubyte.gz"
 TEST_IMAGES = "t10k-images-idx3-ubyte.gz"
 TEST_LABELS = "t10k-labels-idx1-ubyte.gz"
 FILES = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
-
-# sha256 of each *uncompressed* file: gzip output differs between compressors and mirrors,
-# the IDX bytes inside do not.
-SHA256 = {
-    TRAIN_IMAGES: "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
-    TRAIN_LABELS: "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
-    TEST_IMAGES: "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
-    TEST_LABELS: "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
-}
 
 _MAGIC = {TRAIN_IMAGES: 0x803, TRAIN_LABELS: 0x801, TEST_IMAGES: 0x803, TEST_LABELS: 0x801}
 _SIZES = {"full": (60000, 10000), "small": (6000, 1000)}
@@ -117,92 +120,187 @@ class Normalization:
         return ((x - self.mean) / self.std).astype(dtype, copy=False)
 
 
-@dataclasses.dataclass
-class MNIST:
-    """The loaded data set.
+@dataclasses.dataclass(repr=False)
+class MNIST(Dataset):
+    """A loaded data set in the MNIST layout (see :class:`Dataset` for the attributes).
+
+    ``train_x`` and ``test_x`` have shape (N, 1, H + 4, W + 4): (N, 1, 32, 32) for MNIST.
+    """
+
+
+@dataclasses.dataclass(frozen=True)
+class NamedSet:
+    """A data set in the MNIST layout that fastconv knows by name.
 
     Attributes
     ----------
-    train_x, test_x : numpy.ndarray
-        Images, shape (N, 1, 32, 32), C-contiguous, the requested float dtype.
-    train_y, test_y : numpy.ndarray
-        Labels 0-9, shape (N,), int64.
-    normalization : Normalization or None
-        Statistics applied to both sets; None when ``normalize=False`` (pixels then 0-255).
-    files : dict
-        File name -> path it was read from.
+    name : str
+        Its name for :func:`load_dataset` and ``fastconv train --dataset``.
+    title : str
+        How messages call it.
+    mirrors : tuple of str
+        Base URLs of the four files, tried in turn.
+    sha256 : dict
+        File name -> pinned sha256.
+    hashed : {"uncompressed", "file"}
+        What ``sha256`` is the hash of: the uncompressed IDX bytes (the same from every
+        mirror, whatever its gzip), or the ``.gz`` file as its publisher serves it.
+    source : str
+        Where the pins come from.
     """
 
-    train_x: np.ndarray
-    train_y: np.ndarray
-    test_x: np.ndarray
-    test_y: np.ndarray
-    normalization: Normalization = None
-    files: dict = dataclasses.field(default_factory=dict)
-
-    def __repr__(self):
-        return (f"MNIST(train_x={self.train_x.shape} {self.train_x.dtype}, "
-                f"test_x={self.test_x.shape} {self.test_x.dtype}, "
-                f"normalization={self.normalization})")
+    name: str
+    title: str
+    mirrors: tuple
+    sha256: dict
+    hashed: str
+    source: str
 
 
-def cache_dir():
-    """Return the download cache: ``$XDG_CACHE_HOME/fastconv/mnist`` or
-    ``~/.cache/fastconv/mnist``.
+# sha256 of each *uncompressed* file: gzip output differs between compressors and mirrors,
+# the IDX bytes inside do not.
+SHA256 = {
+    TRAIN_IMAGES: "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    TRAIN_LABELS: "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    TEST_IMAGES: "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    TEST_LABELS: "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
+
+# Fashion-MNIST and Kuzushiji-MNIST publish no sha256 of their files (torchvision's
+# datasets/mnist.py checks md5 sums of the .gz files). The sha256 pins below are those of
+# the .gz files at the publishers' URLs, as recorded by TensorFlow Datasets
+# (tensorflow_datasets/url_checksums/fashion_mnist.txt and kmnist.txt, with the byte counts
+# 26421880, 29515, 4422102, 5148 and 18165135, 29497, 3041136, 5120). They pin the
+# compressed files: another copy of the same images, re-compressed, fails the check (load
+# it with load_idx_folder instead). fastconv's tests cannot reach these sites; the pins are
+# copied, not recomputed.
+NAMED_SETS = {
+    "mnist": NamedSet(
+        "mnist", "MNIST", tuple(MIRRORS), SHA256, "uncompressed",
+        "computed by fastconv from the canonical files"),
+    "fashion-mnist": NamedSet(
+        "fashion-mnist", "Fashion-MNIST",
+        ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+         # The project's repository: its copy is checked like any mirror's.
+         "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/"
+         "fashion/"),
+        {TRAIN_IMAGES: "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+         TRAIN_LABELS: "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+         TEST_IMAGES: "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+         TEST_LABELS: "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5"},
+        "file", "TensorFlow Datasets' url_checksums/fashion_mnist.txt"),
+    "kmnist": NamedSet(
+        "kmnist", "Kuzushiji-MNIST",
+        ("http://codh.rois.ac.jp/kmnist/dataset/kmnist/",),
+        {TRAIN_IMAGES: "51467d22d8cc72929e2a028a0428f2086b092bb31cfb79c69cc0a90ce135fde4",
+         TRAIN_LABELS: "e38f9ebcd0f3ebcdec7fc8eabdcdaef93bb0df8ea12bee65224341c8183d8e17",
+         TEST_IMAGES: "edd7a857845ad6bb1d0ba43fe7e794d164fe2dce499a1694695a792adfac43c5",
+         TEST_LABELS: "20bb9a0ef54c7db3efc55a92eef5582c109615df22683c380526788f98e42a1c"},
+        "file", "TensorFlow Datasets' url_checksums/kmnist.txt"),
+}
+
+
+def cache_dir(name="mnist"):
+    """Return the download cache of a named set: ``$XDG_CACHE_HOME/fastconv/NAME`` or
+    ``~/.cache/fastconv/NAME``.
 
     A relative ``XDG_CACHE_HOME`` is ignored, as the XDG base-directory spec requires.
     """
     base = os.environ.get("XDG_CACHE_HOME", "")
     if not base or not os.path.isabs(base):
         base = os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "fastconv" / "mnist"
+    return Path(base) / "fastconv" / name
 
 
 def _offline_from_env():
     return os.environ.get("FASTCONV_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def _check_file(path, name, expected_sha256):
-    """Read ``path`` as MNIST file ``name``; return its array or raise DataFileError."""
-    raw = read_bytes(path, gz=name.endswith(".gz"))
+def _file_sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+_DTYPE_OF_CODE = {0x08: "uint8", 0x09: "int8", 0x0B: "int16", 0x0C: "int32", 0x0D: "float32",
+                  0x0E: "float64"}
+
+
+def _read_member(path, name, side=None, sha256=None, hashed="uncompressed", title="MNIST",
+                 gz=True):
+    """Read ``path`` as the layout's file ``name``; return its array or raise DataFileError.
+
+    ``side``: required (H, W) of the images; ``sha256``: the pinned hash (None: no pin);
+    ``gz``: whether the file must be gzip (downloads' temporary names do not say).
+    """
+    raw = read_bytes(path, gz=gz)
     magic = int.from_bytes(raw[:4], "big")
-    if magic != _MAGIC[name]:
-        kind = "uint8 images, 3-D" if _MAGIC[name] == 0x803 else "uint8 labels, 1-D"
-        raise DataFileError(path, f"wrong magic number for {name}: expected "
-                                  f"0x{_MAGIC[name]:08X} ({kind}), got 0x{magic:08X}")
+    want = _MAGIC[name]
+    if magic != want:
+        kind = "uint8 images, 3-D" if want == 0x803 else "uint8 labels, 1-D"
+        got = ""
+        if len(raw) >= 4 and raw[0] == raw[1] == 0 and raw[2] in _DTYPE_OF_CODE:
+            got = f" ({_DTYPE_OF_CODE[raw[2]]}, {raw[3]}-D)"
+        raise DataFileError(path, f"wrong magic number for {name}: expected 0x{want:08X} "
+                                  f"({kind}), got 0x{magic:08X}{got}")
     array = parse_idx(raw, os.fspath(path))
-    if array.ndim == 3 and array.shape[1:] != (28, 28):
-        raise DataFileError(path, f"wrong dimensions for {name}: expected (N, 28, 28), "
-                                  f"got {array.shape}")
-    digest = hashlib.sha256(raw).hexdigest()
-    if digest != expected_sha256[name]:
-        raise DataFileError(path, f"sha256 mismatch for {name} (uncompressed): expected "
-                                  f"{expected_sha256[name]}, got {digest}; the file is "
-                                  f"damaged or not the canonical MNIST file")
+    if array.ndim == 3:
+        if side is not None and array.shape[1:] != side:
+            raise DataFileError(path, f"wrong dimensions for {name}: expected (N, {side[0]}, "
+                                      f"{side[1]}), got {array.shape}")
+        if min(array.shape[1:]) < 1:
+            raise DataFileError(path, f"wrong dimensions for {name}: images of "
+                                      f"{array.shape[1]}x{array.shape[2]} pixels")
+    if sha256 is not None:
+        digest = (hashlib.sha256(raw).hexdigest() if hashed == "uncompressed"
+                  else _file_sha256(path))
+        what = "uncompressed" if hashed == "uncompressed" else "as published"
+        if digest != sha256[name]:
+            raise DataFileError(path, f"sha256 mismatch for {name} ({what}): expected "
+                                      f"{sha256[name]}, got {digest}; the file is damaged or "
+                                      f"not the canonical {title} file")
+    return array
+
+
+def _check_file(path, name, expected_sha256, hashed="uncompressed", title="MNIST"):
+    """Read ``path`` as file ``name`` of a named set (28x28 images, labels 0-9); return its
+    array or raise DataFileError."""
+    array = _read_member(path, name, (28, 28), expected_sha256, hashed, title)
     if array.ndim == 1 and array.size and array.max() > 9:
         raise DataFileError(path, f"labels must be 0-9; found {array.max()}")
     return array
 
 
-def _places(folder):
+def _places(folder, use_env=True, cache=None):
     """(description, folder or None, reason when None) for each local place, in order."""
     places = []
     if folder is None:
         places.append(("folder argument", None, "not given"))
     else:
         places.append((f"folder argument {folder}", Path(folder), None))
-    env = os.environ.get("FASTCONV_DATA")
-    if env:
-        places.append((f"FASTCONV_DATA={env}", Path(env), None))
-    else:
-        places.append(("FASTCONV_DATA", None, "not set"))
-    places.append((f"cache {cache_dir()}", cache_dir(), None))
+    if use_env:
+        env = os.environ.get("FASTCONV_DATA")
+        if env:
+            places.append((f"FASTCONV_DATA={env}", Path(env), None))
+        else:
+            places.append(("FASTCONV_DATA", None, "not set"))
+    cache = cache_dir() if cache is None else cache
+    places.append((f"cache {cache}", cache, None))
     return places
 
 
-def _gather(folder, expected_sha256, mirrors, offline):
+def _gather(folder, expected_sha256, mirrors, offline, named=None):
     """Return {name: (array, path)} for the four files, or raise DataNotFoundError."""
-    places = _places(folder)
+    named = named or NAMED_SETS["mnist"]
+    is_mnist = named.name == "mnist"
+    cache = cache_dir(named.name)
+    places = _places(folder, use_env=is_mnist, cache=cache)
+
+    def check(path, name):
+        return _check_file(path, name, expected_sha256, named.hashed, named.title)
+
     found, tried = {}, {}
     for name in FILES:
         tried[name] = []
@@ -216,7 +314,7 @@ def _gather(folder, expected_sha256, mirrors, offline):
             else:
                 # A bad local file is an error, not a reason to look elsewhere: silently
                 # preferring another copy would hide a broken data folder.
-                found[name] = (_check_file(place / name, name, expected_sha256), place / name)
+                found[name] = (check(place / name, name), place / name)
                 break
 
     missing = [name for name in FILES if name not in found]
@@ -230,67 +328,75 @@ def _gather(folder, expected_sha256, mirrors, offline):
             continue
         try:
             array, attempts, ok = fetch_verified(
-                name, cache_dir(), mirrors,
-                lambda path, name=name: _check_file(path, name, expected_sha256))
+                name, cache, mirrors, lambda path, name=name: check(path, name))
         except OSError as exc:
-            attempts, ok = [(f"cache {cache_dir()}", f"cannot write: {exc}")], False
+            attempts, ok = [(f"cache {cache}", f"cannot write: {exc}")], False
         tried[name].extend(attempts)
         if not ok:
             # Later files would only fail the same way, each after its own timeouts.
             break
-        found[name] = (array, cache_dir() / name)
+        found[name] = (array, cache / name)
 
     missing = [name for name in FILES if name not in found]
     if missing:
-        lines = [f"cannot load MNIST: no valid copy of {', '.join(missing)}."]
+        lines = [f"cannot load {named.title}: no valid copy of {', '.join(missing)}."]
         for name in missing:
             lines.append(f"  {name}:")
             lines.extend(f"    {where}: {reason}" for where, reason in tried[name])
-        lines.append(f"Put the four files {', '.join(FILES)} (from any MNIST mirror, e.g. "
-                     f"{_HINT_MIRROR}) in {cache_dir()}, or pass folder= or set FASTCONV_DATA "
-                     f"to the folder holding them.")
+        hint = _HINT_MIRROR if is_mnist else named.mirrors[0]
+        env = ", or pass folder= or set FASTCONV_DATA to the folder holding them." if is_mnist \
+            else ", or pass folder= naming the folder holding them."
+        lines.append(f"Put the four files {', '.join(FILES)} (from any {named.title} mirror, "
+                     f"e.g. {hint}) in {cache}{env}")
         raise DataNotFoundError("\n".join(lines))
     return found
 
 
-def _resolve_size(size, n_train, n_test):
+def _resolve_size(size, n_train, n_test, fn="load_mnist"):
     if isinstance(size, str):
         if size not in _SIZES:
-            raise ValueError(f"load_mnist: size must be 'full', 'small' or (n_train, n_test); "
+            raise ValueError(f"{fn}: size must be 'full', 'small' or (n_train, n_test); "
                              f"got {size!r}")
         want = _SIZES[size] if size == "small" else (n_train, n_test)
     else:
         try:
             want = tuple(int(s) for s in size)
         except TypeError:
-            raise ValueError(f"load_mnist: size must be 'full', 'small' or (n_train, n_test); "
+            raise ValueError(f"{fn}: size must be 'full', 'small' or (n_train, n_test); "
                              f"got {size!r}") from None
         if len(want) != 2 or min(want) < 1:
-            raise ValueError(f"load_mnist: size (n_train, n_test) must be two positive "
+            raise ValueError(f"{fn}: size (n_train, n_test) must be two positive "
                              f"integers; got {size!r}")
     if want[0] > n_train or want[1] > n_test:
-        raise ValueError(f"load_mnist: size {size!r} asks for {want[0]} train / {want[1]} test "
+        raise ValueError(f"{fn}: size {size!r} asks for {want[0]} train / {want[1]} test "
                          f"images; the files hold {n_train} / {n_test}")
     return want
 
 
-def _fit_normalization(images):
-    """Mean and std of ``images`` (uint8, N x 28 x 28) after zero padding to 32x32.
+def _fit_normalization(images, pad=_PAD):
+    """Mean and std of uint8 ``images`` (N, H, W) after zero padding by ``pad``.
 
     Works on a 256-bin histogram: exact, and no float copy of 47 M pixels. The std uses
     n - 1 in the denominator, like Torch's ``std()`` that the homework called.
     """
     counts = np.bincount(images.ravel(), minlength=256).astype(np.float64)
-    counts[0] += images.shape[0] * (_SIDE * _SIDE - 28 * 28)
+    n_images, h, w = images.shape
+    counts[0] += n_images * ((h + 2 * pad) * (w + 2 * pad) - h * w)
     values = np.arange(256, dtype=np.float64)
     n = counts.sum()
+    if n < 2:
+        raise ValueError("cannot fit a normalization on fewer than 2 pixels")
     mean = (counts @ values) / n
     var = (counts @ (values - mean) ** 2) / (n - 1)
+    if not var > 0:
+        raise ValueError(f"every training pixel is {mean:g}: nothing to learn from, and no "
+                         f"standard deviation to normalize by")
     return Normalization(mean, np.sqrt(var))
 
 
-def _to_float(images, dtype, norm):
-    """Pad uint8 (N, 28, 28) images to float (N, 1, 32, 32), normalizing if ``norm``.
+def _to_float(images, dtype, norm, pad=_PAD):
+    """Pad uint8 (N, H, W) images to float (N, 1, H + 2 pad, W + 2 pad), normalizing if
+    ``norm``.
 
     A 256-entry lookup table computed in float64 maps each pixel value to its final number,
     so float32 output is rounded once and costs no float64 temporary of the whole set.
@@ -299,8 +405,9 @@ def _to_float(images, dtype, norm):
     if norm is not None:
         table = (table - norm.mean) / norm.std
     table = table.astype(dtype)
-    out = np.full((images.shape[0], 1, _SIDE, _SIDE), table[0], dtype=dtype)
-    out[:, 0, _PAD:_PAD + 28, _PAD:_PAD + 28] = table[images]
+    n, h, w = images.shape
+    out = np.full((n, 1, h + 2 * pad, w + 2 * pad), table[0], dtype=dtype)
+    out[:, 0, pad:pad + h, pad:pad + w] = table[images]
     return out
 
 
@@ -381,9 +488,7 @@ def load_mnist(folder=None, size="full", dtype=np.float32, normalize=True,
     >>> test = load_mnist(normalize=Normalization.from_dict(saved))  # doctest: +SKIP
     """
     dtype = check_dtype(dtype, "load_mnist")
-    if not isinstance(normalize, (bool, Normalization)):
-        raise TypeError(f"load_mnist: normalize must be a bool or a Normalization; "
-                        f"got {type(normalize).__name__}")
+    _check_normalize(normalize, "load_mnist")
     if expected_sha256 is None:
         expected_sha256 = SHA256
     elif set(expected_sha256) != set(FILES):
@@ -397,17 +502,41 @@ def load_mnist(folder=None, size="full", dtype=np.float32, normalize=True,
         offline = _offline_from_env()
 
     found = _gather(folder, expected_sha256, list(mirrors), offline)
-    arrays = {name: found[name][0] for name in FILES}
+    return _assemble(found, size, dtype, normalize, local_contrast, "mnist", 10, "load_mnist")
+
+
+def _assemble(found, size, dtype, normalize, local_contrast, name, n_classes, fn):
+    """The :class:`MNIST` of four checked arrays ``found`` ({file: (array, path)}): counts
+    matched, first ``size`` images taken, padded, normalized."""
+    arrays = {f: found[f][0] for f in FILES}
     for images, labels in ((TRAIN_IMAGES, TRAIN_LABELS), (TEST_IMAGES, TEST_LABELS)):
         if len(arrays[images]) != len(arrays[labels]):
             raise DataFileError(found[labels][1], f"{len(arrays[labels])} labels for "
                                 f"{len(arrays[images])} images in {found[images][1]}")
-    n_train, n_test = _resolve_size(size, len(arrays[TRAIN_IMAGES]), len(arrays[TEST_IMAGES]))
+    if arrays[TRAIN_IMAGES].shape[1:] != arrays[TEST_IMAGES].shape[1:]:
+        raise DataFileError(found[TEST_IMAGES][1], f"test images are "
+                            f"{arrays[TEST_IMAGES].shape[1:]} pixels, training images "
+                            f"{arrays[TRAIN_IMAGES].shape[1:]} in {found[TRAIN_IMAGES][1]}; "
+                            f"both splits must have one size")
+    for f in (TRAIN_IMAGES, TEST_IMAGES):
+        if len(arrays[f]) == 0:
+            raise DataFileError(found[f][1], "holds no images (N = 0)")
+    # Classes are counted on the whole files: a model trained on the first images of a set
+    # must still fit the set.
+    n_classes = count_classes(arrays[TRAIN_LABELS], arrays[TEST_LABELS],
+                              found[TRAIN_LABELS][1], found[TEST_LABELS][1], n_classes)
+    n_train, n_test = _resolve_size(size, len(arrays[TRAIN_IMAGES]), len(arrays[TEST_IMAGES]),
+                                    fn)
+    train_y = arrays[TRAIN_LABELS][:n_train].astype(np.int64)
+    test_y = arrays[TEST_LABELS][:n_test].astype(np.int64)
 
     train_images = arrays[TRAIN_IMAGES][:n_train]
     test_images = arrays[TEST_IMAGES][:n_test]
     if normalize is True:
-        norm = _fit_normalization(train_images)
+        try:
+            norm = _fit_normalization(train_images)
+        except ValueError as exc:
+            raise DataFileError(found[TRAIN_IMAGES][1], str(exc)) from None
     else:
         norm = normalize or None
     train_x = _to_float(train_images, dtype, norm)
@@ -415,15 +544,126 @@ def load_mnist(folder=None, size="full", dtype=np.float32, normalize=True,
     if local_contrast:
         train_x = _local_contrast(train_x)
         test_x = _local_contrast(test_x)
-    log.info("loaded MNIST: %d train, %d test images", n_train, n_test)
-    return MNIST(
-        train_x=train_x,
-        train_y=arrays[TRAIN_LABELS][:n_train].astype(np.int64),
-        test_x=test_x,
-        test_y=arrays[TEST_LABELS][:n_test].astype(np.int64),
-        normalization=norm,
-        files={name: str(found[name][1]) for name in FILES},
-    )
+    log.info("loaded %s: %d train, %d test images", name, n_train, n_test)
+    return MNIST(train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y,
+                 normalization=norm, files={f: str(found[f][1]) for f in FILES}, name=name,
+                 n_classes=n_classes, padding=_PAD)
+
+
+def _check_normalize(normalize, fn):
+    if not isinstance(normalize, (bool, Normalization)):
+        raise TypeError(f"{fn}: normalize must be a bool or a Normalization; "
+                        f"got {type(normalize).__name__}")
+
+
+def load_named(name, folder=None, size="full", dtype=np.float32, normalize=True,
+               local_contrast=False, mirrors=None, offline=None):
+    """Load a named data set in the MNIST layout: ``"mnist"``, ``"fashion-mnist"`` or
+    ``"kmnist"``.
+
+    Each file is looked for in ``folder``, (for MNIST) ``FASTCONV_DATA``, the cache
+    ``$XDG_CACHE_HOME/fastconv/NAME``, then downloaded into that cache; every file is
+    checked against its pinned sha256 (:data:`NAMED_SETS`; see the module docstring).
+
+    Parameters
+    ----------
+    name : {"mnist", "fashion-mnist", "kmnist"}
+    folder : str or os.PathLike, optional
+        Folder holding the four ``.gz`` files as published.
+    size, dtype, normalize, local_contrast, mirrors, offline
+        As :func:`load_mnist`; ``mirrors`` defaults to the set's own.
+
+    Returns
+    -------
+    MNIST
+        Images (N, 1, 32, 32), 10 classes.
+
+    Raises
+    ------
+    DataFileError
+        A file is truncated, corrupt, not IDX, or fails its pinned sha256.
+    DataNotFoundError
+        No place has the files and no mirror gave them.
+
+    Examples
+    --------
+    >>> data = load_named("fashion-mnist", size="small")      # doctest: +SKIP
+    >>> data.input_shape, data.n_classes                       # doctest: +SKIP
+    ((1, 32, 32), 10)
+    """
+    if name not in NAMED_SETS:
+        raise ValueError(f"load_named: unknown data set {name!r}; choose from "
+                         f"{list(NAMED_SETS)}")
+    if name == "mnist":
+        return load_mnist(folder, size, dtype, normalize, local_contrast, mirrors, offline)
+    named = NAMED_SETS[name]
+    dtype = check_dtype(dtype, "load_named")
+    _check_normalize(normalize, "load_named")
+    mirrors = named.mirrors if mirrors is None else \
+        ([mirrors] if isinstance(mirrors, str) else mirrors)
+    offline = _offline_from_env() if offline is None else offline
+    found = _gather(folder, named.sha256, list(mirrors), offline, named)
+    return _assemble(found, size, dtype, normalize, local_contrast, name, 10, "load_named")
+
+
+def _idx_path(folder, name):
+    """The file of the layout's ``name`` in ``folder``: the ``.gz`` or, failing that, the
+    uncompressed file (as unpacked by gunzip)."""
+    for candidate in (folder / name, folder / name[:-3]):
+        if candidate.is_file():
+            return candidate
+    if (folder / name).exists():
+        raise DataFileError(folder / name, "is not a regular file")
+    raise DataFileError(folder / name, f"no such file (nor {name[:-3]}); an IDX folder holds "
+                                       f"{', '.join(FILES)}, compressed or not")
+
+
+def load_idx_folder(folder, size="full", dtype=np.float32, normalize=True,
+                    local_contrast=False):
+    """Load any folder of IDX files in the MNIST layout, such as a Fashion-MNIST copy.
+
+    The folder holds ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
+    ``t10k-images-idx3-ubyte`` and ``t10k-labels-idx1-ubyte``, each with or without
+    ``.gz``. No checksum is needed: each file's format (magic number, uint8, header against
+    length), the image sizes and the counts are checked, and the labels must be classes
+    0 .. K-1. The images are zero-padded by 2 pixels on each side, as MNIST is, and
+    normalized with the training split's mean and standard deviation, which the result
+    carries (``normalization``) for the model file.
+
+    Parameters
+    ----------
+    folder : str or os.PathLike
+    size, dtype, normalize, local_contrast
+        As :func:`load_mnist`.
+
+    Returns
+    -------
+    MNIST
+        Images (N, 1, H + 4, W + 4); ``n_classes`` = the largest training label + 1.
+
+    Raises
+    ------
+    DataFileError
+        A file is missing, truncated, corrupt, not uint8 IDX, or disagrees with another (the
+        message names it).
+
+    Examples
+    --------
+    >>> data = load_idx_folder("fashion")              # doctest: +SKIP
+    >>> data.input_shape, data.n_classes               # doctest: +SKIP
+    ((1, 32, 32), 10)
+    """
+    dtype = check_dtype(dtype, "load_idx_folder")
+    _check_normalize(normalize, "load_idx_folder")
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataFileError(folder, "no such folder")
+    found = {}
+    for name in FILES:
+        path = _idx_path(folder, name)
+        found[name] = (_read_member(path, name, gz=path.name.endswith(".gz")), path)
+    return _assemble(found, size, dtype, normalize, local_contrast, "idx", None,
+                     "load_idx_folder")
 
 
 def load_mnist_sample(size=(1000, 200), dtype=np.float32, normalize=True):

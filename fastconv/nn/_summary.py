@@ -6,6 +6,8 @@ no shape formula to keep in step with the kernels.
 """
 import numpy as np
 
+from .module import input_error
+
 __all__ = ["Summary", "summarize"]
 
 
@@ -110,9 +112,11 @@ def summarize(model, input_shape=None):
                 try:
                     x = layer.forward(x)
                 except (TypeError, ValueError) as exc:
+                    # The layer's message with its fix, as a Sequential reports it.
+                    detail = getattr(input_error(exc, layer, x), "layer_detail", exc)
                     raise ValueError(f"summary: layer {index} ({type(layer).__name__}) cannot "
                                      f"take the output of the layer before it, shape "
-                                     f"{x.shape}: {exc}") from None
+                                     f"{x.shape}: {detail}") from None
                 shapes[i] = tuple(x.shape)
         finally:
             for m, mode in zip(modules, modes):

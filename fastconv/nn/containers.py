@@ -1,5 +1,5 @@
 """Containers."""
-from .module import Module, module_from_config, register_module
+from .module import Module, input_error, module_from_config, register_module
 
 __all__ = ["Sequential"]
 
@@ -90,16 +90,22 @@ class Sequential(Module):
         layers = self.layers
         n = len(layers)
         fused = self._fused = {}    # index of the activation -> its pooled output
-        i = 0
-        while i < n:
-            if i + 1 < n and self._fusable(layers[i], layers[i + 1]):
-                y = layers[i + 1].forward(x)
-                fused[i] = layers[i].forward_inplace(y)
-                x = y
-                i += 2
-                continue
-            x = layers[i].forward(x)
-            i += 1
+        i = at = 0                  # at: the layer being called, x: its input
+        try:
+            while i < n:
+                if i + 1 < n and self._fusable(layers[i], layers[i + 1]):
+                    at = i + 1
+                    y = layers[i + 1].forward(x)
+                    at, x = i, y
+                    fused[i] = layers[i].forward_inplace(y)
+                    i += 2
+                    continue
+                at = i
+                x = layers[i].forward(x)
+                i += 1
+        except (TypeError, ValueError) as exc:
+            # A layer's error names the layer, its place and the fix (see input_error).
+            raise input_error(exc, layers[at], x, at) from None
         return x
 
     def fused_pairs(self):

@@ -47,6 +47,7 @@ class Conv2d(WeightedLayer):
         self._col_key = None    # (x shape, kernel arguments) it was built for
 
     hyper_names = ("stride", "padding")
+    input_ndim, size_argument = 4, "in_channels"
 
     def _input_features(self):
         return 4, self.in_channels, "input channels"

@@ -20,6 +20,8 @@ class Linear(WeightedLayer):
         x (N, in_features) -> y (N, out_features).
     """
 
+    input_ndim, size_argument = 2, "in_features"
+
     def __init__(self, in_features, out_features, bias=True, dtype=np.float32, rng=None):
         super().__init__()
         self.in_features = check_int("Linear", "in_features", in_features, 1)

@@ -1,11 +1,14 @@
-"""The homework's models, by name, with its variants.
+"""The homework's models, by name, with its variants, sized to the data.
 
-All take 1x32x32 inputs (MNIST zero-padded to 32x32) and produce 10 class scores; the head
-appended for the loss (LogSoftmax for ``nll``, Tanh for ``mse``, nothing for ``margin``) is part
-of the returned network, as in the Torch7 tutorial.
+By default they take 1x32x32 inputs (MNIST zero-padded to 32x32) and produce 10 class scores,
+as the homework's; ``input_shape`` and ``n_classes`` size them to any data set (a
+:class:`fastconv.datasets.Dataset` gives both). The head appended for the loss (LogSoftmax for
+``nll``, Tanh for ``mse``, nothing for ``margin``) is part of the returned network, as in the
+Torch7 tutorial.
 """
 import numpy as np
 
+from .._validation import check_int
 from ._init import check_dtype
 from .activation import LogSoftmax, ReLU, Tanh
 from .containers import Sequential
@@ -21,21 +24,32 @@ __all__ = ["build_model", "MODELS"]
 MODELS = ("linear", "mlp", "convnet", "convnet-max")
 
 
-def build_model(name="convnet", *, loss="nll", n_classes=10, extra_conv=False, dropout=0.0,
-                rotate=0.0, dtype=np.float32, seed=1):
-    """Build one of the homework's networks.
+def _conv_side(side):
+    """Height or width after the two conv 5x5 + pool 2x2/2 blocks (0 when too small)."""
+    for _ in range(2):
+        side = (side - 4) // 2 if side >= 6 else 0
+    return side
+
+
+def build_model(name="convnet", *, loss="nll", input_shape=(1, 32, 32), n_classes=10,
+                extra_conv=False, dropout=0.0, rotate=0.0, dtype=np.float32, seed=1):
+    """Build one of the homework's networks, sized to the data.
 
     Parameters
     ----------
     name : {"linear", "mlp", "convnet", "convnet-max"}
-        ``linear``: flatten 1024 -> linear 10. ``mlp``: 1024 -> 512 -> tanh -> 10.
-        ``convnet`` (the tutorial's CPU model): conv 5x5 1->64, tanh, L2 pooling 2x2/2,
-        subtractive normalization (7-tap Gaussian), conv 5x5 64->64, tanh, L2 pooling,
-        subtractive normalization, flatten 1600, linear 128, tanh, linear 10.
-        ``convnet-max`` (the tutorial's GPU variant): the same with max pooling and ReLU and
-        no normalization.
+        ``linear``: flatten C*H*W -> linear ``n_classes``. ``mlp``: C*H*W -> 512 -> tanh ->
+        ``n_classes``. ``convnet`` (the tutorial's CPU model): conv 5x5 C->64, tanh, L2
+        pooling 2x2/2, subtractive normalization (7-tap Gaussian), conv 5x5 64->64, tanh,
+        L2 pooling, subtractive normalization, flatten, linear 128, tanh, linear
+        ``n_classes``. ``convnet-max`` (the tutorial's GPU variant): the same with max
+        pooling and ReLU and no normalization.
     loss : {"nll", "mse", "margin"}
         Chooses the head appended to the network.
+    input_shape : (int, int, int)
+        One sample's (C, H, W), e.g. ``data.input_shape``; the convnets need H, W >= 16.
+    n_classes : int
+        Class scores the network produces, e.g. ``data.n_classes`` (>= 2).
     extra_conv : bool
         Add a third convolution (3x3, 64->64, padding 1, same non-linearity) after the
         second block (convnets only).
@@ -50,6 +64,17 @@ def build_model(name="convnet", *, loss="nll", n_classes=10, extra_conv=False, d
     Returns
     -------
     Sequential
+
+    Shape:
+        The convnets' flattened features are 64 * h * w with
+        h = ((H - 4) // 2 - 4) // 2, w likewise: 64 * 5 * 5 = 1600 for 32x32.
+
+    Examples
+    --------
+    >>> from fastconv import nn
+    >>> model = nn.build_model("convnet", input_shape=(3, 32, 32), n_classes=10)
+    >>> model[0].in_channels, model[-2].out_features
+    (3, 10)
     """
     if name not in MODELS:
         raise ValueError(f"build_model: unknown model {name!r}; choose from {list(MODELS)}")
@@ -57,6 +82,19 @@ def build_model(name="convnet", *, loss="nll", n_classes=10, extra_conv=False, d
         raise ValueError(f"build_model: unknown loss {loss!r}; choose from {sorted(LOSSES)}")
     if extra_conv and not name.startswith("convnet"):
         raise ValueError(f"build_model: extra_conv applies to convnets, not {name!r}")
+    try:
+        c_in, height, width = (check_int("build_model", "input_shape", s, 1)
+                               for s in input_shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"build_model: input_shape must be (C, H, W), three positive integers; "
+                         f"got {input_shape!r}") from None
+    n_classes = check_int("build_model", "n_classes", n_classes, 2)
+    side_h, side_w = _conv_side(height), _conv_side(width)
+    if name.startswith("convnet") and min(side_h, side_w) < 1:
+        raise ValueError(f"build_model: {name} needs images of at least 16x16 (two 5x5 "
+                         f"convolutions and 2x2 poolings); got {height}x{width}. Use 'linear' "
+                         f"or 'mlp', or pad the images")
+    n_in = c_in * height * width
     dtype = check_dtype(dtype)
     init_seq, layer_seq = np.random.SeedSequence(seed).spawn(2)
     rng = np.random.default_rng(init_seq)
@@ -71,10 +109,10 @@ def build_model(name="convnet", *, loss="nll", n_classes=10, extra_conv=False, d
 
     if name == "linear":
         layers.append(Flatten())
-        fc(32 * 32, n_classes)
+        fc(n_in, n_classes)
     elif name == "mlp":
         layers.append(Flatten())
-        fc(32 * 32, 512)
+        fc(n_in, 512)
         layers.append(Tanh())
         fc(512, n_classes)
     else:
@@ -90,13 +128,13 @@ def build_model(name="convnet", *, loss="nll", n_classes=10, extra_conv=False, d
                 layers.append(LPPool2d(2, 2, 2))
                 layers.append(SubtractiveNormalization(7, dtype=dtype))
 
-        block(1)      # 32 -> 28 -> 14
+        block(c_in)   # 32 -> 28 -> 14
         block(64)     # 14 -> 10 -> 5
         if extra_conv:
             layers.append(Conv2d(64, 64, 3, padding=1, dtype=dtype, rng=rng))
             layers.append(act())
         layers.append(Flatten())
-        fc(64 * 5 * 5, 128)
+        fc(64 * side_h * side_w, 128)
         layers.append(act())
         fc(128, n_classes)
     head = LOSSES[loss].head

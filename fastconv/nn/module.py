@@ -10,10 +10,10 @@ import numpy as np
 
 from .._kernels import _vector
 from .._threads import effective_n_threads
-from .._validation import check_dtype
+from .._validation import FLOAT_DTYPES, check_dtype
 from ._buffers import BufferPool
 
-__all__ = ["Module", "register_module", "module_from_config"]
+__all__ = ["Module", "register_module", "module_from_config", "input_error"]
 
 _REGISTRY = {}
 
@@ -79,7 +79,15 @@ class Module:
         raise NotImplementedError
 
     def __call__(self, x):
-        return self.forward(x)
+        try:
+            return self.forward(x)
+        except (TypeError, ValueError) as exc:
+            raise input_error(exc, self, x) from None
+
+    # What the inputs must be, for the fix an error names (see input_error): the number of
+    # axes (None: any), and the attribute holding the size of axis 1 (channels or features).
+    input_ndim = None
+    size_argument = None
 
     def _saved(self, value):
         """``value`` (something forward cached), or a clear error when there is none."""
@@ -321,3 +329,77 @@ class Module:
 
     def __repr__(self):
         return f"{type(self).__name__}({self.extra_repr()})"
+
+
+def _input_fix(layer, x):
+    """How to fix ``x`` for ``layer`` (one phrase), or None when nothing specific applies."""
+    if not isinstance(x, np.ndarray):
+        return "pass a numpy.ndarray"
+    dtype = layer.dtype
+    if x.dtype not in FLOAT_DTYPES:
+        to = np.dtype(dtype or np.float32).name
+        return f"convert the input to floats, e.g. x.astype(np.{to})"
+    if dtype is not None and x.dtype != dtype:
+        return (f"give the input and every layer one dtype: build the layers with "
+                f"dtype=np.{x.dtype.name}, or convert the input with "
+                f"x.astype(np.{dtype.name}) (or the model with model.astype(np.{x.dtype.name}))")
+    ndim, arg = layer.input_ndim, layer.size_argument
+    if ndim == 2 and x.ndim > 2:
+        flat = int(np.prod(x.shape[1:]))
+        then = f" and give it {arg}={flat}" if arg else ""
+        return (f"put nn.Flatten() before this layer (it turns {x.shape} into "
+                f"({x.shape[0]}, {flat})){then}")
+    if ndim == 4 and x.ndim != 4:
+        return ("this layer takes image batches (N, C, H, W): place it before Flatten, or "
+                "reshape the input, e.g. x.reshape(N, 1, H, W) for one channel")
+    if arg is not None and x.ndim == ndim and x.shape[1] != getattr(layer, arg):
+        return (f"build it with {arg}={x.shape[1]} to match its input, or make the layer "
+                f"before it give {getattr(layer, arg)}")
+    return None
+
+
+def input_error(exc, layer, x, index=None):
+    """``exc`` (a TypeError or ValueError raised by ``layer`` on input ``x``) as the same type
+    of error naming the layer, and its index in a Sequential, with the fix.
+
+    One mechanism for every layer: :meth:`Module.__call__` and :class:`Sequential` route a
+    layer's error through it. An error already routed (from a nested Sequential) only gains
+    the outer index.
+
+    Parameters
+    ----------
+    exc : TypeError or ValueError
+    layer : Module
+    x : object
+        The input the layer refused.
+    index : int, optional
+        The layer's position (0-based) in its Sequential.
+
+    Returns
+    -------
+    Exception
+        To raise.
+    """
+    name = type(layer).__name__
+    where = name if index is None else f"layer ({index + 1}) {name}"
+    inner = getattr(exc, "layer_path", None)
+    if inner is not None:
+        if index is None:
+            return exc
+        path, detail = f"{where}, {inner}", exc.layer_detail
+    else:
+        detail = str(exc)
+        if detail.startswith(name + ": "):
+            detail = detail[len(name) + 2:]
+        fix = _input_fix(layer, x)
+        # Conv2d and Linear name the dtype fix themselves (also when called directly).
+        if fix and not ("astype(" in fix and "astype(" in detail):
+            detail = f"{detail}; fix: {fix}"
+        path = where
+    message = f"Sequential {path}: {detail}" if index is not None else f"{path}: {detail}"
+    try:
+        new = type(exc)(message)
+    except Exception:       # an error type that takes other arguments: keep it as it is
+        return exc
+    new.layer_path, new.layer_detail = path, detail
+    return new.with_traceback(exc.__traceback__)

@@ -15,6 +15,8 @@ __all__ = ["SubtractiveNormalization", "ContrastiveNormalization", "BatchNorm2d"
 
 
 class _LocalNormalization(Module):
+    input_ndim = 4
+
     def __init__(self, kernel_size=7, kernel=None, dtype=np.float32):
         super().__init__()
         if kernel is None:
@@ -145,7 +147,7 @@ class BatchNorm2d(Module):
         Added to the variance inside the square root.
     momentum : float
         Weight of the batch statistics in the running ones.
-    dtype : {numpy.float32, numpy.float64}
+    dtype : {numpy.float32, numpy.float64}, default numpy.float32
 
     Shape:
         (N, C, H, W) -> (N, C, H, W); training needs N*H*W >= 2.
@@ -154,9 +156,10 @@ class BatchNorm2d(Module):
     param_names = ("weight", "bias")
     buffer_names = ("running_mean", "running_var")
     hyper_names = ("training", "eps", "momentum")
+    input_ndim, size_argument = 4, "num_features"
     batch_dependent = True
 
-    def __init__(self, num_features, eps=1e-5, momentum=0.1, dtype=np.float64):
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, dtype=np.float32):
         super().__init__()
         dtype = check_dtype(dtype)
         self.num_features = check_int("BatchNorm2d", "num_features", num_features, 1)

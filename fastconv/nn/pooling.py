@@ -25,6 +25,7 @@ class MaxPool2d(Module):
     """
 
     hyper_names = ("kernel_size", "stride")
+    input_ndim = 4
     commutes_with_monotonic = True
 
     def __init__(self, kernel_size, stride=None):
@@ -87,6 +88,7 @@ class LPPool2d(Module):
     """
 
     hyper_names = ("p", "kernel_size", "stride")
+    input_ndim = 4
 
     def __init__(self, p, kernel_size, stride=None):
         super().__init__()
@@ -144,6 +146,7 @@ class AvgPool2d(Module):
     """
 
     hyper_names = ("kernel_size", "stride")
+    input_ndim = 4
 
     def __init__(self, kernel_size, stride=None):
         super().__init__()

@@ -58,6 +58,7 @@ class RandomRotation(Module):
     """
 
     stochastic = True
+    input_ndim = 4
 
     def __init__(self, sigma=0.2):
         super().__init__()
