@@ -15,7 +15,11 @@ Results go to ``bench/results/<preset>/`` (``--out``): ``runs/<key>/`` per run (
 the command prints how many runs it will do and how long that should take; above an hour it
 asks to confirm on a terminal (``--yes`` skips the question; without a terminal it never
 asks). Rerunning is always safe: finished runs are skipped, interrupted ones resume from their
-last epoch; Ctrl-C stops cleanly and prints the command that resumes.
+last epoch; Ctrl-C stops cleanly and prints the command that resumes. A damaged run file
+(final.json, metrics.csv, config.json) is listed as damaged by ``--list`` and repaired or
+trained again by the next run; a full disk or an unwritable folder stops the sitting with one
+line and exit status 1, recording no run as failed for it, and the same command resumes once
+it is fixed.
 """
 import argparse
 import os
