@@ -260,7 +260,14 @@ class RunDir:
         path = self.file(name)
         try:
             if name == "metrics.csv":
-                return read_metrics(path), None
+                rows = read_metrics(path)
+                final = self._read("final.json")[0] if os.path.exists(path) else None
+                if final is not None and "history" in final \
+                        and len(final["history"]) != len(rows):
+                    # Both are written from one history: a difference is a cut file.
+                    return None, (f"holds {len(rows)} epochs where final.json records "
+                                  f"{len(final['history'])}")
+                return rows, None
             content = read_json(path)
         except DamagedRunFile as exc:
             return None, exc.problem
