@@ -254,3 +254,21 @@ def test_fuzz_damaged_stores_in_a_subprocess():
     proc = subprocess.run([sys.executable, "-m", "tests.fuzz_store"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+
+
+def test_damaged_checkpoint_of_a_run_is_set_aside_and_the_run_retrained(tmp_path):
+    """The real trainer: a run whose checkpoint.npz is cut trains again from scratch (same
+    numbers) instead of failing."""
+    config = dict(base_config(PRESETS["smoke"]), epochs=1)
+    run = Run("t", "one epoch", config)
+    first = execute_run(run.config, str(tmp_path), run.key, 1)
+    assert first["status"] == "ok"
+    stored = RunDir(tmp_path, run.key)
+    checkpoint = stored.file("checkpoint.npz")
+    with open(checkpoint, "r+b") as f:
+        f.truncate(100)
+    os.unlink(stored.file("final.json"))
+    again = execute_run(run.config, str(tmp_path), run.key, 1)
+    assert again["status"] == "ok", again["error"]
+    assert again["history"][0]["test_accuracy"] == first["history"][0]["test_accuracy"]
+    assert os.path.getsize(checkpoint + ".damaged") == 100

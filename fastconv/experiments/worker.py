@@ -270,11 +270,12 @@ def train_run(config, run_dir, threads, on_epoch):
 
     Epochs are driven one ``fit`` call at a time so that metrics.csv is rewritten after each;
     the trainer itself checkpoints every epoch, so a killed run loses at most the epoch in
-    progress. Settings missing from ``config`` take the Trainer's defaults.
+    progress. A damaged checkpoint is set aside as ``checkpoint.npz.damaged`` and the run
+    trained from scratch. Settings missing from ``config`` take the Trainer's defaults.
     """
     import fastconv
     from fastconv.nn import build_model
-    from fastconv.train import Trainer
+    from fastconv.train import CheckpointError, Trainer
 
     fastconv.set_num_threads(threads)
     data = load_data(config["data"])
@@ -293,8 +294,16 @@ def train_run(config, run_dir, threads, on_epoch):
                       seed=config["seed"], threads=threads, save_dir=run_dir, progress=False,
                       metadata=metadata, verbose=False, **optional)
     branched = os.path.exists(os.path.join(run_dir, BRANCH_FILE))
-    resumed_at = trainer.epoch if trainer.load_checkpoint(
-        branch=branched, data=(data.train_x, data.train_y)) else 0
+    try:
+        resumed = trainer.load_checkpoint(branch=branched, data=(data.train_x, data.train_y))
+    except CheckpointError:
+        # A damaged checkpoint is no result (a checkpoint of other settings is, and still
+        # fails the run): keep its bytes beside it and train the run from scratch, which
+        # computes the same numbers. The Trainer is as it was before the attempt.
+        checkpoint = os.path.join(run_dir, "checkpoint.npz")
+        os.replace(checkpoint, checkpoint + ".damaged")
+        resumed = False
+    resumed_at = trainer.epoch if resumed else 0
     if trainer.history:
         on_epoch(trainer.history)
         if trainer.epoch >= config["epochs"] and not os.path.exists(
