@@ -7,6 +7,7 @@ shows the traceback instead. Anything else is a bug and keeps its traceback.
 """
 import argparse
 import csv
+import errno
 import io
 import os
 import sys
@@ -497,10 +498,17 @@ def _one_line(exc, args):
     cause = environmental_error(exc)
     if cause is not None:
         where = f"{cause.filename}: " if cause.filename else ""
-        fix = (" (every finished epoch is kept; rerun the same command to resume)"
-               if args.command == "train" else "")
-        return (f"{where}{cause.strerror or cause}; free space or fix the permissions, or "
-                f"pass other files or folders{fix}")
+        if cause.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            fix = "free space and rerun the same command"
+            if args.command == "train":
+                fix += " (it resumes from the last finished epoch)"
+        elif cause.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            fix = ("give yourself access to it, or pass another " +
+                   {"train": "--data or --save", "test": "--data or --model-file",
+                    "predict": "--model-file or --output"}.get(args.command, "file"))
+        else:
+            fix = "check the disk and rerun the same command"
+        return f"{where}{cause.strerror or cause}; {fix}"
     return None
 
 
