@@ -267,7 +267,7 @@ class Trainer:
         self.optimizer = None     # the optimizer of the current epoch
         self._stepper = None      # that optimizer, or a SwitchSchedule holding it
         self._n_train = None
-        self._data = None         # (train_x, train_y, fingerprint) of the last fit
+        self._data = None         # [train_x, train_y, fingerprint or None] of the last fit
         self.order = None
 
     # -- optimizer ------------------------------------------------------------------------
@@ -520,9 +520,17 @@ class Trainer:
                              f"has {y.shape[0]} labels; they must match one to one")
 
     def _use_data(self, x, y):
-        """Fingerprint the training set (once per pair of arrays)."""
+        """Remember the training set; :meth:`settings` fingerprints it when first asked (a
+        Trainer without ``save_dir`` never pays for it)."""
         if self._data is None or self._data[0] is not x or self._data[1] is not y:
-            self._data = (x, y, data_fingerprint(x, y))
+            self._data = [x, y, None]
+
+    def _data_fingerprint(self):
+        if self._data is None:
+            return None
+        if self._data[2] is None:
+            self._data[2] = data_fingerprint(self._data[0], self._data[1])
+        return self._data[2]
 
     def settings(self):
         """What a resumed run must share with the run that wrote the checkpoint.
@@ -542,7 +550,7 @@ class Trainer:
                 "lbfgs_max_iter": self.lbfgs_max_iter, "lr_schedule": self.lr_schedule,
                 "schedule_epochs": self.schedule_epochs, "seed": self.seed,
                 "n_train": self._n_train,
-                "data": self._data[2] if self._data is not None else None}
+                "data": self._data_fingerprint()}
 
     def _report(self, stats):
         if not self.verbose:
@@ -733,7 +741,7 @@ class Trainer:
             if n_train is not None:
                 self._n_train = int(n_train)
             if data is not None:
-                self._data = (data[0], data[1], fingerprint)
+                self._data = [data[0], data[1], fingerprint]
             self.model.load_buffers(state["buffers"], "buffers")
             self.params[...] = state["params"]
             self.order = state["order"]
