@@ -23,6 +23,13 @@ _num_threads = None       # None: the default (OMP_NUM_THREADS if set, else "aut
 _blas_pinned = False
 _resolved = None          # cache of effective_n_threads(None): every kernel call asks for it
 _auto = None              # FreeCores when set_num_threads("auto")
+# Fork safety. GNU OpenMP's thread pool does not survive fork(): a child whose parent has
+# run a parallel region blocks forever in its first one. A team of one thread never touches
+# the pool (tested: libgomp runs num_threads(1) regions in such a child), so a child forked
+# after the parent may have started a team runs every kernel on one thread; results are the
+# same bits on any thread count.
+_teams_started = False    # this process may have run a parallel region of > 1 thread
+_forked_serial = False    # forked after that: every kernel runs serially
 
 
 def _usable_cores():
@@ -62,11 +69,27 @@ def _env_threads():
     return max(1, min(n, _usable_cores()))
 
 
+def _parallel_ok():
+    """Whether kernels may run more than one thread: built with OpenMP, and not in a child
+    forked after its parent started OpenMP threads."""
+    return openmp_enabled() and not _forked_serial
+
+
+def _usable(n):
+    """``n`` threads, or 1 where only one may run; records that a team may start."""
+    global _teams_started
+    if n > 1:
+        if not _parallel_ok():
+            return 1
+        _teams_started = True
+    return n
+
+
 def _start_auto():
     """The free-cores monitor of the "auto" setting (started once, under _lock)."""
     global _auto
     if _auto is None:
-        _auto = _AutoThreads(_usable_cores() if openmp_enabled() else 1)
+        _auto = _AutoThreads(_usable_cores() if _parallel_ok() else 1)
     return _auto
 
 
@@ -106,7 +129,8 @@ def effective_n_threads(n_threads=None):
     Returns
     -------
     int
-        At least 1; 1 when fastconv was built without OpenMP.
+        At least 1; 1 when fastconv was built without OpenMP, and in a process forked
+        after its parent ran kernels on several threads (see :func:`set_num_threads`).
     """
     global _resolved
     if n_threads is None:
@@ -116,7 +140,7 @@ def effective_n_threads(n_threads=None):
                 n = _num_threads if _num_threads is not None else _env_threads()
                 if n is None or n == "auto":
                     n = _start_auto().free
-                _resolved = n if openmp_enabled() else 1
+                _resolved = _usable(n)
         return _resolved
     _pin_scipy_blas()
     if isinstance(n_threads, bool) or not hasattr(n_threads, "__index__"):
@@ -126,8 +150,7 @@ def effective_n_threads(n_threads=None):
         raise ValueError("n_threads must be a non-zero integer; got 0")
     if n < 0:
         n = max(1, _usable_cores() + 1 + n)
-    n = _check_count("effective_n_threads", n)
-    return n if openmp_enabled() else 1
+    return _usable(_check_count("effective_n_threads", n))
 
 
 class _AutoThreads:
@@ -158,7 +181,7 @@ class _AutoThreads:
                 with _lock:
                     if _auto is self:
                         self.free = free
-                        _resolved = free if openmp_enabled() else 1
+                        _resolved = _usable(free)
 
     def stop(self):
         self._stop.set()
@@ -179,6 +202,16 @@ def set_num_threads(n):
         region wait for a preempted thread (the count follows the machine's load; results
         are the same bits for any count); or None to return to the default: ``"auto"``,
         or ``OMP_NUM_THREADS`` when that is set.
+
+    Notes
+    -----
+    Fork: GNU OpenMP's thread pool does not survive ``fork()``, so a process forked (with
+    :func:`os.fork`, or a ``multiprocessing`` pool with the ``"fork"`` start method) after
+    its parent ran kernels on several threads runs every kernel on one thread, whatever the
+    setting; it would otherwise block forever in its first parallel region. Results are the
+    same bits. A child forked before any multi-threaded kernel ran, or started with the
+    ``"spawn"`` or ``"forkserver"`` method, uses threads as usual. Only forks made through
+    Python (``os.fork``) are seen; a fork from C code bypasses the hook.
 
     Raises
     ------
@@ -225,8 +258,11 @@ def get_thread_setting():
 def _after_fork_in_child():
     # A forked child has no monitor thread (only the forking thread survives a fork): drop
     # the parent's so that "auto" starts its own on the next call.
-    global _auto, _resolved, _lock
+    global _auto, _resolved, _lock, _forked_serial
     _lock = threading.Lock()
+    if _teams_started:
+        _forked_serial = True
+        _resolved = None
     if _auto is not None:
         _auto = None
         _resolved = None

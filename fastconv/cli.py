@@ -311,10 +311,12 @@ def _trained_on(meta, path):
 
 def _check_fits(model, path, input_shape, n_classes, name):
     """Refuse, with the fix, a model that cannot take this data set's samples or classes."""
-    from .serialization import ModelFileError
+    from .serialization import ModelFileError, forward_one_sample
 
     try:
-        y = model.forward(np.zeros((1,) + tuple(input_shape), dtype=model.dtype or np.float32))
+        y = forward_one_sample(path, model, input_shape)
+    except ModelFileError:
+        raise
     except (TypeError, ValueError) as exc:
         raise ModelFileError(path, f"the model does not take --dataset {name}'s inputs of "
                                    f"shape {tuple(input_shape)} ({exc})") from None
@@ -397,12 +399,39 @@ def _write_csv(path, header, rows):
                          f"another --output") from None
 
 
+def _refit_normalization(args, model):
+    """The training set's normalization, for a model file that records none (saved by
+    ``save_model`` without metadata): raw 0-255 pixels would silently cost accuracy.
+    ``test`` refits it the same way."""
+    from .datasets import DataNotFoundError
+
+    try:
+        data = _load_data(args, model.dtype)
+    except DataNotFoundError:
+        raise _UserError(f"{args.model_file} records no input normalization, and the "
+                         f"{args.dataset} training set to refit it from was not found; pass "
+                         f"--data, or save the model with save_model(path, model, "
+                         f"data.metadata()) ('fastconv train' does)") from None
+    _warn_refitted(args, data.normalization)
+    return data.normalization
+
+
+def _warn_refitted(args, norm):
+    print(f"fastconv predict: warning: {args.model_file} records no input normalization; "
+          f"using the {args.dataset} training set's (mean {norm.mean:.4f}, std "
+          f"{norm.std:.4f}), as 'fastconv test' does. Save models with save_model(path, "
+          f"model, data.metadata()) or Trainer(metadata=data.metadata()) ('fastconv train' "
+          f"does) to skip this", file=sys.stderr)
+
+
 def _predict_cmd(args):
     if not args.images:
         model, meta, data = _load_for_eval(args)
         if not len(data.test_y):
             raise _UserError(f"--data {args.data} has no test split (x_test, y_test) to "
                              f"predict")
+        if not meta.get("normalization"):
+            _warn_refitted(args, data.normalization)
         pred = np.argmax(_scores(model, data.test_x), axis=1)
         output = args.output or "predictions.csv"
         _write_csv(output, ["Id", "Prediction"], ((i + 1, int(p)) for i, p in enumerate(pred)))
@@ -418,7 +447,8 @@ def _predict_cmd(args):
                          f"from --dataset {trained.get('name')}. Run predict without IMAGE to "
                          f"label the data set's test split")
     names, images = read_digit_images(args.images)
-    x = prepare_digits(images, meta.get("normalization"), meta.get("local_contrast", False),
+    normalization = meta.get("normalization") or _refit_normalization(args, model)
+    x = prepare_digits(images, normalization, meta.get("local_contrast", False),
                        dtype=model.dtype, names=names)
     probs = _probabilities(_scores(model, x), meta.get("loss"))
     rows = [[name, int(np.argmax(p))] + [f"{v:.4f}" for v in p] for name, p in zip(names, probs)]

@@ -15,6 +15,13 @@ JSON types, nesting depth, module types and their settings, parameter count, dty
 shapes, and optionally the input and output shapes), so that any malformed file is one
 :class:`ModelFileError` naming the file and what is wrong, never an exception from deep
 inside NumPy, ``zipfile`` or a layer's constructor.
+
+Sizes come before contents: the zip directory and every ``.npy`` header are read first, and
+a header that declares more (or fewer) bytes than its entry holds, or entries that together
+declare more than :func:`memory_budget` (``BUDGET_FACTOR`` x the file's size +
+``BUDGET_BYTES``), are refused before any array is read; the shapes the declared
+architecture needs (:meth:`fastconv.nn.Module.array_shapes`) are compared with the stored
+ones before anything is built. Checkpoints go through the same :func:`read_npz`.
 """
 import glob
 import inspect
@@ -27,9 +34,11 @@ import zlib
 import numpy as np
 
 from ._errors import PathError
+from ._npyfile import NPY_MAX_HEADER, NpyHeaderError, read_npy_header
 from .nn.module import _REGISTRY, module_from_config
 
-__all__ = ["save_model", "load_model", "read_npz", "ModelFileError", "atomic_write_bytes",
+__all__ = ["save_model", "load_model", "read_npz", "memory_budget", "forward_one_sample",
+           "ModelFileError", "atomic_write_bytes",
            "atomic_savez", "atomic_write_text", "remove_stale_temporaries"]
 
 
@@ -172,25 +181,83 @@ def save_model(path, model, metadata=None):
 
 
 # -- reading ------------------------------------------------------------------------------
-def read_npz(path, what="model file"):
-    """Read every array of an ``.npz`` archive into memory, refusing pickled objects.
+#: The bytes of arrays one model file or checkpoint may declare, besides its own size: past
+#: ``BUDGET_FACTOR`` x the file's size + ``BUDGET_BYTES``, it is refused before anything is
+#: read. fastconv writes uncompressed archives, whose arrays take the file's size; the
+#: allowance covers archives recompressed with ``np.savez_compressed``.
+BUDGET_FACTOR = 4
+BUDGET_BYTES = 16 * 2**20
+#: Most bytes of a JSON entry (``__config__``, ``__meta__``); the homework's models take 2 KB.
+MAX_JSON_BYTES = 4 * 2**20
+#: Most entries in one archive.
+MAX_ENTRIES = 10000
+
+
+def _shown(names):
+    """Names from a file, joined for a message: quoted when not printable, so that a name
+    holding a newline cannot break the message's one line."""
+    return ", ".join(n if n.isprintable() else repr(n) for n in names)
+
+
+def memory_budget(path):
+    """Bytes of arrays a model file or checkpoint at ``path`` may declare or make a loader
+    allocate: ``BUDGET_FACTOR`` x its size + ``BUDGET_BYTES``.
 
     Parameters
     ----------
     path : str or os.PathLike
-    what : str
-        How the file is called in error messages ("model file", "checkpoint").
 
     Returns
     -------
-    dict of str to ndarray
-
-    Raises
-    ------
-    ModelFileError
-        The file is missing, empty, not a zip archive, truncated, corrupt (CRC mismatch), or
-        holds an entry that is not a plain array.
+    int
     """
+    return BUDGET_FACTOR * os.path.getsize(path) + BUDGET_BYTES
+
+
+class _Npz:
+    """An ``.npz`` archive whose entries' names, shapes and dtypes are known (from the zip
+    directory and the ``.npy`` headers) before any array is read."""
+
+    def __init__(self, path, what):
+        self.path, self.what = path, what
+        self._zip = zipfile.ZipFile(path)
+        infos = self._zip.infolist()
+        if len(infos) > MAX_ENTRIES:
+            raise ModelFileError(path, f"holds {len(infos):,} entries; a {what} has far fewer")
+        self.entries = {}       # key -> (shape, dtype, ZipInfo)
+        total = 0
+        for info in infos:
+            key = info.filename[:-4] if info.filename.endswith(".npy") else None
+            if key is None or key in self.entries:
+                raise ModelFileError(path, f"entry {info.filename!r} is not a NumPy array "
+                                           f"of a {what} (or appears twice)")
+            total += info.file_size
+            with self._zip.open(info) as fp:
+                shape, dtype, _ = read_npy_header(fp, info.file_size, _shown([key]))
+            self.entries[key] = (shape, dtype, info)
+        budget = memory_budget(path)
+        if total > budget:
+            raise ModelFileError(path, f"its entries declare {total:,} bytes of arrays, more "
+                                       f"than the {budget:,} bytes allowed for a "
+                                       f"{os.path.getsize(path):,}-byte {what}")
+
+    def read(self, key):
+        from numpy.lib import format as npy
+
+        with self._zip.open(self.entries[key][2]) as fp:
+            return npy.read_array(fp, allow_pickle=False, max_header_size=NPY_MAX_HEADER)
+
+    def close(self):
+        self._zip.close()
+
+
+# Everything a damaged archive makes zipfile, zlib or NumPy raise.
+_ARCHIVE_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError,
+                   NotImplementedError, OverflowError, UnicodeDecodeError)
+
+
+def _open_npz(path, what):
+    """Check ``path`` as an ``.npz`` archive (kind, entries, declared sizes); a :class:`_Npz`."""
     path = os.fspath(path)
     try:
         with open(path, "rb") as f:
@@ -207,12 +274,64 @@ def read_npz(path, what="model file"):
         raise ModelFileError(path, f"not a {what}: a {what} is a NumPy .npz (zip) archive, "
                                    f"this file starts with {head!r}")
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            return {key: archive[key] for key in archive.files}
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError,
-            NotImplementedError) as exc:
-        raise ModelFileError(path, f"the {what} is truncated or corrupt "
-                                   f"({type(exc).__name__}: {exc})") from None
+        return _Npz(path, what)
+    except ModelFileError:
+        raise
+    except NpyHeaderError as exc:
+        raise ModelFileError(path, str(exc)) from None
+    except _ARCHIVE_ERRORS as exc:
+        raise _corrupt(path, what, exc) from None
+
+
+def _corrupt(path, what, exc):
+    return ModelFileError(path, f"the {what} is truncated or corrupt "
+                                f"({type(exc).__name__}: {exc})")
+
+
+def _read_entries(archive, keys):
+    try:
+        return {key: archive.read(key) for key in keys}
+    except _ARCHIVE_ERRORS as exc:
+        raise _corrupt(archive.path, archive.what, exc) from None
+
+
+def read_npz(path, what="model file", allowed=None):
+    """Read every array of an ``.npz`` archive into memory, refusing pickled objects.
+
+    Entry names, shapes and dtypes are read from the zip directory and the ``.npy``
+    headers and checked first: the arrays are read only when every header matches its
+    entry's size and all together fit :func:`memory_budget`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    what : str
+        How the file is called in error messages ("model file", "checkpoint").
+    allowed : callable, optional
+        ``allowed(name)`` is False for an entry name the file must not hold; such a file is
+        refused before any array is read.
+
+    Returns
+    -------
+    dict of str to ndarray
+
+    Raises
+    ------
+    ModelFileError
+        The file is missing, empty, not a zip archive, truncated, corrupt (CRC mismatch),
+        holds an entry that is not a plain array or that ``allowed`` refuses, an ``.npy``
+        header that lies about its size, or more bytes than its budget.
+    """
+    archive = _open_npz(path, what)
+    try:
+        if allowed is not None:
+            bad = sorted(k for k in archive.entries if not allowed(k))
+            if bad:
+                shown = _shown(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+                raise ModelFileError(archive.path, f"has unexpected entries {shown}")
+        return _read_entries(archive, list(archive.entries))
+    finally:
+        archive.close()
 
 
 def _json_depth(obj, limit, depth=1):
@@ -296,7 +415,7 @@ def _check_architecture(path, node, where="architecture"):
     unknown = sorted(set(settings) - accepted)
     if unknown:
         raise ModelFileError(path, f"{where} ({kind}) has unknown setting(s) "
-                                   f"{', '.join(unknown)}; {kind} accepts "
+                                   f"{_shown(unknown)}; {kind} accepts "
                                    f"{', '.join(sorted(accepted)) or 'none'}")
     missing = sorted(n for n in accepted if params[n].default is inspect.Parameter.empty
                      and n not in settings)
@@ -337,20 +456,57 @@ def _check_metadata(path, metadata):
     if "local_contrast" in metadata and not isinstance(metadata["local_contrast"], bool):
         raise ModelFileError(path, "metadata.local_contrast must be true or false")
     loss = metadata.get("loss")
-    if loss is not None and loss not in LOSSES:
+    if loss is not None and (not isinstance(loss, str) or loss not in LOSSES):
         raise ModelFileError(path, f"metadata.loss {loss!r} is not one of "
                                    f"{', '.join(sorted(LOSSES))}")
 
 
+def _implied_arrays(path, node, where="architecture"):
+    """The parameter and buffer shapes (each with the layer it belongs to) and the other
+    elements that building ``node`` would allocate, computed without building it."""
+    if node["type"] == "Sequential":
+        params, buffers, other = [], [], 0
+        for i, child in enumerate(node["layers"]):
+            p, b, o = _implied_arrays(path, child, f"{where}.layers[{i}]")
+            params += p
+            buffers += b
+            other += o
+        return params, buffers, other
+    settings = {k: v for k, v in node.items() if k != "type"}
+    label = f"{where} ({node['type']})"
+    try:
+        params, buffers, other = _REGISTRY[node["type"]].array_shapes(settings)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ModelFileError(path, f"architecture cannot be built ({label}: "
+                                   f"{type(exc).__name__}: {exc})") from None
+    return ([(label, tuple(s)) for s in params], [(label, tuple(s)) for s in buffers],
+            int(other))
+
+
+def _entry_problem(key, value):
+    """Why a stored parameter or buffer cannot be loaded, or None."""
+    if value.dtype not in (np.float32, np.float64):
+        return f"{key} has dtype {value.dtype}; parameters and buffers are float32 or float64"
+    if not np.all(np.isfinite(value)):
+        return f"{key} holds NaN or infinite values"
+    return None
+
+
 def load_model(path, *, input_shape=None, n_outputs=None):
     """Load a model saved by :func:`save_model`, checking the file against the schema.
+
+    Everything is checked before the model is built: the entries' names, the ``.npy``
+    headers against the entries' sizes, the configuration, and the shapes of the arrays the
+    declared architecture needs against those stored (so that a small file cannot declare a
+    huge network), all within :func:`memory_budget`; then the values (finite floats).
 
     Parameters
     ----------
     path : str or os.PathLike
     input_shape : tuple of int, optional
         Shape of one input sample, e.g. ``(1, 32, 32)``. When given, the model is run once
-        on zeros of this shape, and a model that cannot take such inputs is refused.
+        on zeros of this shape, and a model that cannot take such inputs, or whose layers
+        would produce outputs beyond the memory budget for one sample, is refused.
     n_outputs : int, optional
         Needs ``input_shape``: the model must produce this many outputs per sample (e.g. 10
         classes for MNIST).
@@ -368,10 +524,37 @@ def load_model(path, *, input_shape=None, n_outputs=None):
         the file and the problem.
     """
     path = os.fspath(path)
-    arrays = read_npz(path)
-    if "__config__" not in arrays:
+    archive = _open_npz(path, "model file")
+    try:
+        return _load_model(path, archive, input_shape, n_outputs)
+    finally:
+        archive.close()
+
+
+def _load_model(path, archive, input_shape, n_outputs):
+    entries = archive.entries
+    if "__config__" not in entries:
         raise ModelFileError(path, "has no __config__ entry; not a fastconv model file")
-    config = _parse_json_entry(path, arrays["__config__"], "__config__")
+    saved = sorted(k for k in entries if k.startswith("param_"))
+    buffers = sorted(k for k in entries if k.startswith("buffer_"))
+    extra = sorted(set(entries) - set(saved) - set(buffers) - {"__config__"})
+    if extra:
+        raise ModelFileError(path, f"has unexpected entries {_shown(extra[:5])}"
+                                   f"{' ...' if len(extra) > 5 else ''}")
+    expected_keys = [f"param_{i:03d}" for i in range(len(saved))]
+    if saved != expected_keys:
+        raise ModelFileError(path, f"parameter entries must be param_000 ... param_"
+                                   f"{len(saved) - 1:03d} without gaps; got "
+                                   f"{_shown(saved[:5])}{' ...' if len(saved) > 5 else ''}")
+    if buffers != [f"buffer_{i:03d}" for i in range(len(buffers))]:
+        raise ModelFileError(path, "buffer entries must be buffer_000, buffer_001, ... "
+                                   "without gaps")
+    shape, dtype, info = entries["__config__"]
+    if info.file_size > MAX_JSON_BYTES:
+        raise ModelFileError(path, f"__config__ takes {info.file_size:,} bytes; at most "
+                                   f"{MAX_JSON_BYTES:,} are accepted")
+    config = _parse_json_entry(path, _read_entries(archive, ["__config__"])["__config__"],
+                               "__config__")
     if config.get("format") != FORMAT:
         raise ModelFileError(path, f"has format {config.get('format')!r}, expected {FORMAT!r}")
     version = config.get("version")
@@ -386,27 +569,45 @@ def load_model(path, *, input_shape=None, n_outputs=None):
     metadata = config.get("metadata", {})
     _check_metadata(path, metadata)
 
-    saved = sorted(k for k in arrays if k.startswith("param_"))
-    buffers = sorted(k for k in arrays if k.startswith("buffer_"))
-    extra = sorted(set(arrays) - set(saved) - set(buffers) - {"__config__"})
-    if extra:
-        raise ModelFileError(path, f"has unexpected entries {', '.join(extra)}")
-    expected_keys = [f"param_{i:03d}" for i in range(len(saved))]
-    if saved != expected_keys:
-        raise ModelFileError(path, f"parameter entries must be param_000 ... param_"
-                                   f"{len(saved) - 1:03d} without gaps; got "
-                                   f"{', '.join(saved)}")
-    dtypes = {arrays[k].dtype for k in saved}
-    if len(dtypes) > 1 or any(d not in (np.float32, np.float64) for d in dtypes):
+    # The declared architecture against the stored arrays, from their headers alone.
+    for key in saved + buffers:
+        if entries[key][1] not in (np.float32, np.float64):
+            raise ModelFileError(path, f"{key} has dtype {entries[key][1]}; parameters and "
+                                       f"buffers are float32 or float64")
+    dtypes = {entries[k][1] for k in saved}
+    if len(dtypes) > 1:
         raise ModelFileError(path, f"parameters must all be float32 or all float64; got "
                                    f"{', '.join(sorted(map(str, dtypes)))}")
+    params_needed, buffers_needed, other = _implied_arrays(path, config["architecture"])
+    for kind, keys, needed in (("parameter", saved, params_needed),
+                               ("buffer", buffers, buffers_needed)):
+        if len(keys) != len(needed):
+            raise ModelFileError(path, f"holds {len(keys)} {kind} arrays; the architecture "
+                                       f"needs {len(needed)}")
+        for key, (label, shape) in zip(keys, needed):
+            if entries[key][0] != shape:
+                raise ModelFileError(path, f"{key} has shape {entries[key][0]}; {label} "
+                                           f"needs {shape}")
+    itemsize = dtypes.copy().pop().itemsize if dtypes else 8
+    # Building allocates each parameter and its gradient, the buffers and any other array.
+    cost = sum(entries[k][2].file_size for k in saved) * 2 + 8 * other + sum(
+        entries[k][2].file_size for k in buffers)
+    budget = memory_budget(path)
+    if cost > budget or other * itemsize > budget:
+        raise ModelFileError(path, f"the architecture needs {cost:,} bytes, more than the "
+                                   f"{budget:,} bytes allowed for this file")
+
+    arrays = _read_entries(archive, saved + buffers)
+    for key in saved + buffers:
+        problem = _entry_problem(key, arrays[key])
+        if problem:
+            raise ModelFileError(path, problem)
     # Files written before layers recorded their dtype are rebuilt in the parameters'
     # dtype: building in the default and converting would round a float64 kernel to float32.
     architecture = _with_dtype(config["architecture"], dtypes.copy().pop() if dtypes else None)
     try:
         model = module_from_config(architecture)
     except (TypeError, ValueError, OverflowError, MemoryError) as exc:
-        # MemoryError: layer sizes far beyond the parameters the file holds.
         raise ModelFileError(path, f"architecture cannot be built "
                                    f"({type(exc).__name__}: {exc})") from None
     slots = list(model._param_slots())
@@ -431,11 +632,71 @@ def load_model(path, *, input_shape=None, n_outputs=None):
     return model, metadata
 
 
+def _leaves(module):
+    return [m for m in module.modules() if not m.children()]
+
+
+def _conv_output_bytes(layer, shape, itemsize):
+    """Bytes of a Conv2d's output for an input of ``shape`` (N, C, H, W), or 0 when it
+    cannot take it (the layer's own checks then say why)."""
+    if len(shape) != 4:
+        return 0
+    (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, layer.padding
+    oh = (shape[2] + 2 * ph - kh) // sh + 1
+    ow = (shape[3] + 2 * pw - kw) // sw + 1
+    return max(oh, 0) * max(ow, 0) * layer.out_channels * shape[0] * itemsize
+
+
+def forward_one_sample(path, model, input_shape):
+    """Run a loaded ``model`` once, layer by layer, on a zero sample of ``input_shape``.
+
+    A convolution whose padding would make the sample's output exceed
+    :func:`memory_budget` of the model file is refused before it runs, so that a small file
+    cannot make this check allocate gigabytes.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The model file the model came from (its budget, and the messages).
+    model : fastconv.nn.Module
+    input_shape : tuple of int
+        Shape of one sample, e.g. ``(1, 32, 32)``.
+
+    Returns
+    -------
+    ndarray
+        The model's output for a batch of one.
+
+    Raises
+    ------
+    ModelFileError
+        A layer would exceed the budget.
+    TypeError, ValueError
+        A layer cannot take its input (the layer's own message).
+    """
+    from .nn.conv import Conv2d
+
+    path = os.fspath(path)
+    budget = memory_budget(path)
+    x = np.zeros((1,) + tuple(input_shape), dtype=model.dtype or np.float32)
+    for i, layer in enumerate(_leaves(model)):
+        if isinstance(layer, Conv2d):
+            size = _conv_output_bytes(layer, x.shape, x.dtype.itemsize)
+            if size > budget:
+                raise ModelFileError(path, f"layer {i} (Conv2d, padding {layer.padding}) "
+                                           f"would produce {size:,} bytes for one input of "
+                                           f"shape {tuple(input_shape)}, more than the "
+                                           f"{budget:,} bytes allowed for this file")
+        x = layer.forward(x)
+    return x
+
+
 def _check_io(path, model, input_shape, n_outputs):
     """Run ``model`` once on zeros shaped like one sample; check its output count."""
-    x = np.zeros((1,) + input_shape, dtype=model.dtype or np.float32)
     try:
-        y = model.forward(x)
+        y = forward_one_sample(path, model, input_shape)
+    except ModelFileError:
+        raise
     except (TypeError, ValueError) as exc:
         raise ModelFileError(path, f"the model does not accept inputs of shape "
                                    f"{input_shape} ({exc})") from None

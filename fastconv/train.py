@@ -677,7 +677,7 @@ class Trainer:
         if not os.path.exists(path):
             return False
         try:
-            state = _read_checkpoint(path, read_npz(path, "checkpoint"),
+            state = _read_checkpoint(path, read_npz(path, "checkpoint", _is_checkpoint_entry),
                                      settings_required=not branch)
         except ModelFileError as exc:
             raise CheckpointError(exc.path, exc.problem) from None
@@ -828,8 +828,13 @@ def _check_rng_state(path, state, name):
     try:
         np.random.Generator(getattr(np.random, state["bit_generator"])()
                             ).bit_generator.state = state
-    except (AttributeError, KeyError, TypeError, ValueError):
+    except (AttributeError, KeyError, TypeError, ValueError, OverflowError):
         raise ModelFileError(path, f"{name} is not a valid generator state") from None
+
+
+def _is_checkpoint_entry(name):
+    """Whether a checkpoint may hold an entry of this name (checked before reading any)."""
+    return name in ("__meta__", "params", "order") or name.startswith(("opt/", "buffer/"))
 
 
 def _read_checkpoint(path, arrays, settings_required=True):

@@ -156,7 +156,7 @@ MALFORMED = {
     "HTML page": (_html, "not a model file"),
     "wrong shape": (_wrong_shape, "param_000 has shape (10, 5)"),
     "unknown type": (_unknown_type, "unknown module type 'Transformer'"),
-    "huge layer": (_huge_layer, "architecture cannot be built"),
+    "huge layer": (_huge_layer, "holds 0 parameter arrays; the architecture needs 2"),
     "bad setting value": (_bad_setting_value, "architecture cannot be built"),
 }
 

@@ -85,6 +85,23 @@ def test_save_load_round_trip(name, dtype, rng, tmp_path):
     np.testing.assert_array_equal(m.forward(x), loaded.forward(x))
 
 
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("bias", [True, False])
+def test_array_shapes_match_a_built_module(name, bias):
+    """``array_shapes`` (what load_model checks a file against before building) says
+    exactly what building the module's config allocates."""
+    from fastconv.serialization import _implied_arrays
+    m = make(name)
+    config = m.config()
+    for node in config.get("layers", [config]):
+        if "bias" in node:
+            node["bias"] = bias
+    m = nn.module_from_config(config) if not bias else m
+    params, buffers, _ = _implied_arrays("m.npz", config)
+    assert [s for _, s in params] == [p.shape for p in m.params()]
+    assert [s for _, s in buffers] == [b.shape for b in m.buffers()]
+
+
 def test_checkpoint_resume_restores_buffers_bitwise(tmp_path):
     """BatchNorm's running statistics are saved in checkpoints: an interrupted and resumed
     run ends with the same parameters and statistics as an uninterrupted one."""

@@ -557,7 +557,7 @@ cdef inline int _channel_groups(const Geom* g) noexcept nogil:
     return max(1, min(g.c, min(g.k // _GROUP_ROWS, <int>_MAX_GROUPS)))
 
 
-cdef inline int _sample_groups(const Geom* g, int n_batch, int per_sample) noexcept nogil:
+cdef inline int _sample_groups(int n_batch, int per_sample) noexcept nogil:
     """Sample groups of a weight gradient whose samples are each cut into per_sample units:
     enough for _UNITS units in all, at most one per sample. Each group sums its samples into
     a partial gradient of its own; the partials are added in group order."""
@@ -711,12 +711,12 @@ cdef void _group_units(const real_t* x, const real_t* grad_y, const real_t* weig
                        real_t* col, const real_t* grad_y_t, const real_t* kept, real_t* ws,
                        const Workspace* w) noexcept nogil:
     """Units [u0, u1) of the backward pass where K > P, on one thread. Unit u is channel
-    group u % G of sample group u // S (G = _channel_groups, S = _sample_groups): through
+    group u % G of sample group u // G (G = _channel_groups, S = _sample_groups): through
     the group's samples in order, its columns of the weight gradient and its rows of the
     bias gradient (into grad_weight and grad_bias for sample group 0, into the group's
     slot otherwise) and, unless grad_x is NULL, its channels of grad_x."""
     cdef int G = _channel_groups(g)
-    cdef int S = _sample_groups(g, n_batch, G)
+    cdef int S = _sample_groups(n_batch, G)
     cdef int u, s, j, n, f0, f1
     cdef Py_ssize_t xs = <Py_ssize_t>g.c * g.h * g.w
     cdef Py_ssize_t ys = <Py_ssize_t>g.f * g.p
@@ -764,7 +764,7 @@ cdef void _weight_grad_tiles(const real_t* x, const real_t* grad_y, const real_t
     _pixel_tiles); unit 0 accumulates into grad_weight and grad_bias, unit u > 0 into
     slot u - 1, which _backward_impl then adds in unit order."""
     cdef int R = _pixel_tiles(g, n_batch)
-    cdef int S = _sample_groups(g, n_batch, R)
+    cdef int S = _sample_groups(n_batch, R)
     cdef int u, n, i0, i1
     cdef Py_ssize_t xs = <Py_ssize_t>g.c * g.h * g.w
     cdef Py_ssize_t ys = <Py_ssize_t>g.f * g.p
@@ -820,9 +820,9 @@ cdef int _weight_grad_slots(const Geom* g, int n_batch) noexcept nogil:
     if n_batch == 0:
         return 0
     if g.k > g.p:
-        return _sample_groups(g, n_batch, _channel_groups(g)) - 1
+        return _sample_groups(n_batch, _channel_groups(g)) - 1
     R = _pixel_tiles(g, n_batch)
-    return _sample_groups(g, n_batch, R) * R - 1
+    return _sample_groups(n_batch, R) * R - 1
 
 
 cdef void _backward_impl(const real_t* x, const real_t* grad_y, const real_t* weight,
@@ -854,7 +854,7 @@ cdef void _backward_impl(const real_t* x, const real_t* grad_y, const real_t* we
             _transpose_samples(grad_y, grad_y_t, g, n_batch, t, T)
     if g.k > g.p:
         G = _channel_groups(g)
-        units = _sample_groups(g, n_batch, G) * G
+        units = _sample_groups(n_batch, G) * G
         for t in prange(T, num_threads=T, schedule="static", chunksize=1):
             _group_units(x, grad_y, weight, grad_x, grad_weight, grad_bias, accumulate, g,
                          n_batch, _split(units, t, T), _split(units, t + 1, T),

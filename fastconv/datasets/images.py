@@ -16,6 +16,7 @@ polarity:
    trained with it) as the training data.
 """
 import os
+import warnings
 
 import numpy as np
 
@@ -26,10 +27,25 @@ __all__ = ["ImageError", "read_digit_images", "prepare_digits", "to_mnist_28"]
 _BOX = 20          # MNIST: digits fit a 20x20 box ...
 _SIDE = 28         # ... inside a 28x28 image
 _INK = 0.2         # after stretching, pixels above this are part of the digit's box
+#: Most pixels of one image (or one ``.npy`` stack, all images together) that
+#: :func:`read_digit_images` decodes: 16 Mpixels (a 4000x4000 photo) take 128 MiB as
+#: float64. A larger image is refused from its header, before it is decoded.
+MAX_PIXELS = 16 * 2**20
 
 
 class ImageError(PathError):
     """An image file cannot be read, or holds no digit (``path``, ``problem``)."""
+
+
+def _too_large(shape):
+    pixels = 1
+    for d in shape:
+        pixels *= int(d)
+    if pixels > MAX_PIXELS:
+        dims = "x".join(str(int(d)) for d in shape)
+        return (f"is {dims} pixels, more than the {MAX_PIXELS:,} accepted; scale it down "
+                f"(a digit needs about 28x28)")
+    return None
 
 
 def _grey(path):
@@ -37,33 +53,76 @@ def _grey(path):
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
+        # Image.open reads the header only: the size is checked before anything is decoded.
+        # Pillow's own decompression-bomb limit is far above ours; ours comes first.
+        with warnings.catch_warnings():
+            # Pillow warns of sizes past its own limit; ours is lower and checked next.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+        with img:
+            problem = _too_large(img.size[::-1])
+            if problem:
+                raise ImageError(path, problem)
             img.load()
             if img.mode.startswith("I") or img.mode == "F":
                 a = np.asarray(img, dtype=np.float64)
+                if not np.all(np.isfinite(a)):
+                    raise ImageError(path, "holds NaN or infinite values")
                 top = 65535.0 if img.mode.startswith("I;16") else max(float(a.max()), 1.0)
                 return np.clip(a / top, 0.0, 1.0)
             # Transparent pixels count as white paper: a digit drawn on a transparent
             # background is usually dark strokes.
             rgba = np.asarray(img.convert("RGBA"), dtype=np.float64) / 255.0
+    except ImageError:
+        raise
     except FileNotFoundError:
         raise ImageError(path, "no such file") from None
+    except IsADirectoryError:
+        raise ImageError(path, "is a folder, not an image") from None
     except UnidentifiedImageError:
         raise ImageError(path, "not an image Pillow can read (use PNG, or a .npy array)") \
             from None
-    except OSError as exc:
-        raise ImageError(path, f"cannot read the image ({exc})") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageError(path, f"is too large to decode ({exc})") from None
+    except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:
+        # Pillow's plugins raise all of these for damaged files.
+        raise ImageError(path, f"cannot read the image ({type(exc).__name__}: {exc})") \
+            from None
     luminance = rgba[..., :3] @ np.array([0.299, 0.587, 0.114])
     alpha = rgba[..., 3]
     return luminance * alpha + (1.0 - alpha)
 
 
 def _from_npy(path):
+    from .._npyfile import NpyHeaderError, read_npy_header
+
     try:
-        a = np.load(path, allow_pickle=False)
+        with open(path, "rb") as f:
+            head = f.read(6)
+            if head[:2] == b"PK":
+                raise ImageError(path, "is an .npz archive, not an .npy array; save one "
+                                       "array with np.save")
+            if head != b"\x93NUMPY":
+                raise ImageError(path, f"not an .npy array (it starts with {head!r}); save "
+                                       f"the image with np.save")
+            f.seek(0)
+            shape, dtype, _ = read_npy_header(f, os.fstat(f.fileno()).st_size, "the .npy header")
+            if dtype.kind not in "iuf":
+                raise ImageError(path, f"holds {dtype} values; images are numbers")
+            problem = _too_large(shape)
+            if problem:
+                raise ImageError(path, problem)
+            f.seek(0)
+            a = np.load(f, allow_pickle=False)
+    except ImageError:
+        raise
     except FileNotFoundError:
         raise ImageError(path, "no such file") from None
-    except (OSError, ValueError) as exc:
+    except IsADirectoryError:
+        raise ImageError(path, "is a folder, not an image") from None
+    except NpyHeaderError as exc:
+        raise ImageError(path, str(exc)) from None
+    except (OSError, ValueError, EOFError) as exc:
         raise ImageError(path, f"not a readable .npy array ({exc})") from None
     if a.ndim == 4 and a.shape[1] == 1:
         a = a[:, 0]

@@ -49,6 +49,14 @@ class Conv2d(WeightedLayer):
     hyper_names = ("stride", "padding")
     input_ndim, size_argument = 4, "in_channels"
 
+    @classmethod
+    def array_shapes(cls, settings):
+        out = check_int("Conv2d", "out_channels", settings.get("out_channels"), 1)
+        kh, kw = as_pair("Conv2d", "kernel_size", settings.get("kernel_size"), 1)
+        weight = (out, check_int("Conv2d", "in_channels", settings.get("in_channels"), 1),
+                  kh, kw)
+        return [weight] + ([(out,)] if settings.get("bias", True) else []), [], 0
+
     def _input_features(self):
         return 4, self.in_channels, "input channels"
 

@@ -29,6 +29,12 @@ class Linear(WeightedLayer):
         self._init_parameters((self.out_features, self.in_features), self.in_features, bias,
                               dtype, rng)
 
+    @classmethod
+    def array_shapes(cls, settings):
+        out = check_int("Linear", "out_features", settings.get("out_features"), 1)
+        weight = (out, check_int("Linear", "in_features", settings.get("in_features"), 1))
+        return [weight] + ([(out,)] if settings.get("bias", True) else []), [], 0
+
     def _input_features(self):
         return 2, self.in_features, "features"
 

@@ -317,6 +317,37 @@ class Module:
         return {"type": type(self).__name__, **self.get_config()}
 
     @classmethod
+    def array_shapes(cls, settings):
+        """What :meth:`from_config` would allocate for ``settings``, without allocating it.
+
+        :func:`fastconv.serialization.load_model` checks a file's declared architecture
+        against its stored arrays (and a memory budget) with this before building anything,
+        so that a tiny file cannot declare a layer of 10^12 weights. Layers that allocate
+        parameters, buffers or other arrays from their settings override it;
+        ``tests/test_layers.py`` checks it against a built module for every registered type.
+
+        Parameters
+        ----------
+        settings : dict
+            The layer's :meth:`get_config` (without ``"type"``), as read from a file.
+
+        Returns
+        -------
+        params : list of tuple
+            Shapes of the parameters, in :meth:`params` order.
+        buffers : list of tuple
+            Shapes of the buffers, in :meth:`buffers` order.
+        other : int
+            Elements of any other array built from the settings.
+
+        Raises
+        ------
+        TypeError, ValueError
+            A setting the constructor would refuse.
+        """
+        return [], [], 0
+
+    @classmethod
     def from_config(cls, config):
         """Build a module (freshly initialized parameters) from :meth:`config`'s output."""
         kwargs = {k: v for k, v in config.items() if k != "type"}

@@ -25,6 +25,14 @@ class _LocalNormalization(Module):
         self.kernel = np.ascontiguousarray(kernel, dtype=dtype)
         self._x = None
 
+    @classmethod
+    def array_shapes(cls, settings):
+        kernel = settings.get("kernel")
+        if kernel is None:
+            return [], [], check_int(cls.__name__, "kernel_size", settings.get("kernel_size", 7), 1)
+        # A list read from JSON: its size is bounded by the file's.
+        return [], [], int(np.size(kernel)) if isinstance(kernel, list) else 1
+
     def _astype_buffers(self, dtype):
         self.kernel = self.kernel.astype(dtype)
 
@@ -158,6 +166,11 @@ class BatchNorm2d(Module):
     hyper_names = ("training", "eps", "momentum")
     input_ndim, size_argument = 4, "num_features"
     batch_dependent = True
+
+    @classmethod
+    def array_shapes(cls, settings):
+        c = (check_int("BatchNorm2d", "num_features", settings.get("num_features"), 1),)
+        return [c, c], [c, c], 0
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, dtype=np.float32):
         super().__init__()
