@@ -24,8 +24,8 @@ from .metrics import ConfusionMatrix
 from .optim._base import check_real
 from .nn.loss import make_loss
 from .optim import OPTIMIZERS, build_optimizer
-from .serialization import (ModelFileError, _parse_json_entry, atomic_savez, atomic_write_text,
-                            read_npz, remove_stale_temporaries, save_model)
+from .serialization import (ModelFileError, _entry_problem, _parse_json_entry, atomic_savez,
+                            atomic_write_text, read_npz, remove_stale_temporaries, save_model)
 
 __all__ = ["Trainer", "TrainingDiverged", "EpochStats", "build_optimizer", "OPTIMIZERS",
            "predict", "CheckpointError", "SettingsMismatch", "SaveFolderError",
@@ -817,10 +817,9 @@ def _buffers_problem(arrays, model):
         where = f"buffer/{i:03d} ({slot})"
         if value.shape != current.shape:
             return f"{where} has shape {value.shape}; the model needs {current.shape}"
-        if value.dtype.kind not in "fiu":
-            return f"{where} has dtype {value.dtype}; it must hold real numbers"
-        if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
-            return f"{where} holds NaN or infinite values"
+        problem = _entry_problem(where, value)
+        if problem:
+            return problem
     return None
 
 
