@@ -26,7 +26,6 @@ import fcntl
 import hashlib
 import io
 import json
-import math
 import os
 
 from fastconv._errors import PathError, environmental_error
@@ -40,8 +39,11 @@ METRIC_COLUMNS = ["epoch", "loss", "accuracy", "mean_class_accuracy", "seconds",
                   "test_loss", "test_accuracy", "test_mean_class_accuracy", "test_seconds"]
 # Statuses a final.json may hold; any of them means "do not run again" unless retrying.
 FINISHED = ("ok", "failed", "diverged")
-# The files of a run folder whose damage is detected (the checkpoints are the trainer's).
+# The files of a run folder checked for damage here; a damaged checkpoint shows when the run
+# resumes from it (train_run sets it aside and trains the run from scratch).
 RUN_FILES = ("config.json", "metrics.csv", "final.json")
+
+
 class DamagedRunFile(PathError):
     """A run file that exists but does not hold what it should (``path``, ``problem``)."""
 
