@@ -229,3 +229,19 @@ def test_a_data_file_linked_elsewhere_is_described_not_echoed(tmp_path):
     assert "hunter2" not in message and "password" not in message
     assert "not a gzip file (it holds text; it is a link to" in message
     assert str(secret) in message
+
+
+def test_full_disk_while_training_is_one_line(mnist_dir, tmp_path, monkeypatch, capsys):
+    import errno
+
+    from fastconv import train
+
+    def full(self):
+        path = os.path.join(self.save_dir, "checkpoint.npz")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+    monkeypatch.setattr(train.Trainer, "save_checkpoint", full)
+    status = cli.main(["train", "--model", "linear", "--data", mnist_dir, "--size", "small",
+                       "--epochs", "1", "--batch-size", "100", "--threads", "1",
+                       "--save", str(tmp_path / "D")])
+    assert_one_line_error(status, capsys.readouterr().err, 1, "checkpoint.npz",
+                          "No space left on device", "free space and rerun the same command")
