@@ -16,7 +16,8 @@ from fastconv.experiments import RunDir
 from fastconv.serialization import atomic_write_text
 from .experiments import FAMILIES, PRESETS, default_run, unique_runs
 
-__all__ = ["collect", "write_report", "family_table", "VERDICTS", "make_figures"]
+__all__ = ["collect", "write_report", "family_table", "VERDICTS", "make_figures",
+           "read_sittings"]
 
 
 def collect(runs, out):
@@ -722,12 +723,8 @@ def _scale(preset_name, preset):
 
 
 def _sittings(out):
-    path = os.path.join(out, "sittings.jsonl")
-    if not os.path.exists(path):
-        return []
-    import json
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    """The readable sitting records (:func:`read_sittings` skips damaged lines)."""
+    return read_sittings(out)[0]
 
 
 def _budget_section(p, runs, results, out):
@@ -765,6 +762,33 @@ def _budget_section(p, runs, results, out):
                          f"{r['wall_s']} | {ratio} |")
         lines.append("")
     return lines
+
+
+def read_sittings(out):
+    """``(records, skipped)``: the sitting records of ``<out>/sittings.jsonl`` that hold what
+    the report reads, and how many lines do not (damaged); ``([], 0)`` without the file."""
+    import json
+
+    try:
+        with open(os.path.join(out, "sittings.jsonl"), "rb") as f:
+            lines = [line for line in f.read().splitlines() if line.strip()]
+    except (FileNotFoundError, NotADirectoryError):
+        return [], 0
+    rows = []
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            continue
+        number = (int, float)
+        if (isinstance(row, dict) and isinstance(row.get("started"), str)
+                and isinstance(row.get("runs_finished"), int)
+                and isinstance(row.get("wall_s"), number)
+                and isinstance(row.get("estimate_finished_s"), number + (type(None),))
+                and isinstance(row.get("jobs", 1), int) and row.get("jobs", 1) >= 1
+                and isinstance(row.get("threads", 1), (int, type(None)))):
+            rows.append(row)
+    return rows, len(lines) - len(rows)
 
 
 # The homework's backpropagation part, settled by tests/test_homework_derivations.py (finite

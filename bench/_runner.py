@@ -24,13 +24,17 @@ import time
 from multiprocessing.connection import wait
 
 from fastconv.experiments import RunDir, execute_run, write_json, write_returned_files
+from fastconv.experiments.store import environmental_error
 from fastconv.experiments.worker import DEFAULT_TRAIN_FN, summarize
 
 __all__ = ["LocalExecutor", "DaskExecutor", "DEFAULT_TRAIN_FN", "Interrupted",
-           "threads_per_job", "usable_cores", "Progress"]
+           "StoreUnwritable", "threads_per_job", "usable_cores", "Progress"]
 
 # Exit code of a worker that found its run locked by another live process.
 EXIT_BUSY = 75
+# Exit code of a worker stopped by its machine (full disk, unwritable folder): it sent the
+# error's text through its pipe and recorded nothing.
+EXIT_ENVIRONMENT = 74
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -40,6 +44,25 @@ class Interrupted(Exception):
     def __init__(self, results):
         super().__init__("interrupted")
         self.results = results
+
+
+class StoreUnwritable(Exception):
+    """A run met a full disk, an unwritable folder or the like (``message``, its OSError in
+    one line); the other workers were stopped and nothing was recorded as failed for it.
+    ``results`` holds the runs that finished before."""
+
+    def __init__(self, message, results):
+        super().__init__(message)
+        self.message = message
+        self.results = results
+
+
+def describe_os_error(exc, where=None):
+    """One line for an environmental OSError: the file (or ``where`` it happened, when the
+    error names none, as a write into an open file does), and what is wrong."""
+    what = exc.strerror or str(exc)
+    where = exc.filename or where
+    return f"{where}: {what}" if where else what
 
 
 def usable_cores():
@@ -75,11 +98,21 @@ def _die_with_parent(parent_pid):
         os._exit(1)
 
 
-def _local_worker(config, out, key, threads, train_fn, branch, keep, parent_pid):
+def _local_worker(config, out, key, threads, train_fn, branch, keep, parent_pid, report):
     _die_with_parent(parent_pid)
     for var in _THREAD_VARS:
         os.environ[var] = str(threads)
-    record = execute_run(config, out, key, threads, train_fn, branch=branch, keep_epochs=keep)
+    try:
+        record = execute_run(config, out, key, threads, train_fn, branch=branch,
+                             keep_epochs=keep)
+    except BaseException as exc:
+        cause = environmental_error(exc)
+        if cause is None:
+            raise
+        # The driver says it in one line; a traceback per worker would bury it.
+        report.send(describe_os_error(cause, f"writing run {RunDir(out, key).path}"))
+        sys.stdout.flush()
+        os._exit(EXIT_ENVIRONMENT)
     sys.stdout.flush()
     if record is None:
         os._exit(EXIT_BUSY)
@@ -341,7 +374,7 @@ class LocalExecutor:
         try:
             while queue or running:
                 pending = {r.key for r in queue}
-                active = {r.key for _, r in running.values()}
+                active = {r.key for _, r, _ in running.values()}
                 for run in list(queue):
                     if len(running) >= self.jobs:
                         break
@@ -351,12 +384,14 @@ class LocalExecutor:
                     if may_start is not None and not may_start(run):
                         progress.skipped(run)
                         continue
+                    receive, send = ctx.Pipe(duplex=False)
                     proc = ctx.Process(target=_local_worker, name=f"run-{run.key}",
                                        args=(run.config, out, run.key, self.threads,
                                              self.train_fn, run.branch_spec(),
-                                             keep.get(run.key, ()), os.getpid()))
+                                             keep.get(run.key, ()), os.getpid(), send))
                     _start_ignoring_sigint(proc)
-                    running[proc.sentinel] = (proc, run)
+                    send.close()
+                    running[proc.sentinel] = (proc, run, receive)
                     active.add(run.key)
                     progress.started(run)
                 ready = wait(list(running), timeout=self.poll) if running else []
@@ -364,13 +399,19 @@ class LocalExecutor:
                     time.sleep(self.poll)
                 progress.poll()
                 for sentinel in ready:
-                    proc, run = running.pop(sentinel)
+                    proc, run, receive = running.pop(sentinel)
                     proc.join()
                     if proc.exitcode == EXIT_BUSY:
                         # Another live process is training it; look again once it may be done.
+                        receive.close()
                         queue.append(run)
                         progress.requeued(run)
                         continue
+                    if proc.exitcode == EXIT_ENVIRONMENT:
+                        message = receive.recv() if receive.poll() else "a run could not write"
+                        receive.close()
+                        raise StoreUnwritable(message, results)
+                    receive.close()
                     final = RunDir(out, run.key).final
                     if final is None:
                         final = _record_lost(out, run.key, run.config,
@@ -379,12 +420,26 @@ class LocalExecutor:
                     results[run.key] = final
                     progress.finished(run, final)
         except KeyboardInterrupt:
-            for proc, _ in running.values():
-                proc.kill()
-            for proc, _ in running.values():
-                proc.join(timeout=5)
+            self._stop(running)
             raise Interrupted(results) from None
+        except StoreUnwritable:
+            self._stop(running)
+            raise
+        except OSError as exc:
+            cause = environmental_error(exc)
+            if cause is None:
+                raise
+            self._stop(running)
+            raise StoreUnwritable(describe_os_error(cause), results) from None
         return results
+
+    @staticmethod
+    def _stop(running):
+        """Kill the running workers: each keeps its last finished epoch."""
+        for proc, _, _ in running.values():
+            proc.kill()
+        for proc, _, _ in running.values():
+            proc.join(timeout=5)
 
 
 class DaskExecutor:
@@ -459,6 +514,10 @@ class DaskExecutor:
                 try:
                     record = write_returned_files(out, run.key, fut.result())
                 except Exception as exc:  # KilledWorker, a raising task: record it, go on
+                    cause = environmental_error(exc)
+                    if cause is not None:
+                        self.client.cancel(list(futures))
+                        raise StoreUnwritable(describe_os_error(cause), results) from None
                     if (type(exc).__name__ == "KilledWorker"
                             and attempt < self.worker_loss_retries):
                         # The scheduler gave up after its own allowed-failures: the worker

@@ -15,7 +15,11 @@ Results go to ``bench/results/<preset>/`` (``--out``): ``runs/<key>/`` per run (
 the command prints how many runs it will do and how long that should take; above an hour it
 asks to confirm on a terminal (``--yes`` skips the question; without a terminal it never
 asks). Rerunning is always safe: finished runs are skipped, interrupted ones resume from their
-last epoch; Ctrl-C stops cleanly and prints the command that resumes.
+last epoch; Ctrl-C stops cleanly and prints the command that resumes. A damaged run file
+(final.json, metrics.csv, config.json) is listed as damaged by ``--list`` and repaired or
+trained again by the next run; a full disk or an unwritable folder stops the sitting with one
+line and exit status 1, recording no run as failed for it, and the same command resumes once
+it is fixed.
 """
 import argparse
 import os
@@ -27,10 +31,14 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench._runner import (DEFAULT_TRAIN_FN, DaskExecutor, Interrupted,  # noqa: E402
-                           LocalExecutor, Progress, usable_cores)
+                           LocalExecutor, Progress, StoreUnwritable, describe_os_error,
+                           usable_cores)
 from bench.experiments import (FAMILIES, PRESETS, build_matrix, keep_epochs,  # noqa: E402
                                unique_runs)
+from fastconv._threads import max_threads  # noqa: E402
+from fastconv.cli import _number, _Parser  # noqa: E402
 from fastconv.experiments import FINISHED, RunDir  # noqa: E402
+from fastconv.experiments.store import environmental_error  # noqa: E402
 
 __all__ = ["main", "parse_args", "list_runs", "runs_to_execute"]
 
@@ -39,8 +47,21 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIRM_ABOVE_SECONDS = 3600
 
 
+def _count(what):
+    """argparse type of --jobs and --threads: an int in [1, max_threads()]."""
+    def parse(text):
+        n = _number(int, 1)(text)
+        if n > max_threads():
+            raise argparse.ArgumentTypeError(f"must be <= {max_threads()} (64 x the usable "
+                                             f"cores); got {text!r}")
+        return n
+    parse.__name__ = what
+    return parse
+
+
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    """The parsed command line (one-line errors, exit status 2, for bad options)."""
+    parser = _Parser(
         prog="python bench/run_all.py",
         description="Reproduce the homework's experiments (resumable) and write report.md "
                     "and figures.")
@@ -48,16 +69,17 @@ def parse_args(argv=None):
                         help="smoke: tiny data, 1-2 epochs (CI); quick: the 6,000-image set, "
                              "few epochs; full: full MNIST, each family as long as its "
                              "claim needs (at most 8 hours on 2 cores). Default: full")
-    parser.add_argument("--budget", metavar="HOURS", type=float,
+    parser.add_argument("--budget", metavar="HOURS", type=_number(float, 0),
                         help="start only runs estimated to finish within this many hours "
                              "from now (the rest wait for the next invocation): a sitting "
-                             "that ends with whole runs finished")
+                             "that ends with whole runs finished; 0 starts none (the "
+                             "estimate only)")
     parser.add_argument("--yes", "-y", action="store_true",
                         help="do not ask before a run estimated to take over an hour")
     parser.add_argument("--only", nargs="+", metavar="FAMILY", choices=list(FAMILIES),
                         help=f"run only these families: {', '.join(FAMILIES)}")
     parser.add_argument("--out", help="output folder (default bench/results/<preset>)")
-    parser.add_argument("--jobs", "-j", type=int, default=1,
+    parser.add_argument("--jobs", "-j", type=_count("int"), default=1,
                         help="runs at once, each with cores // jobs threads (default 1)")
     parser.add_argument("--list", action="store_true",
                         help="print the runs and their status; run nothing")
@@ -72,26 +94,26 @@ def parse_args(argv=None):
     parser.add_argument("--dask-shared-storage", action="store_true",
                         help="with --dask: the workers see --out at the same path (shared "
                              "disk); they train in it, and interrupted runs resume anywhere")
-    parser.add_argument("--threads", type=int,
-                        help="threads per run (default cores // jobs; with --dask: 1)")
+    parser.add_argument("--threads", type=_count("int"),
+                        help="threads per run, >= 1 (default: omit it for cores // jobs; "
+                             "with --dask: 1)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--train-fn", default=DEFAULT_TRAIN_FN, metavar="MODULE:FUNCTION",
                         help="train function (for tests and custom trainers; default "
                              "%(default)s)")
     args = parser.parse_args(argv)
-    if args.jobs < 1:
-        parser.error(f"--jobs must be >= 1; got {args.jobs}")
     if args.out is None:
         args.out = os.path.join(_ROOT, "bench", "results", args.preset)
     return args
 
 
 def runs_to_execute(runs, out, retry_failed=False):
-    """The distinct runs of ``runs`` that have no final.json (or a failed one, if retrying)."""
+    """The distinct runs of ``runs`` that have no final.json (or a failed one, if retrying)
+    or a damaged file (repaired or trained again when they run)."""
     todo = []
     for run in unique_runs(runs):
         final = RunDir(out, run.key).final
-        if final is None:
+        if final is None or RunDir(out, run.key).damaged():
             todo.append(run)
         elif retry_failed and final.get("status") in ("failed", "diverged"):
             os.replace(RunDir(out, run.key).file("final.json"),
@@ -123,9 +145,22 @@ def list_runs(runs, out, file=None):
         print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip(), file=file)
     statuses = [RunDir(out, r.key).status() for r in unique_runs(runs)]
     summary = ", ".join(f"{statuses.count(s)} {s}" for s in
-                        ("ok", "failed", "diverged", "running", "partial", "pending")
+                        ("ok", "failed", "diverged", "running", "partial", "pending",
+                         "damaged")
                         if statuses.count(s))
     print(f"{len(unique_runs(runs))} distinct runs ({len(runs)} declared): {summary}", file=file)
+    for run in unique_runs(runs):
+        for name, problem in RunDir(out, run.key).damaged():
+            print(f"damaged: {run.family}: {run.label}: "
+                  f"{os.path.join(RunDir(out, run.key).path, name)} {problem}. Fix: rerun "
+                  f"without --list; it keeps the file as {name}.damaged and restores the run "
+                  f"or trains it again", file=file)
+    from bench._report import read_sittings
+    skipped = read_sittings(out)[1]
+    if skipped:
+        print(f"damaged: {os.path.join(out, 'sittings.jsonl')}: {skipped} line(s) are not "
+              f"sitting records; the report skips them (delete them to silence this)",
+              file=file)
 
 
 def _resume_command(argv):
@@ -172,8 +207,14 @@ def _log_sitting(out, args, estimator, todo, jobs, threads, start, results,
             estimator.wall_seconds(finished, jobs, estimator.done), 1)
         entry["cost_source"] = estimator.source
     os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "sittings.jsonl"), "a", encoding="utf-8") as f:
-        f.write(json.dumps(entry) + "\n")
+    path = os.path.join(out, "sittings.jsonl")
+    with open(path, "ab+") as f:
+        # A line cut short by a full disk must not swallow this one.
+        lead = b""
+        if f.seek(0, os.SEEK_END):
+            f.seek(-1, os.SEEK_END)
+            lead = b"" if f.read(1) == b"\n" else b"\n"
+        f.write(lead + (json.dumps(entry) + "\n").encode("utf-8"))
 
 
 def _execute(args, runs, todo, out):
@@ -226,9 +267,14 @@ def _execute(args, runs, todo, out):
         options["may_start"] = fits
     try:
         results = executor.run(todo, out, progress, **options)
-    except Interrupted as stop:
-        _log_sitting(out, args, estimator, todo, jobs, threads, start, stop.results,
-                     interrupted=True)
+    except (Interrupted, StoreUnwritable) as stop:
+        try:
+            _log_sitting(out, args, estimator, todo, jobs, threads, start, stop.results,
+                         interrupted=True)
+        except OSError as exc:
+            if environmental_error(exc) is None:
+                raise
+            # The disk that stopped the runs may not take the log either; the runs are safe.
         raise
     finally:
         progress.close()
@@ -256,10 +302,42 @@ def _check_data(todo):
                          f"Nothing was run.") from None
 
 
+def _check_out(out, write):
+    """One line (SystemExit) when ``--out`` cannot hold the matrix: a file, not a folder, or
+    (``write``) a folder that cannot be created or written."""
+    from fastconv.train import SaveFolderError, check_save_folder
+
+    try:
+        os.stat(out)
+    except FileNotFoundError:
+        pass                    # nothing stored yet
+    except OSError as exc:      # a parent is a file, or cannot be searched
+        raise SystemExit(f"run_all.py: --out {out}: cannot be used ({exc.strerror}); pass "
+                         f"another --out folder. Nothing was run.") from None
+    if os.path.exists(out) and not os.path.isdir(out):
+        problem = "exists and is a file, not a folder"
+    elif not write:
+        return
+    else:
+        try:
+            check_save_folder(out)
+            return
+        except SaveFolderError as exc:
+            problem = exc.problem
+    raise SystemExit(f"run_all.py: --out {out}: {problem}; pass another --out folder. "
+                     f"Nothing was run.")
+
+
 def main(argv=None):
+    """Run ``bench/run_all.py`` with ``argv`` (default ``sys.argv[1:]``); the exit status.
+
+    0 when done, 1 when the output folder cannot be written (a line says why and how to
+    resume), 130 when interrupted; bad options exit 2 through SystemExit.
+    """
     args = parse_args(argv)
     runs = build_matrix(args.preset, args.only)
     out = args.out
+    _check_out(out, write=not args.list)
     if args.list:
         list_runs(runs, out)
         return 0
@@ -281,6 +359,19 @@ def main(argv=None):
               f"is lost (every finished epoch is kept). Resume with: "
               f"{_resume_command(argv)}", file=sys.stderr, flush=True)
         return 130
+    except (StoreUnwritable, OSError) as exc:
+        if isinstance(exc, StoreUnwritable):
+            message = exc.message
+        elif environmental_error(exc) is not None:
+            message = describe_os_error(environmental_error(exc))
+        else:
+            raise
+        finished = sum(1 for r in unique_runs(runs) if RunDir(out, r.key).final is not None)
+        print(f"run_all.py: stopped: {message}. {finished} of {len(unique_runs(runs))} runs "
+              f"finished and none is recorded as failed for this; every finished epoch is "
+              f"kept. Free space (or fix the folder's permissions) and resume with: "
+              f"{_resume_command(argv)}", file=sys.stderr, flush=True)
+        return 1
     return 0
 
 

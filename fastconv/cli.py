@@ -7,6 +7,7 @@ shows the traceback instead. Anything else is a bug and keeps its traceback.
 """
 import argparse
 import csv
+import errno
 import io
 import os
 import sys
@@ -238,6 +239,10 @@ def _train(args):
     from . import nn, set_num_threads
     from .train import Trainer, check_save_folder
 
+    if args.extra_conv and not args.model.startswith("convnet"):
+        raise _UserError(f"--extra-conv adds a convolution to a convnet; --model {args.model} "
+                         f"has none. Drop --extra-conv or pass --model convnet (or "
+                         f"convnet-max)")
     # Before any work: a --save that cannot be written would otherwise fail after an epoch.
     _check_data_path(args)
     check_save_folder(args.save)
@@ -471,7 +476,11 @@ def _mismatch_message(exc, save):
 
     items, model_diffs = [], []
     for name, old, new in exc.differences:
-        if name.startswith("model"):
+        if name == "data":
+            # Fingerprints mean nothing to a user; what made them differ does.
+            items.append("the training data (--data, --size, --local-contrast: other images "
+                         "or another preprocessing)")
+        elif name.startswith("model"):
             model_diffs.append(f"{name} {_show(old)} there, {_show(new)} now")
         else:
             items.append(f"{_OPTION_OF.get(name, name)} {_show(old)} there, {_show(new)} now")
@@ -485,6 +494,7 @@ def _mismatch_message(exc, save):
 
 def _one_line(exc, args):
     """The message and exit status for a user error, or None for anything else (a bug)."""
+    from ._errors import environmental_error
     from .datasets import DataFileError, DataNotFoundError
     from .datasets.images import ImageError
     from .serialization import ModelFileError
@@ -515,6 +525,20 @@ def _one_line(exc, args):
         return f"image {exc}"
     if isinstance(exc, TrainingDiverged):
         return f"{exc}; the logs and the last epoch's checkpoint are kept"
+    cause = environmental_error(exc)
+    if cause is not None:
+        where = f"{cause.filename}: " if cause.filename else ""
+        if cause.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            fix = "free space and rerun the same command"
+            if args.command == "train":
+                fix += " (it resumes from the last finished epoch)"
+        elif cause.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            fix = ("give yourself access to it, or pass another " +
+                   {"train": "--data or --save", "test": "--data or --model-file",
+                    "predict": "--model-file or --output"}.get(args.command, "file"))
+        else:
+            fix = "check the disk and rerun the same command"
+        return f"{where}{cause.strerror or cause}; {fix}"
     return None
 
 

@@ -6,6 +6,7 @@ confusion matrix, rewrites ``train.log`` and ``test.log`` (one row per finished 
 writes, atomically, a checkpoint from which an interrupted run resumes to the same final weights as an
 uninterrupted one.
 """
+import hashlib
 import json
 import math
 import os
@@ -23,15 +24,16 @@ from .metrics import ConfusionMatrix
 from .optim._base import check_real
 from .nn.loss import make_loss
 from .optim import OPTIMIZERS, build_optimizer
-from .serialization import (ModelFileError, _parse_json_entry, atomic_savez, atomic_write_text,
-                            read_npz, remove_stale_temporaries, save_model)
+from .serialization import (ModelFileError, _entry_problem, _parse_json_entry, atomic_savez,
+                            atomic_write_text, read_npz, remove_stale_temporaries, save_model)
 
 __all__ = ["Trainer", "TrainingDiverged", "EpochStats", "build_optimizer", "OPTIMIZERS",
            "predict", "CheckpointError", "SettingsMismatch", "SaveFolderError",
-           "check_save_folder"]
+           "check_save_folder", "data_fingerprint"]
 
 LBFGS_MODES = ("torch", "batch")
-# Samples per forward/backward pass inside one mini-batch; larger batches are chunked.
+# Samples per forward/backward pass inside one mini-batch; larger batches are chunked, unless
+# the model depends on the batch (BatchNorm: chunks would change its statistics).
 CHUNK = 500
 LOG_HEADER = ["epoch", "loss", "accuracy", "mean_class_accuracy", "seconds"]
 
@@ -265,6 +267,7 @@ class Trainer:
         self.optimizer = None     # the optimizer of the current epoch
         self._stepper = None      # that optimizer, or a SwitchSchedule holding it
         self._n_train = None
+        self._data = None         # [train_x, train_y, fingerprint or None] of the last fit
         self.order = None
 
     # -- optimizer ------------------------------------------------------------------------
@@ -322,6 +325,7 @@ class Trainer:
         model, crit = self.model, self.criterion
         first = [True]
         n = len(yb)
+        chunk_size = n if n > CHUNK and model.depends_on_batch() else CHUNK
 
         def chunk(lo, hi):
             out = model.forward(xb[lo:hi])
@@ -331,7 +335,7 @@ class Trainer:
             if first[0]:
                 confusion.add(_predict_labels(out), yb[lo:hi])
             grad_out = crit.backward()
-            if n > CHUNK:
+            if n > chunk_size:
                 # The loss is a mean over the chunk; weight it into the mean over the batch.
                 grad_out = grad_out * grad_out.dtype.type((hi - lo) / n)
             model.backward(grad_out, need_input_grad=False)
@@ -339,14 +343,14 @@ class Trainer:
 
         def closure():
             model.zero_grad()
-            if n <= CHUNK:
+            if n <= chunk_size:
                 loss = chunk(0, n)
             else:
                 # Large batches (L-BFGS on thousands of samples) in chunks: the activations of
                 # a whole 4,000-sample batch of the ConvNet would take gigabytes. Parameter
                 # gradients accumulate across the chunks' backward passes.
-                loss = sum(chunk(lo, min(lo + CHUNK, n)) * (min(lo + CHUNK, n) - lo)
-                           for lo in range(0, n, CHUNK)) / n
+                loss = sum(chunk(lo, min(lo + chunk_size, n)) * (min(lo + chunk_size, n) - lo)
+                           for lo in range(0, n, chunk_size)) / n
             first[0] = False
             return loss, self.grads
         return closure
@@ -431,8 +435,9 @@ class Trainer:
 
         With ``save_dir`` and ``resume``, a ``checkpoint.npz`` in ``save_dir`` is read and
         checked in full before anything trains, and its settings (model, loss, optimizer
-        and its hyperparameters, batch size, seed, number of training samples) must equal
-        this Trainer's: a run is only continued, never silently changed.
+        and its hyperparameters, batch size, seed, number of training samples, the training
+        data itself with its preprocessing) must equal this Trainer's: a run is only
+        continued, never silently changed.
 
         Parameters
         ----------
@@ -466,6 +471,7 @@ class Trainer:
         if test_x is not None:
             self._check_data(test_x, test_y, "test")
         self._n_train = train_x.shape[0]
+        self._use_data(train_x, train_y)
         if self.save_dir:
             check_save_folder(self.save_dir)
             removed = remove_stale_temporaries(self.save_dir, SAVED_FILES)
@@ -513,6 +519,19 @@ class Trainer:
             raise ValueError(f"Trainer.fit: {which}_x has {x.shape[0]} samples but {which}_y "
                              f"has {y.shape[0]} labels; they must match one to one")
 
+    def _use_data(self, x, y):
+        """Remember the training set; :meth:`settings` fingerprints it when first asked (a
+        Trainer without ``save_dir`` never pays for it)."""
+        if self._data is None or self._data[0] is not x or self._data[1] is not y:
+            self._data = [x, y, None]
+
+    def _data_fingerprint(self):
+        if self._data is None:
+            return None
+        if self._data[2] is None:
+            self._data[2] = data_fingerprint(self._data[0], self._data[1])
+        return self._data[2]
+
     def settings(self):
         """What a resumed run must share with the run that wrote the checkpoint.
 
@@ -520,7 +539,8 @@ class Trainer:
         -------
         dict
             The model's architecture, loss, optimizer and its hyperparameters, batch size,
-            seed and number of training samples (None before :meth:`fit`).
+            seed, number of training samples and the training data's fingerprint
+            (:func:`data_fingerprint`; both None before :meth:`fit`).
         """
         return {"model": self.model.config(), "loss": self.loss_name,
                 "optimizer": self.optimizer_name, "batch_size": self.batch_size,
@@ -529,7 +549,8 @@ class Trainer:
                 "lbfgs_mode": self.lbfgs_mode, "lbfgs_batch_size": self.lbfgs_batch_size,
                 "lbfgs_max_iter": self.lbfgs_max_iter, "lr_schedule": self.lr_schedule,
                 "schedule_epochs": self.schedule_epochs, "seed": self.seed,
-                "n_train": self._n_train}
+                "n_train": self._n_train,
+                "data": self._data_fingerprint()}
 
     def _report(self, stats):
         if not self.verbose:
@@ -585,13 +606,39 @@ class Trainer:
                      order=self.order if self.order is not None else np.empty(0, np.intp),
                      __meta__=np.array(json.dumps(meta, default=_json_default)), **arrays)
 
-    def _model_rng_state(self):
+    def _model_rng(self):
+        """The generator the model's stochastic layers share, or None."""
         for m in self.model.modules():
             if m.stochastic and m.rng is not None:
-                return m.rng.bit_generator.state
+                return m.rng
         return None
 
-    def load_checkpoint(self, n_train=None, branch=False):
+    def _model_rng_state(self):
+        rng = self._model_rng()
+        return rng.bit_generator.state if rng is not None else None
+
+    def _restorable_state(self):
+        """Copies of everything :meth:`load_checkpoint` assigns, for :meth:`_put_back`."""
+        return {"params": self.params.copy(), "buffers": [b.copy() for b in
+                                                          self.model.buffers()],
+                "data_rng": self.data_rng.bit_generator.state,
+                "model_rng": self._model_rng_state(),
+                **{k: getattr(self, k) for k in ("order", "epoch", "step_count", "history",
+                                                 "_stepper", "optimizer", "_n_train",
+                                                 "_data")}}
+
+    def _put_back(self, before):
+        self.params[...] = before.pop("params")
+        for current, saved in zip(self.model.buffers(), before.pop("buffers")):
+            current[...] = saved
+        self.data_rng.bit_generator.state = before.pop("data_rng")
+        model_rng, state = self._model_rng(), before.pop("model_rng")
+        if model_rng is not None and state is not None:
+            model_rng.bit_generator.state = state
+        for name, value in before.items():
+            setattr(self, name, value)
+
+    def load_checkpoint(self, n_train=None, branch=False, data=None):
         """Restore from ``checkpoint.npz`` in ``save_dir`` if present.
 
         The whole file is checked (schema, settings, optimizer state) before anything is
@@ -609,6 +656,10 @@ class Trainer:
             settings (``switch_to_lbfgs_after``, ``lbfgs_*``) may differ from this Trainer's
             as long as neither run has switched by the checkpoint's epoch, since until then
             both ran the same optimizer (``fastconv.experiments`` uses this).
+        data : (ndarray, ndarray), optional
+            ``(train_x, train_y)`` this Trainer will train on (:meth:`fit` passes them):
+            they must be the checkpoint's, preprocessing included (compared by
+            :func:`data_fingerprint`); ``n_train`` is then their length.
 
         Returns
         -------
@@ -631,17 +682,24 @@ class Trainer:
         except ModelFileError as exc:
             raise CheckpointError(exc.path, exc.problem) from None
         meta = state["meta"]
+        fingerprint = None
+        if data is not None:
+            n_train = len(data[0])
+            fingerprint = data_fingerprint(*data)
         now = self.settings()
         if n_train is not None:
             now["n_train"] = int(n_train)
+        if fingerprint is not None:
+            now["data"] = fingerprint
         # A branch's checkpoint from before checkpoints recorded their settings: the caller
         # compared the parent's configuration with this run's (branch_compatible).
         saved = dict(meta["settings"]) if meta["settings"] is not None else dict(now)
-        if now["n_train"] is None:
-            # Called before fit without n_train: the training-set size is not known yet and
-            # cannot be compared.
-            saved.pop("n_train", None)
-            now.pop("n_train")
+        for name in ("n_train", "data"):
+            # Called before fit without the data: it cannot be compared yet. A checkpoint
+            # from before checkpoints fingerprinted their data cannot be compared either.
+            if now[name] is None or name not in saved:
+                saved.pop(name, None)
+                now.pop(name)
         differences = _differences(saved, now)
         if branch:
             differences = [d for d in differences if not _branch_safe(d, meta["epoch"])]
@@ -668,29 +726,66 @@ class Trainer:
             except (KeyError, TypeError, ValueError) as exc:
                 raise CheckpointError(path, f"optimizer state is invalid "
                                             f"({type(exc).__name__}: {exc})") from None
-        # Everything is checked; restore (buffers first: they check their own shapes).
-        if n_train is not None:
-            self._n_train = int(n_train)
+        # Whatever the assignments below could refuse is checked before the first of them,
+        # and should one fail all the same the Trainer is put back: it is never half restored.
+        model_rng = self._model_rng()
+        problem = (_buffers_problem(state["buffers"], self.model)
+                   or _generator_problem(meta["data_rng"], self.data_rng, "__meta__.data_rng")
+                   or (meta["model_rng"] is not None and model_rng is not None
+                       and _generator_problem(meta["model_rng"], model_rng,
+                                              "__meta__.model_rng")))
+        if problem:
+            raise CheckpointError(path, problem)
+        before = self._restorable_state()
         try:
+            if n_train is not None:
+                self._n_train = int(n_train)
+            if data is not None:
+                self._data = [data[0], data[1], fingerprint]
             self.model.load_buffers(state["buffers"], "buffers")
-        except ValueError as exc:
-            raise CheckpointError(path, str(exc)) from None
-        self.params[...] = state["params"]
-        self.order = state["order"]
-        self.epoch, self.step_count = meta["epoch"], meta["step"]
-        self.history = meta["history"]
-        self.data_rng.bit_generator.state = meta["data_rng"]
-        if meta["model_rng"] is not None:
-            for m in self.model.modules():
-                if m.stochastic and m.rng is not None:
-                    m.rng.bit_generator.state = meta["model_rng"]
-                    break
-        if stepper is not None:
-            self._stepper = stepper
-            self._optimizer_for_epoch(max(self.epoch, 1))
+            self.params[...] = state["params"]
+            self.order = state["order"]
+            self.epoch, self.step_count = meta["epoch"], meta["step"]
+            self.history = meta["history"]
+            self.data_rng.bit_generator.state = meta["data_rng"]
+            if meta["model_rng"] is not None and model_rng is not None:
+                model_rng.bit_generator.state = meta["model_rng"]
+            if stepper is not None:
+                self._stepper = stepper
+                self._optimizer_for_epoch(max(self.epoch, 1))
+        except Exception as exc:
+            self._put_back(before)
+            raise CheckpointError(path, f"cannot be restored ({type(exc).__name__}: {exc}); "
+                                        f"the Trainer is left as it was") from None
         if self.verbose:
             print(f"resuming from {path}: {self.epoch} epoch(s) done")
         return True
+
+
+def data_fingerprint(x, y):
+    """A short hash of a training set: inputs and labels, their dtypes and shapes.
+
+    Anything that changes what a network is trained on (the data files, their subset, the
+    normalization, local contrast, any other preprocessing) changes it, so a resume compares
+    it instead of a list of preprocessing options that a new one could escape.
+
+    Parameters
+    ----------
+    x, y : ndarray
+        Inputs and labels.
+
+    Returns
+    -------
+    str
+        16 hex digits of a SHA-256.
+    """
+    x = np.ascontiguousarray(x)
+    y = np.ascontiguousarray(y, dtype="<i8")
+    digest = hashlib.sha256(f"{x.dtype.str} {x.shape} {y.shape}".encode("ascii"))
+    for a in (x, y):
+        # reshape(-1) of a contiguous array is a view: no copy of a 250 MB training set.
+        digest.update(a.reshape(-1).view(np.uint8))
+    return digest.hexdigest()[:16]
 
 
 _HISTORY_KEYS = ("epoch", "loss", "accuracy", "mean_class_accuracy", "seconds")
@@ -701,6 +796,31 @@ _META_TYPES = {"epoch": int, "step": int, "seed": int, "optimizer_scalars": dict
 
 def _is_number(v):
     return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _generator_problem(state, rng, name):
+    """Why ``rng`` cannot take the generator ``state`` (already checked by
+    :func:`_check_rng_state`), or None."""
+    kind = type(rng.bit_generator).__name__
+    if state.get("bit_generator") != kind:
+        return (f"{name} is the state of a {state.get('bit_generator')} generator; this "
+                f"Trainer's is a {kind}")
+    return None
+
+
+def _buffers_problem(arrays, model):
+    """Why the checkpoint's buffer ``arrays`` cannot replace ``model``'s, or None."""
+    slots = [f"{type(m).__name__}.{name}" for m in model.modules() for name in m.buffer_names]
+    if len(arrays) != len(slots):
+        return f"holds {len(arrays)} buffer arrays; the model has {len(slots)}"
+    for i, (slot, value, current) in enumerate(zip(slots, arrays, model.buffers())):
+        where = f"buffer/{i:03d} ({slot})"
+        if value.shape != current.shape:
+            return f"{where} has shape {value.shape}; the model needs {current.shape}"
+        problem = _entry_problem(where, value)
+        if problem:
+            return problem
+    return None
 
 
 def _check_rng_state(path, state, name):

@@ -112,7 +112,7 @@ def test_read_idx_reports_gzip_problems(tmp_path):
         "truncated.gz": (good[:len(good) // 2], "truncated gzip file"),
         "corrupt.gz": (good[:12] + bytes(b ^ 0xFF for b in good[12:-8]) + good[-8:],
                        "corrupt gzip file"),
-        "page.gz": (b"<html><body>Access Denied</body></html>", "not a gzip file.*<html>"),
+        "page.gz": (b"<html><body>Access Denied</body></html>", "not a gzip file.*HTML page"),
     }
     for name, (data, problem) in cases.items():
         (tmp_path / name).write_bytes(data)

@@ -48,6 +48,23 @@ class DataFileError(PathError):
 MAX_IDX_BYTES = 1 << 30
 
 
+def _kind_of(start, path):
+    """What a file starting with ``start`` seems to hold, in words: never its bytes, which
+    may be anything a link points to (a key, a password file)."""
+    lower = start.lstrip().lower()
+    if lower.startswith((b"<html", b"<!doctype html", b"<?xml", b"<head", b"<body")):
+        kind = "an HTML page: a web server's answer, not the file"
+    elif not start:
+        kind = "it is empty"
+    elif all(32 <= b < 127 or b in b"\t\r\n" for b in start):
+        kind = "it holds text"
+    else:
+        kind = "it holds other binary data"
+    if os.path.islink(path):
+        kind += f"; it is a link to {os.path.realpath(path)}"
+    return kind
+
+
 def read_bytes(path, gz=None, max_bytes=MAX_IDX_BYTES):
     """Return the bytes of the IDX file ``path``, decompressed when it is gzip.
 
@@ -82,8 +99,7 @@ def read_bytes(path, gz=None, max_bytes=MAX_IDX_BYTES):
         f.seek(0)
         if start[:2] != _GZIP_MAGIC:
             if gz:
-                raise DataFileError(path, f"not a gzip file (starts with "
-                                          f"{start.decode('latin-1')!r})")
+                raise DataFileError(path, f"not a gzip file ({_kind_of(start, path)})")
             return _read_bounded(f.read, path, max_bytes)
         try:
             with gzip.GzipFile(fileobj=f, mode="rb") as stream:

@@ -34,7 +34,7 @@ import tempfile
 import time
 import traceback
 
-from .store import RunDir, RunLock, write_json, write_metrics
+from .store import RunDir, RunLock, environmental_error, write_json, write_metrics
 
 __all__ = ["execute_run", "train_run", "run_task", "load_data", "branch_compatible",
            "write_returned_files", "summarize", "BRANCH_KEYS", "DEFAULT_TRAIN_FN", "RETURNED_FILES"]
@@ -90,8 +90,16 @@ def branch_compatible(parent, child, epoch):
 
 def _copy_atomic(src, dst):
     tmp = f"{dst}.{os.getpid()}.tmp"
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        # A full disk must not also keep the half copy that filled it.
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
 
 
 def _code_version():
@@ -139,14 +147,27 @@ def execute_run(config, out, key, threads=1, train_fn=DEFAULT_TRAIN_FN, branch=N
     -------
     dict or None
         The final record, or None when another live process holds the run's lock.
+
+    Raises
+    ------
+    OSError
+        One about the machine (:func:`~fastconv.experiments.store.environmental_error`:
+        full disk, unwritable folder...), met anywhere in the run: nothing is recorded, so
+        that a rerun once it is fixed resumes the run from its last checkpoint.
+
+    Damaged run files (:meth:`RunDir.damaged`) are set aside first: a finished run gets its
+    config.json and metrics.csv back from its config and final.json; a run whose final.json
+    is damaged is resumed from its checkpoint, or trained again.
     """
     run = RunDir(out, key)
     lock = RunLock(run.path)
     if not lock.acquire():
         return None
     try:
+        run.set_aside_damaged()
         existing = run.final
         if existing is not None:
+            _restore_finished(run, config, existing)
             return existing
         run.write_config(config)
         branched = _branch(run, out, config, branch)
@@ -169,6 +190,8 @@ def execute_run(config, out, key, threads=1, train_fn=DEFAULT_TRAIN_FN, branch=N
             extra = _resolve(train_fn)(config, run.path, threads, on_epoch) or {}
             record.update(extra)
         except Exception as exc:  # recorded, not raised: the matrix goes on without this run
+            if environmental_error(exc) is not None:
+                raise
             record["status"] = "diverged" if _is_divergence(exc) else "failed"
             record["error"] = f"{type(exc).__name__}: {exc}"
             record["traceback"] = traceback.format_exc()
@@ -179,6 +202,15 @@ def execute_run(config, out, key, threads=1, train_fn=DEFAULT_TRAIN_FN, branch=N
         return record
     finally:
         lock.release()
+
+
+def _restore_finished(run, config, final):
+    """Rewrite a finished run's missing config.json and metrics.csv (set aside as damaged)
+    from what it is known by: its config and final.json's history."""
+    if run.config is None:
+        run.write_config(config)
+    if not os.path.exists(run.file("metrics.csv")):
+        write_metrics(run.file("metrics.csv"), final.get("history", []))
 
 
 def _branch(run, out, config, branch):
@@ -238,11 +270,12 @@ def train_run(config, run_dir, threads, on_epoch):
 
     Epochs are driven one ``fit`` call at a time so that metrics.csv is rewritten after each;
     the trainer itself checkpoints every epoch, so a killed run loses at most the epoch in
-    progress. Settings missing from ``config`` take the Trainer's defaults.
+    progress. A damaged checkpoint is set aside as ``checkpoint.npz.damaged`` and the run
+    trained from scratch. Settings missing from ``config`` take the Trainer's defaults.
     """
     import fastconv
     from fastconv.nn import build_model
-    from fastconv.train import Trainer
+    from fastconv.train import CheckpointError, Trainer
 
     fastconv.set_num_threads(threads)
     data = load_data(config["data"])
@@ -261,8 +294,16 @@ def train_run(config, run_dir, threads, on_epoch):
                       seed=config["seed"], threads=threads, save_dir=run_dir, progress=False,
                       metadata=metadata, verbose=False, **optional)
     branched = os.path.exists(os.path.join(run_dir, BRANCH_FILE))
-    resumed_at = trainer.epoch if trainer.load_checkpoint(n_train=data.train_x.shape[0],
-                                                          branch=branched) else 0
+    try:
+        resumed = trainer.load_checkpoint(branch=branched, data=(data.train_x, data.train_y))
+    except CheckpointError:
+        # A damaged checkpoint is no result (a checkpoint of other settings is, and still
+        # fails the run): keep its bytes beside it and train the run from scratch, which
+        # computes the same numbers. The Trainer is as it was before the attempt.
+        checkpoint = os.path.join(run_dir, "checkpoint.npz")
+        os.replace(checkpoint, checkpoint + ".damaged")
+        resumed = False
+    resumed_at = trainer.epoch if resumed else 0
     if trainer.history:
         on_epoch(trainer.history)
         if trainer.epoch >= config["epochs"] and not os.path.exists(
@@ -338,6 +379,7 @@ def write_returned_files(out, key, record):
     record = dict(record)
     files = record.pop("files", {}) or {}
     os.makedirs(run.path, exist_ok=True)
+    run.set_aside_damaged()
     for name, data in files.items():
         if os.path.basename(name) != name or name == "final.json":
             continue

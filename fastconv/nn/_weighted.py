@@ -50,6 +50,7 @@ class WeightedLayer(Module):
     def _check_input(self, x):
         """Refuse an input this layer cannot take with a message that says how to fix it
         (the functional layer's own checks name the argument but not the layer)."""
+        self._check_params()
         if not isinstance(x, np.ndarray):
             return          # functional's TypeError says what is expected
         name, dtype = type(self).__name__, self.weight.dtype

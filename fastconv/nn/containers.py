@@ -4,6 +4,33 @@ from .module import Module, input_error, module_from_config, register_module
 __all__ = ["Sequential"]
 
 
+def _positions(module, where):
+    """``(position, module)`` for ``module`` and its descendants: ``"2"``, ``"2[0]"``..."""
+    yield where, module
+    for i, child in enumerate(module.children()):
+        yield from _positions(child, f"{where}[{i}]")
+
+
+def _check_used_once(layers, caller):
+    """Refuse a module that appears twice in ``layers`` (or inside them).
+
+    A module keeps its last input for ``backward`` and accumulates into its own gradients,
+    so a second use would overwrite the first's input and, through ``flat_parameters``,
+    count its parameters twice: the gradients would be wrong. Shared weights need two
+    modules and a tie the optimizer knows of, which fastconv does not have.
+    """
+    seen = {}
+    for i, layer in enumerate(layers):
+        for where, m in _positions(layer, str(i)):
+            if id(m) in seen:
+                raise ValueError(f"{caller}: the same {type(m).__name__} is at positions "
+                                 f"{seen[id(m)]} and {where}; a module can be used once (it "
+                                 f"keeps its input for backward). Use a separate module for "
+                                 f"each position (copy.deepcopy(module) for the same "
+                                 f"initial weights)")
+            seen[id(m)] = where
+
+
 @register_module
 class Sequential(Module):
     """Chain of modules; backward walks them in reverse, each using its own cached input.
@@ -16,6 +43,7 @@ class Sequential(Module):
         for m in modules:
             if not isinstance(m, Module):
                 raise TypeError(f"Sequential: children must be Modules; got {type(m).__name__}")
+        _check_used_once(modules, "Sequential")
         self.layers = list(modules)
         self._fused = None
 
@@ -32,6 +60,9 @@ class Sequential(Module):
         """Append ``module`` to the chain; returns self."""
         if not isinstance(module, Module):
             raise TypeError(f"Sequential.add: expected a Module; got {type(module).__name__}")
+        if any(m is self for m in module.modules()):
+            raise ValueError("Sequential.add: a Sequential cannot contain itself")
+        _check_used_once(self.layers + [module], "Sequential.add")
         self.layers.append(module)
         self._flat = None
         self._fused = None

@@ -1,4 +1,6 @@
 """Fully connected layer and the flattening that precedes it."""
+import math
+
 import numpy as np
 
 from .. import functional as F
@@ -67,7 +69,8 @@ class Flatten(Module):
 
     def forward(self, x):
         self._shape = x.shape
-        return x.reshape(x.shape[0], -1)
+        # The feature count is given: "-1" cannot be inferred from an empty batch.
+        return x.reshape(x.shape[0], math.prod(x.shape[1:]))
 
     def backward(self, grad_out, need_input_grad=True):
         shape = self._saved(self._shape)

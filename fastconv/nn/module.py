@@ -42,12 +42,14 @@ class Module:
     ``grad_p``. State that is not trained but belongs to the model (BatchNorm's running
     statistics) is listed in ``buffer_names``: model files and checkpoints save and restore
     it, and :meth:`astype` converts it. Randomized layers set ``stochastic = True`` and draw
-    from ``self.rng``.
+    from ``self.rng``; layers whose training output for one sample depends on the other
+    samples of the batch (batch normalization) set ``batch_dependent = True``.
     """
 
     param_names = ()
     buffer_names = ()
     stochastic = False
+    batch_dependent = False
     # Attributes that parametrize the kernels (kernel size, stride, ...): a fast-path Plan
     # records them, and a call after any of them changed goes through validation again.
     hyper_names = ()
@@ -126,9 +128,29 @@ class Module:
         slots = []
         for m in self.modules():
             for name in m.param_names:
-                if getattr(m, name, None) is not None:
+                value = getattr(m, name, None)
+                if value is not None:
+                    if not isinstance(value, np.ndarray):
+                        m._check_params()
                     slots.append((m, name))
         return slots
+
+    def _check_params(self):
+        """Refuse a parameter or gradient attribute that is not an array (a list assigned
+        to ``weight``): every kernel call and the flat vector need arrays."""
+        for name in self.param_names:
+            for attr in (name, "grad_" + name):
+                value = getattr(self, attr, None)
+                if value is not None and not isinstance(value, np.ndarray):
+                    raise TypeError(f"{type(self).__name__}.{attr} must be a numpy array; got "
+                                    f"{type(value).__name__} (assign np.asarray(value, "
+                                    f"dtype=np.float32 or np.float64) of the same shape)")
+
+    def depends_on_batch(self):
+        """True if, in training mode, one sample's output depends on the other samples of
+        its batch (a :class:`BatchNorm2d` somewhere): such a batch cannot be split into
+        chunks without changing the result."""
+        return any(m.batch_dependent for m in self.modules())
 
     def params(self):
         """List of parameter arrays, in a fixed order."""

@@ -165,6 +165,7 @@ class BatchNorm2d(Module):
     buffer_names = ("running_mean", "running_var")
     hyper_names = ("training", "eps", "momentum")
     input_ndim, size_argument = 4, "num_features"
+    batch_dependent = True
 
     @classmethod
     def array_shapes(cls, settings):
