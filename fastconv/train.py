@@ -20,6 +20,7 @@ import numpy as np
 from . import optim
 from ._errors import PathError
 from ._threads import get_num_threads, set_num_threads
+from .datasets import Dataset
 from .metrics import ConfusionMatrix
 from .optim._base import check_real
 from .nn.loss import make_loss
@@ -430,8 +431,14 @@ class Trainer:
         return labels
 
     # -- the loop ---------------------------------------------------------------------------
-    def fit(self, train_x, train_y, test_x=None, test_y=None, epochs=1, resume=True):
+    def fit(self, train_x, train_y=None, test_x=None, test_y=None, epochs=1, resume=True):
         """Train until ``epochs`` epochs are done in total, resuming from a checkpoint.
+
+        Give the data as a :class:`~fastconv.datasets.Dataset` (what the loaders of
+        :mod:`fastconv.datasets` return) or as arrays. A Dataset also gives the saved model
+        its input normalization, shape and classes (its ``metadata()``, unless the Trainer's
+        ``metadata`` already has them), so that ``fastconv predict`` prepares new images as
+        the training data was; a model trained on arrays knows only what ``metadata`` says.
 
         With ``save_dir`` and ``resume``, a ``checkpoint.npz`` in ``save_dir`` is read and
         checked in full before anything trains, and its settings (model, loss, optimizer
@@ -441,10 +448,13 @@ class Trainer:
 
         Parameters
         ----------
-        train_x, train_y : ndarray
-            Inputs (N, ...) in the model's dtype and integer labels (N,).
+        train_x : Dataset or ndarray
+            The data set, whose training split is trained on and whose test split (if not
+            empty) is evaluated after every epoch; or inputs (N, ...) in the model's dtype.
+        train_y : ndarray
+            Integer labels (N,) of array inputs (None for a Dataset).
         test_x, test_y : ndarray, optional
-            Evaluated after every epoch.
+            Evaluated after every epoch (array inputs only).
         epochs : int
             Total epochs, counting those done before a resume; >= 1.
         resume : bool
@@ -467,6 +477,16 @@ class Trainer:
         """
         if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
             raise ValueError(f"Trainer.fit: epochs must be an integer >= 1; got {epochs!r}")
+        if isinstance(train_x, Dataset):
+            if train_y is not None or test_x is not None or test_y is not None:
+                raise ValueError("Trainer.fit: give a Dataset alone, or arrays "
+                                 "(train_x, train_y[, test_x, test_y]), not both")
+            data = train_x
+            for key, value in data.metadata().items():
+                self.metadata.setdefault(key, value)
+            train_x, train_y = data.train_x, data.train_y
+            if data.test_x.shape[0]:
+                test_x, test_y = data.test_x, data.test_y
         self._check_data(train_x, train_y, "train")
         if test_x is not None:
             self._check_data(test_x, test_y, "test")

@@ -39,10 +39,8 @@ def main():
     data = load_mnist(args.data, size=args.size)                 # float32, the default
     model = nn.build_model("convnet", loss="nll", rotate=args.rotate, seed=1)
     trainer = Trainer(model, loss="nll", optimizer="sgd", lr=1e-3, batch_size=1, seed=1,
-                      save_dir=args.save,
-                      metadata={"normalization": data.normalization.to_dict()})
-    history = trainer.fit(data.train_x, data.train_y, data.test_x, data.test_y,
-                          epochs=args.epochs)
+                      save_dir=args.save)
+    history = trainer.fit(data, epochs=args.epochs)     # the model keeps data's normalization
     print(f"final test accuracy: {100 * history[-1]['test_accuracy']:.2f}% "
           f"(model in {args.save}/model.npz)")
 

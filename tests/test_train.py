@@ -135,3 +135,22 @@ def test_cli_reports_divergence_and_exits_nonzero(mnist_dir, tmp_path, capsys):
     assert status == 1
     err = capsys.readouterr().err
     assert "training diverged at epoch 1, step" in err and "logs" in err
+
+
+def test_fit_on_a_dataset_stores_its_normalization_in_the_model(tmp_path):
+    """A model trained from a Dataset carries the normalization predict needs (a model
+    trained on bare arrays has none, and predict then has to refit it or refuse)."""
+    from fastconv.datasets import load_mnist_sample
+    from fastconv.serialization import load_model
+    data = load_mnist_sample(size=(40, 20))
+    model = nn.build_model("linear", seed=1)
+    trainer = Trainer(model, batch_size=10, save_dir=str(tmp_path), progress=False,
+                      verbose=False)
+    history = trainer.fit(data, epochs=1)
+    assert len(history) == 1
+    _, meta = load_model(str(tmp_path / "model.npz"))
+    assert meta["normalization"] == data.normalization.to_dict()
+    assert meta["dataset"]["n_classes"] == 10
+    with pytest.raises(ValueError, match="give a Dataset alone"):
+        Trainer(nn.build_model("linear", seed=1), progress=False,
+                verbose=False).fit(data, data.train_y)
