@@ -24,6 +24,9 @@ def test_every_region_over_one_percent_has_units_for_64_threads(name):
     assert insts, "a traced step reported no parallel region"
     few = scaling.few_unit_regions(insts, total)
     assert not few, f"{name}: regions over 1% of the step with fewer than 64 units: {few}"
+    # The exemptions are few and each says why.
+    assert set(scaling.FEWER_UNITS) <= {"linear_forward", "linear_backward"}
+    assert all(len(why) > 10 for why in scaling.FEWER_UNITS.values())
     # And the big ones by count, whatever the clock says.
     for inst in insts:
         if inst["region"].startswith("conv2d_") and inst["n_units"] > 0:

@@ -12,12 +12,12 @@ Design
     Results are bitwise identical for every thread count. OpenBLAS rounds an output element
     differently when a GEMM's M or N extent changes, so each GEMM's output is cut into a
     number of tiles fixed by the shapes alone (_n_tiles: by the work, at most _MAX_TILES,
-    enough for 64 threads), never by the thread count; threads only share out these tiles,
-    and one thread runs the same tiles in order. Tiles are a grid over the output, made by
-    halving the longer side while both halves keep _MIN_SIDE rows or columns (so a GEMM is
-    never cut into slivers; a small output has fewer tiles than units, and the spare units
-    do nothing); no output element is written by two tiles and none is a sum of per-tile
-    partials (K is never cut). grad_bias is cut by columns into the units and each column
+    never by the thread count); threads only share out these tiles, and one thread runs the
+    same tiles in order. A tile is a contiguous block along the output's longer side, of at
+    least _MIN_SIDE rows or columns (a small output has fewer tiles than units, and the
+    spare units do nothing), so the smaller operand is the one every tile reads again; no
+    output element is written by two tiles and none is a sum of per-tile partials (K is
+    never cut). grad_bias is cut by columns into the units and each column
     is summed over the batch in sample order.
     Small products are one tile: an OpenMP region, and each extra GEMM call, costs about as
     much as a few tens of thousands of multiply-adds (see _GRAIN).
@@ -33,12 +33,14 @@ cdef enum:
     # Multiply-adds per tile below which cutting a GEMM does not pay for the parallel
     # region (about 1-2 microseconds to open and join on this project's 2-core machines).
     _GRAIN = 1 << 16
-    # At most this many tiles: a power of two, so 1, 2, 4, ... threads get equal shares, and
-    # enough for 64 threads.
-    _MAX_TILES = 64
-    # A tile keeps at least this many rows and columns of the output, where the output has
-    # them: thinner GEMMs run far below the library's speed.
-    _MIN_SIDE = 16
+    # At most this many tiles: a power of two, so 1, 2, 4, ... threads get equal shares.
+    # Cutting a layer's GEMMs finer costs more on 2 cores than it gains on 64 (measured on
+    # the 1600 -> 128 layer at batch 32: 16 x 16 tiles ran 2-3x slower than 4): a linear
+    # layer is a few percent of a convnet's step.
+    _MAX_TILES = 16
+    # A tile keeps at least this many rows or columns of the output: thinner GEMMs run far
+    # below the library's speed.
+    _MIN_SIDE = 32
 
 
 cdef inline int _split(int total, int t, int n_parts) noexcept nogil:
@@ -57,22 +59,18 @@ cdef int _n_tiles(long long work) noexcept nogil:
 
 cdef void _block(int u, int U, int m, int n, int* r0, int* r1, int* c0,
                  int* c1) noexcept nogil:
-    """Tile u of the grid of at most U tiles over an (m, n) matrix: [r0, r1) x [c0, c1),
-    empty for u past the grid. The grid halves the longer side of a tile while that keeps
-    _MIN_SIDE rows or columns, until it has U tiles."""
-    cdef int tr = 1, tc = 1
-    while tr * tc < U:
-        if m // (2 * tr) >= _MIN_SIDE and (m // tr >= n // tc or n // (2 * tc) < _MIN_SIDE):
-            tr *= 2
-        elif n // (2 * tc) >= _MIN_SIDE:
-            tc *= 2
-        else:
-            break
-    if u >= tr * tc:
-        r0[0], r1[0], c0[0], c1[0] = 0, 0, 0, 0
-        return
-    r0[0], r1[0] = _split(m, u // tc, tr), _split(m, u // tc + 1, tr)
-    c0[0], c1[0] = _split(n, u % tc, tc), _split(n, u % tc + 1, tc)
+    """Tile u of at most U over an (m, n) matrix, cut along its longer side into tiles of at
+    least _MIN_SIDE rows or columns: [r0, r1) x [c0, c1), empty for u past the tiles."""
+    cdef int side = m if m >= n else n
+    cdef int tiles = max(1, min(U, side // _MIN_SIDE))
+    r0[0], r1[0], c0[0], c1[0] = 0, m, 0, n
+    if u >= tiles:
+        r1[0] = 0
+        c1[0] = 0
+    elif m >= n:
+        r0[0], r1[0] = _split(m, u, tiles), _split(m, u + 1, tiles)
+    else:
+        c0[0], c1[0] = _split(n, u, tiles), _split(n, u + 1, tiles)
 
 
 cdef void _gemm_part(int u, int U, bint trans_a, bint trans_b, int m, int n, int k,
