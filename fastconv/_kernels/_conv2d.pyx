@@ -20,16 +20,17 @@ Design
     for an element changes with the extents of the product it is computed in.)
     Units are cut for 64 threads wherever the work allows (_UNITS), and a sample into at
     most 4 parts (_SAMPLE_PARTS), so a batch of 1 runs in 4 units and a batch of 32 in 64:
-    - forward: min(4, 64 / N) parts per sample, 1 from 64 samples on: output-row tiles of
-      at least _TILE_PIXELS pixels (each needs only its own columns of the im2col matrix),
-      or, where K > P and N < 4, input-channel groups whose (F, P) partial outputs are
-      then added in group order, with the bias last;
-    - backward, K > P: (sample group, input-channel group) units. A channel group's
-      weight-gradient columns, bias rows and input-gradient channels need nothing from the
-      other channel groups; each sample group sums its samples into a partial weight
-      gradient of its own, and the partials are added in group order. Channel groups keep
-      at least _GROUP_ROWS im2col rows (at most 16 groups), and there are as many sample
-      groups as make 64 units;
+    - forward: min(4, 64 / N) parts per sample, 1 from 64 samples on: where K <= P (as in a
+      first layer) output-row tiles of at least _TILE_PIXELS pixels (each needs only its own
+      columns of the im2col matrix); where K > P (few output pixels) input-channel groups of
+      whole channel blocks, whose (F, P) partial outputs are then added in group order, with
+      the bias last;
+    - backward, K > P: (sample group, input-channel group) units. A channel group is a
+      channel block (at least min(C, 4) groups), so every GEMM keeps the shape it has for a
+      whole sample; its weight-gradient columns, bias rows and input-gradient channels need
+      nothing from the other channel groups. Each sample group sums its samples into a
+      partial weight gradient of its own, and the partials are added in group order; there
+      are as many sample groups as make 64 units;
     - backward, K <= P: the weight gradient (inner dimension P, a small (F, K) result) is
       cut into sample groups times, below 64 samples, output-row tiles, whose partial (F, K)
       gradients are added in unit order; the input gradient into (sample, channel group)
@@ -516,13 +517,9 @@ cdef enum:
     # At most this many parts per sample: a batch of 1 runs in 4 units, and a batch is cut
     # into whole samples from _UNITS samples on.
     _SAMPLE_PARTS = 4
-    # A row tile keeps at least this many output pixels (GEMM columns), and a channel group
-    # of the backward pass at least this many im2col rows, so that cutting a sample into
-    # parts never makes its GEMMs too thin to run near the library's speed.
+    # A row tile keeps at least this many output pixels (GEMM columns), so that cutting a
+    # sample into parts never makes its GEMMs too thin to run near the library's speed.
     _TILE_PIXELS = 32
-    _GROUP_ROWS = 64
-    # Channel groups of the backward pass where K > P: at most this many.
-    _MAX_GROUPS = 16
 
 
 cdef inline int _ceil_div(long long a, long long b) noexcept nogil:
@@ -531,9 +528,10 @@ cdef inline int _ceil_div(long long a, long long b) noexcept nogil:
 
 cdef inline bint _forward_by_channels(const Geom* g, int n_batch) noexcept nogil:
     """Whether a sample's forward parts are input-channel groups (added up afterwards) rather
-    than output-row tiles: only where K > P and the batch is too small to fill the units
-    with row tiles of _TILE_PIXELS (a batch of 1-3), where each tile would be too thin."""
-    return g.k > g.p and n_batch < _SAMPLE_PARTS
+    than output-row tiles: where K > P, whose few output pixels would make row tiles thin
+    GEMMs, while channel groups of whole channel blocks keep every GEMM the shape it has
+    for a whole sample (one extra pass adds the groups' outputs)."""
+    return g.k > g.p
 
 
 cdef inline int _row_tiles_max(const Geom* g) noexcept nogil:
@@ -552,9 +550,20 @@ cdef inline int _forward_parts(const Geom* g, int n_batch) noexcept nogil:
 
 
 cdef inline int _channel_groups(const Geom* g) noexcept nogil:
-    """Input-channel groups of the backward pass where K > P: as many as keep _GROUP_ROWS
-    im2col rows each, at most _MAX_GROUPS."""
-    return max(1, min(g.c, min(g.k // _GROUP_ROWS, <int>_MAX_GROUPS)))
+    """Input-channel groups of the backward pass where K > P: one per channel block (see
+    _block_channels), so that every GEMM keeps the shape it has for a whole sample, and at
+    least min(C, 4)."""
+    return max(1, max(min(g.c, <int>_SAMPLE_PARTS), _ceil_div(g.c, _block_channels(g))))
+
+
+cdef inline int _group_start(const Geom* g, int j, int groups) noexcept nogil:
+    """First input channel of channel group j of ``groups``: whole channel blocks each where
+    there are no more groups than blocks, else near-equal channel counts."""
+    cdef int cb = _block_channels(g)
+    cdef int blocks = _ceil_div(g.c, cb)
+    if groups <= blocks:
+        return min(g.c, _split(blocks, j, groups) * cb)
+    return _split(g.c, j, groups)
 
 
 cdef inline int _sample_groups(int n_batch, int per_sample) noexcept nogil:
@@ -617,8 +626,8 @@ cdef void _forward_part(const real_t* x, const real_t* weight, const real_t* bia
         _forward_channels(x, weight, bias, y, g, 0, g.c, _split(g.oh, j, parts),
                           _split(g.oh, j + 1, parts), col)
     else:
-        _forward_channels(x, weight, NULL, out, g, _split(g.c, j, parts),
-                          _split(g.c, j + 1, parts), 0, g.oh, col, keep)
+        _forward_channels(x, weight, NULL, out, g, _group_start(g, j, parts),
+                          _group_start(g, j + 1, parts), 0, g.oh, col, keep)
 
 
 cdef inline bint _keeps(const Geom* g, int n_batch, int parts) noexcept nogil:
@@ -745,13 +754,13 @@ cdef void _group_units(const real_t* x, const real_t* grad_y, const real_t* weig
             if grad_weight != NULL:
                 _weight_grad_channels(x + n * xs, grad_y + n * ys,
                                       grad_y_t + n * ys if transpose else NULL,
-                                      gw, gb, beta, g, _split(g.c, j, G),
-                                      _split(g.c, j + 1, G), 0, g.oh, f0, f1, col,
+                                      gw, gb, beta, g, _group_start(g, j, G),
+                                      _group_start(g, j + 1, G), 0, g.oh, f0, f1, col,
                                       <real_t*>kept if n == n_batch - 1 else NULL)
                 beta = 1
             if grad_x != NULL:
                 _input_grad_channels(grad_y + n * ys, weight, grad_x + n * xs, g,
-                                     _split(g.c, j, G), _split(g.c, j + 1, G), col)
+                                     _group_start(g, j, G), _group_start(g, j + 1, G), col)
         unit_end(b"conv2d_backward_groups", u, S * G, t0)
 
 
