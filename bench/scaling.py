@@ -91,20 +91,21 @@ def instances(records):
     return out
 
 
-def trace_step(trainer, x, y, traces):
-    """Trace ``traces`` one-thread steps; return (instances with median unit times, median
-    traced step wall time)."""
+def _traced_step(trainer, x, y):
+    """One traced one-thread step: (its region instances, its wall time)."""
     fastconv.set_num_threads(1)
-    runs, walls = [], []
-    for _ in range(traces):
-        _trace.start(1 << 21)
-        t0 = time.perf_counter()
-        trainer.step(x, y)
-        walls.append(time.perf_counter() - t0)
-        records, dropped = _trace.stop()
-        if dropped:
-            raise RuntimeError(f"trace buffer too small: {dropped} records dropped")
-        runs.append(instances(records))
+    _trace.start(1 << 21)
+    t0 = time.perf_counter()
+    trainer.step(x, y)
+    wall = time.perf_counter() - t0
+    records, dropped = _trace.stop()
+    if dropped:
+        raise RuntimeError(f"trace buffer too small: {dropped} records dropped")
+    return instances(records), wall
+
+
+def _merge(runs):
+    """Median unit times over traced steps that ran the same regions."""
     shape = [(i["region"], i["n_units"], len(i["times"])) for i in runs[0]]
     for r in runs[1:]:
         if [(i["region"], i["n_units"], len(i["times"])) for i in r] != shape:
@@ -114,7 +115,14 @@ def trace_step(trainer, x, y, traces):
         times = np.median(np.array([r[k]["times"] for r in runs]), axis=0)
         merged.append({"region": inst["region"], "n_units": inst["n_units"],
                        "times": times.tolist()})
-    return merged, float(np.median(walls))
+    return merged
+
+
+def trace_step(trainer, x, y, traces):
+    """Trace ``traces`` one-thread steps; return (instances with median unit times, median
+    traced step wall time)."""
+    runs, walls = zip(*(_traced_step(trainer, x, y) for _ in range(traces)))
+    return _merge(list(runs)), float(np.median(walls))
 
 
 def region_time(inst, threads):
@@ -173,12 +181,22 @@ def few_unit_regions(insts, step, wanted=UNITS_WANTED, threshold=SHARE_THRESHOLD
 
 
 def model_case(name, batch, repeats, traces, cost2):
+    """Measure and model one (model, batch) case. Rounds alternate an untraced one-thread
+    step, a traced one, and an untraced two-thread step, so that all three see the same
+    moments of a shared machine; medians over the rounds."""
     trainer, x, y = _trainer(name, batch)
-    _step_times(trainer, x, y, 1, 3)
-    measured = {1: float(np.median(_step_times(trainer, x, y, 1, repeats)))}
-    insts, wall = trace_step(trainer, x, y, traces)
-    _step_times(trainer, x, y, 2, 3)
-    measured[2] = float(np.median(_step_times(trainer, x, y, 2, repeats)))
+    _step_times(trainer, x, y, 1, 2)
+    _step_times(trainer, x, y, 2, 2)
+    one, two, runs, walls = [], [], [], []
+    for r in range(max(repeats, traces)):
+        one += _step_times(trainer, x, y, 1, 1)
+        if r < traces:
+            insts, wall = _traced_step(trainer, x, y)
+            runs.append(insts)
+            walls.append(wall)
+        two += _step_times(trainer, x, y, 2, 1)
+    measured = {1: float(np.median(one)), 2: float(np.median(two))}
+    insts, wall = _merge(runs), float(np.median(walls))
     units_total = sum(sum(i["times"]) for i in insts)
     # The untraced step calibrates the serial time: a trace's own clock reads between units
     # (thousands in a pooling layer) would count as serial work that the step does not do.
