@@ -460,9 +460,13 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(tmp_path):
             "--no-report", "--jobs", "2"]
     env = {"FAKE_EPOCHS": "4", "FAKE_EPOCH_SECONDS": "0.5"}
     runs = unique_runs(build_matrix("smoke", ["architecture"]))
-    # A terminal sends SIGINT to the whole foreground process group: so does this test.
+    # A terminal sends SIGINT to the whole foreground process group: so does this test. The
+    # driver starts with SIGINT's default disposition, as in a terminal's foreground: a
+    # suite run in the background of a non-interactive shell ignores SIGINT, and a child
+    # inherits that (the driver then rightly ignores a Ctrl-C).
     proc = _driver(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                   start_new_session=True)
+                   start_new_session=True,
+                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         wait_for(lambda: any(len(RunDir(out, r.key).metrics) >= 2 for r in runs), 60,
                   "a run's second epoch")
