@@ -36,6 +36,7 @@ def test_the_best_supported_level_is_the_default():
     assert kernels.ISA_LEVEL == (usable[0] if usable else "generic")
 
 
+@pytest.mark.slow
 def test_a_forced_level_is_used_or_refused_with_one_warning():
     code = "import fastconv._kernels as k; print(k.ISA_LEVEL)"
     out = _run(code, FASTCONV_ISA="generic")

@@ -15,6 +15,7 @@ def _restore_threads():
     fastconv.set_num_threads(before)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["maxpool", "convnet", "cifar", "cifar-bn"])
 def test_every_region_over_one_percent_has_units_for_64_threads(name):
     trainer, x, y = scaling._trainer(name, 32)
@@ -71,6 +72,7 @@ def test_instances_split_a_one_thread_trace_into_region_calls():
                    ("b", [5.0])]
 
 
+@pytest.mark.slow
 def test_the_model_reports_speedup_and_its_error_at_one_and_two_threads():
     r = scaling.model_case("maxpool", 4, repeats=2, traces=2, cost2=1e-6)
     assert set(r["error"]) == {"1", "2"}

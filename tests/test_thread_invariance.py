@@ -220,6 +220,7 @@ def test_every_registered_layer_gives_the_same_bits_on_any_thread_count(name):
     _assert_same(results, f"{name} on input {x.shape}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("batch", (33, 70))
 @pytest.mark.parametrize("name", ["maxpool", "cifar", "cifar-bn"])
 def test_benchmark_nets_train_to_the_same_weights_on_any_thread_count(name, batch):
