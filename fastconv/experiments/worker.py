@@ -27,13 +27,13 @@ import base64
 import hashlib
 import importlib
 import os
-import shutil
 import socket
 import subprocess
 import tempfile
 import time
 import traceback
 
+from ..serialization import atomic_write_bytes
 from .store import RunDir, RunLock, environmental_error, write_json, write_metrics
 
 __all__ = ["execute_run", "train_run", "run_task", "load_data", "branch_compatible",
@@ -89,17 +89,9 @@ def branch_compatible(parent, child, epoch):
 
 
 def _copy_atomic(src, dst):
-    tmp = f"{dst}.{os.getpid()}.tmp"
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        # A full disk must not also keep the half copy that filled it.
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    # One atomic writer for the package: a full disk leaves no half copy behind.
+    with open(src, "rb") as f:
+        atomic_write_bytes(dst, f.read())
 
 
 def _code_version():
