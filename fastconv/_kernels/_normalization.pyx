@@ -43,6 +43,13 @@ from ._trace cimport trace_active, unit_begin, unit_end
 # Below this many multiply-adds a thread team costs more than it saves.
 cdef Py_ssize_t _PARALLEL_MIN_WORK = 32768
 
+cdef inline bint _parallel(Py_ssize_t n, Py_ssize_t c, Py_ssize_t taps, Py_ssize_t hw,
+                           int n_threads) noexcept:
+    """Whether a call runs its samples on a team (on one thread while a trace is on)."""
+    return ((n_threads > 1 or trace_active()) and n > 1
+            and n * (c + taps) * hw >= _PARALLEL_MIN_WORK)
+
+
 cdef enum:
     SUB_FORWARD = 0
     SUB_BACKWARD = 1
@@ -232,8 +239,7 @@ cdef _run(int op,
     cdef double t0
     if n * c * hw == 0:
         return
-    parallel = ((n_threads > 1 or trace_active()) and n > 1
-                and n * (c + taps) * hw >= _PARALLEL_MIN_WORK)
+    parallel = _parallel(n, c, taps, hw, n_threads)
     dtype = np.float32 if real_t is float else np.float64
     cdef real_t[:, ::1] work = np.empty((n_threads if parallel else 1, 4 * hw), dtype=dtype)
     cdef real_t[::1] coef = np.empty(hw, dtype=dtype)
@@ -330,8 +336,7 @@ cdef _subtractive(bint forward,
     cdef double t0
     if n * c * hw == 0:
         return
-    parallel = ((n_threads > 1 or trace_active()) and n > 1
-                and n * (c + taps) * hw >= _PARALLEL_MIN_WORK)
+    parallel = _parallel(n, c, taps, hw, n_threads)
     dtype = np.float32 if real_t is float else np.float64
     cdef real_t[::1] parts = np.empty(n * groups * hw, dtype=dtype)
     cdef real_t[::1] means = np.empty(n * hw, dtype=dtype)
