@@ -15,6 +15,8 @@ FASTCONV_NATIVE=1
     installed only where it was built. Ignored when FASTCONV_PORTABLE=1.
 FASTCONV_DEBUG=1
     Debug build: Cython bounds checks, wraparound and initialization checks on, ``-O1 -g``.
+FASTCONV_BUILD_JOBS=N
+    Translate and compile N modules at a time (default: one per CPU).
 FASTCONV_BUILD_ONLY=name[,name...]
     Developer convenience: build only the named kernel modules (e.g. ``_conv2d``).
 
@@ -47,6 +49,7 @@ DEBUG = _flag("FASTCONV_DEBUG")
 PORTABLE = _flag("FASTCONV_PORTABLE")
 NATIVE = _flag("FASTCONV_NATIVE")
 NO_OPENMP = _flag("FASTCONV_NO_OPENMP")
+BUILD_JOBS = int(os.environ.get("FASTCONV_BUILD_JOBS") or 0) or os.cpu_count() or 1
 # Whether this build may not tune for the building CPU (see _portable); known from the
 # command line already, since the per-ISA extensions are declared before setup() runs.
 PORTABLE_BUILD = PORTABLE or ("bdist_wheel" in sys.argv and not NATIVE)
@@ -124,10 +127,10 @@ class BuildExt(build_ext):
 
     def finalize_options(self):
         super().finalize_options()
-        # A wheel build (CI, a release) has the machine to itself: compile the extensions
-        # side by side. In-place and editable builds keep the serial default (or their -j).
-        if self.parallel is None and "bdist_wheel" in self.distribution.commands:
-            self.parallel = os.cpu_count() or 1
+        # The extensions are independent: compile them side by side unless -j says otherwise
+        # (FASTCONV_BUILD_JOBS=1 for a serial build on a shared machine).
+        if self.parallel is None:
+            self.parallel = BUILD_JOBS
 
     def build_extensions(self):
         ctype = self.compiler.compiler_type
@@ -248,7 +251,7 @@ def _extensions():
     return cythonize(exts, compiler_directives=directives,
                      compile_time_env={"FASTCONV_DEBUG": DEBUG},
                      build_dir=os.path.join("build", "cython-" + MODE),
-                     force="--force" in sys.argv, quiet=True)
+                     force="--force" in sys.argv, quiet=True, nthreads=BUILD_JOBS)
 
 
 def _readme_for_index():
