@@ -19,7 +19,7 @@ from ._threads import max_threads
 from .datasets.catalog import DATA_DESCRIPTION, DATASETS
 from .nn.loss import LOSSES
 from .nn.models import MODELS
-from .optim import OPTIMIZERS
+from . import optim
 
 __all__ = ["main", "build_parser"]
 
@@ -84,6 +84,94 @@ def _thread_count(text):
     return n
 
 
+def _validation_size(text):
+    """argparse type of --validation: a count (integer) or a fraction in (0, 1)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = _number(float, 0, 1, low_open=True, high_open=True)(text)
+        return value
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a count >= 1 or a fraction in (0, 1); "
+                                         f"got {text!r}")
+    return value
+
+
+def _option_value(text):
+    """A KEY=VALUE option's value: a number, true/false/none, a comma-separated list of
+    those, or the text itself."""
+    if "," in text:
+        return [_option_value(part) for part in text.split(",") if part]
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _options(items, flag):
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise _UserError(f"{flag} takes KEY=VALUE; got {item!r}")
+        out[key.strip()] = _option_value(value.strip())
+    return out
+
+
+def _optimizer_spec(args):
+    """The optimizer spec of ``fastconv train``'s options; the homework's four take the
+    homework driver's defaults (so that runs started before stay resumable)."""
+    name = args.optimization.lower()
+    extra = _options(args.optimizer_option, "--optimizer-option")
+    if args.nesterov:
+        extra.update(nesterov=True, dampening=0.0)
+    if name in optim.HOMEWORK_OPTIMIZERS:
+        driver = {"lr": args.learning_rate, "t0_epochs": args.t0, "max_iter": args.max_iter,
+                  "weight_decay": args.weight_decay, "momentum": args.momentum,
+                  "switch_to_lbfgs_after": args.switch_to_lbfgs_after}
+        spec = optim.homework_optimizer(name, **{k: v for k, v in driver.items()
+                                                 if v is not None})
+        if not extra:
+            return spec
+        settings = spec.settings()
+        target = settings["first"] if settings["name"] == "switch" else settings
+        target.update(extra)
+        return optim.as_spec(settings)
+    if args.switch_to_lbfgs_after is not None:
+        raise _UserError(f"--switch-to-lbfgs-after follows one of the homework's optimizers "
+                         f"(SGD, ASGD, CG, LBFGS), not {args.optimization}")
+    options = {"lr": args.learning_rate, **{k: v for k, v in (
+        ("weight_decay", args.weight_decay), ("momentum", args.momentum),
+        ("t0_epochs", args.t0), ("max_iter", args.max_iter)) if v is not None}, **extra}
+    return optim.spec(name, **options)
+
+
+def _schedule(args):
+    """The schedule of ``--schedule``/``--schedule-option`` (None without --schedule)."""
+    options = _options(args.schedule_option, "--schedule-option")
+    if args.schedule is None:
+        if options:
+            raise _UserError("--schedule-option needs --schedule NAME")
+        return None
+    cls = optim.SCHEDULES.get(args.schedule.lower())
+    if cls is None:
+        raise _UserError(f"--schedule {args.schedule} is not a schedule; choose from "
+                         f"{', '.join(optim.SCHEDULES)}")
+    accepted = cls.option_names()
+    if "epochs" in accepted and not {"epochs", "total", "total_steps"} & set(options):
+        options["epochs"] = args.epochs
+    if "max_lr" in accepted and "max_lr" not in options:
+        options["max_lr"] = args.learning_rate
+    return optim.build_schedule(args.schedule.lower(), **options)
+
+
 def _add_common_options(p, dataset_default=None):
     # Without a default of its own (test, predict), the help names the model's data set; the
     # empty "%(default).0s" stops the help formatter from appending "(default: None)".
@@ -130,20 +218,46 @@ def build_parser():
     t.add_argument("--loss", choices=list(LOSSES), default="nll",
                    help="nll: log-softmax head; mse: tanh head against +-1 targets; margin: "
                         "multi-class hinge on raw scores")
-    t.add_argument("--optimization", type=str.upper, choices=[o.upper() for o in OPTIMIZERS],
-                   default="SGD", help="optimizer")
-    t.add_argument("--learning-rate", type=_number(float, 0, low_open=True), default=1e-3,
-                   help="SGD and L-BFGS step size; ASGD eta0")
+    names = [o.upper() for o in optim.OPTIMIZERS if o != "switch"]
+    t.add_argument("--optimization", "--optimizer", type=str.upper, choices=names,
+                   default="SGD", metavar="NAME",
+                   help=f"optimizer: {', '.join(names)} (the homework's: SGD, ASGD, CG, LBFGS)")
+    t.add_argument("--learning-rate", "--lr", type=_number(float, 0, low_open=True),
+                   default=1e-3, help="SGD, Adam and L-BFGS step size; ASGD eta0")
     t.add_argument("--batch-size", type=_number(int, 1), default=1,
                    help="1 = pure stochastic; a batch's gradient is the mean over its samples")
-    t.add_argument("--weight-decay", type=_number(float, 0), default=0.0, help="SGD only")
-    t.add_argument("--momentum", type=_number(float, 0, 1, high_open=True), default=0.0,
-                   help="SGD only")
-    t.add_argument("--t0", type=_number(float, 0), default=1,
+    t.add_argument("--weight-decay", type=_number(float, 0), default=None,
+                   help="SGD, Adam: L2 penalty; AdamW: decoupled decay (default: the "
+                        "optimizer's: 0, AdamW 0.01)")
+    t.add_argument("--momentum", type=_number(float, 0, 1, high_open=True), default=None,
+                   help="SGD momentum (default 0)")
+    t.add_argument("--nesterov", action="store_true",
+                   help="SGD: Nesterov momentum (PyTorch's form: no dampening)")
+    t.add_argument("--t0", type=_number(float, 0), default=None,
                    help="ASGD: start averaging after t0 x (training-set size) updates, the "
-                        "Torch7 driver's trsize * t0 (t0 epochs at batch 1)")
-    t.add_argument("--max-iter", type=_number(int, 1), default=2,
-                   help="CG and L-BFGS: iterations per mini-batch")
+                        "Torch7 driver's trsize * t0 (t0 epochs at batch 1; default 1)")
+    t.add_argument("--max-iter", type=_number(int, 1), default=None,
+                   help="CG and L-BFGS: iterations per mini-batch (default 2)")
+    t.add_argument("--optimizer-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other option of the optimizer, e.g. betas=0.9,0.99 or eps=1e-6 "
+                        "(repeatable)")
+    t.add_argument("--schedule", default=None, metavar="NAME",
+                   help="learning-rate schedule: step, multistep, exponential, cosine, "
+                        "onecycle, plateau (cosine and onecycle span --epochs unless told; "
+                        "onecycle peaks at --learning-rate unless max_lr is given; plateau "
+                        "follows the validation loss)")
+    t.add_argument("--schedule-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="an option of the schedule, e.g. warmup_epochs=1, milestones=10,15, "
+                        "gamma=0.5 (repeatable)")
+    t.add_argument("--validation", type=_validation_size, default=None, metavar="N",
+                   help="hold out N training samples (or a fraction, e.g. 0.1), stratified "
+                        "and seeded; evaluated every epoch and kept as best_model.npz by "
+                        "validation accuracy")
+    t.add_argument("--early-stopping", type=_number(int, 1), default=None, metavar="PATIENCE",
+                   help="stop when the validation loss has not improved for PATIENCE epochs "
+                        "(needs --validation)")
+    t.add_argument("--label-smoothing", type=_number(float, 0, 1, high_open=True),
+                   default=0.0, help="nll loss: weight of the uniform target")
     t.add_argument("--type", choices=["double", "float"], default="float",
                    help="float32 (float) or float64 (double); float is much faster")
     t.add_argument("--save", default="results", help="folder for logs and the model")
@@ -237,6 +351,8 @@ def _load_data(args, dtype, normalization=None, local_contrast=False):
 
 def _train(args):
     from . import nn, set_num_threads
+    from .callbacks import BestModel, EarlyStopping
+    from .nn.loss import make_loss
     from .train import Trainer, check_save_folder
 
     if args.extra_conv and not args.model.startswith("convnet"):
@@ -261,16 +377,25 @@ def _train(args):
     progress = {"auto": None, "on": True, "off": False}[args.progress]
     metadata = {**data.metadata(), "local_contrast": args.local_contrast, "model": args.model,
                 "options": {k: v for k, v in vars(args).items() if k not in ("func", "debug")}}
-    trainer = Trainer(model, loss=args.loss, optimizer=args.optimization.lower(),
-                      batch_size=args.batch_size, lr=args.learning_rate,
-                      weight_decay=args.weight_decay, momentum=args.momentum,
-                      t0_epochs=args.t0, max_iter=args.max_iter,
-                      switch_to_lbfgs_after=args.switch_to_lbfgs_after, seed=args.seed,
-                      threads=args.threads, save_dir=args.save, progress=progress,
-                      metadata=metadata)
+    callbacks = []
+    if args.validation is not None:
+        callbacks.append(BestModel("val_accuracy"))
+        if args.early_stopping is not None:
+            callbacks.append(EarlyStopping("val_loss", patience=args.early_stopping))
+    elif args.early_stopping is not None:
+        raise _UserError("--early-stopping watches the validation loss: add --validation N")
+    try:
+        loss = make_loss(args.loss, label_smoothing=args.label_smoothing) \
+            if args.label_smoothing else args.loss
+        trainer = Trainer(model, loss=loss, optimizer=_optimizer_spec(args),
+                          schedule=_schedule(args), batch_size=args.batch_size,
+                          callbacks=callbacks, seed=args.seed, threads=args.threads,
+                          save_dir=args.save, progress=progress, metadata=metadata)
+    except (TypeError, ValueError) as exc:
+        raise _UserError(f"{exc} (see 'fastconv train --help')") from None
     test_x, test_y = (data.test_x, data.test_y) if len(data.test_y) else (None, None)
     trainer.fit(data.train_x, data.train_y, test_x, test_y, epochs=args.epochs,
-                resume=not args.no_resume)
+                resume=not args.no_resume, validation=args.validation)
     if args.visualize:
         _write_figures(model, data.train_x, args.save)
     return 0

@@ -1,9 +1,11 @@
-"""Training loop: mini-batches, per-epoch evaluation, logs, checkpoints and resume.
+"""Training loop: mini-batches, per-epoch evaluation, callbacks, checkpoints and resume.
 
-One :class:`Trainer` runs the homework's driver: each epoch reshuffles the training set, makes
-one optimizer step per mini-batch (the batch gradient is the mean over the batch), prints a
-confusion matrix, rewrites ``train.log`` and ``test.log`` (one row per finished epoch) and
-writes, atomically, a checkpoint from which an interrupted run resumes to the same final weights as an
+A :class:`Trainer` composes an optimizer spec, an optional learning-rate schedule and
+callbacks. Each epoch reshuffles the training samples, makes one optimizer step per mini-batch
+(the batch gradient is the mean over the batch), evaluates a validation split and the test set
+if given, then runs the callbacks: by default it prints a confusion matrix, rewrites
+``train.log``/``val.log``/``test.log`` (one row per finished epoch) and writes, atomically, a
+checkpoint from which an interrupted run resumes to the same final weights as an
 uninterrupted one.
 """
 import hashlib
@@ -19,10 +21,10 @@ import numpy as np
 
 from . import optim
 from ._errors import PathError
+from .callbacks import LOG_HEADER, Checkpoint, CSVLogger, PrintProgress
 from ._threads import get_num_threads, set_num_threads
 from .datasets import Dataset
 from .metrics import ConfusionMatrix
-from .optim._base import check_real
 from .nn.loss import make_loss
 from .optim import OPTIMIZERS, build_optimizer
 from .serialization import (ModelFileError, _entry_problem, _parse_json_entry, atomic_savez,
@@ -30,18 +32,12 @@ from .serialization import (ModelFileError, _entry_problem, _parse_json_entry, a
 
 __all__ = ["Trainer", "TrainingDiverged", "EpochStats", "build_optimizer", "OPTIMIZERS",
            "predict", "CheckpointError", "SettingsMismatch", "SaveFolderError",
-           "check_save_folder", "data_fingerprint"]
+           "check_save_folder", "data_fingerprint", "stratified_split", "upgrade_settings",
+           "homework_trainer"]
 
-LBFGS_MODES = ("torch", "batch")
 # Samples per forward/backward pass inside one mini-batch; larger batches are chunked, unless
 # the model depends on the batch (BatchNorm: chunks would change its statistics).
 CHUNK = 500
-LOG_HEADER = ["epoch", "loss", "accuracy", "mean_class_accuracy", "seconds"]
-
-
-def _threads_text(n):
-    return "1 thread" if n == 1 else f"{n} threads"
-
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; raised before the offending update is applied."""
@@ -98,7 +94,8 @@ def _show(value):
 
 
 #: Files a Trainer writes atomically into its save folder.
-SAVED_FILES = ("model.npz", "checkpoint.npz", "train.log", "test.log")
+SAVED_FILES = ("model.npz", "checkpoint.npz", "train.log", "val.log", "test.log",
+               "best_model.npz")
 
 
 def check_save_folder(path):
@@ -155,60 +152,152 @@ def predict(model, x, batch_size=250):
     return np.concatenate(out) if out else np.empty(0, dtype=np.intp)
 
 
-def _write_log(path, rows):
-    lines = [",".join(LOG_HEADER)]
-    for r in rows:
-        lines.append(",".join(str(r[k]) for k in LOG_HEADER))
-    atomic_write_text(path, "\n".join(lines) + "\n")
+def _lr_of(opt):
+    lr = getattr(opt, "current_lr", None)
+    return float(lr() if callable(lr) else getattr(opt, "lr", float("nan")))
+
+
+def _momentum_of(opt):
+    """The momentum a one-cycle schedule cycles: Adam's beta1 or SGD's momentum."""
+    if hasattr(opt, "beta1"):
+        return float(opt.beta1)
+    return float(opt.momentum) if hasattr(opt, "momentum") else None
+
+
+def _set_momentum(opt, value):
+    if hasattr(opt, "beta1"):
+        opt.beta1 = value
+    elif hasattr(opt, "momentum"):
+        opt.momentum = value
+
+
+def _validation_count(validation, n):
+    """Samples to hold out: ``validation`` is a fraction in (0, 1) or a count."""
+    if isinstance(validation, bool):
+        raise TypeError("Trainer.fit: validation must be a fraction, a count or (val_x, val_y)")
+    if isinstance(validation, (float, np.floating)):
+        if not 0.0 < validation < 1.0:
+            raise ValueError(f"Trainer.fit: a validation fraction must be in (0, 1); got "
+                             f"{validation}")
+        count = int(round(validation * n))
+    elif isinstance(validation, (int, np.integer)):
+        count = int(validation)
+    else:
+        raise TypeError(f"Trainer.fit: validation must be a fraction, a count or (val_x, "
+                        f"val_y); got {type(validation).__name__}")
+    if not 1 <= count < n:
+        raise ValueError(f"Trainer.fit: validation holds out {count} of {n} training samples; "
+                         f"it must leave at least one on each side")
+    return count
+
+
+def stratified_split(y, count, rng):
+    """Rows of a training set and of ``count`` validation samples held out of it, with each
+    class's share as in ``y`` (largest remainders decide the rounding).
+
+    Parameters
+    ----------
+    y : ndarray
+        Integer labels (N,).
+    count : int
+        Validation samples, 1 <= count < N.
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    train_rows, val_rows : ndarray
+        Sorted row indices, disjoint, together all of ``range(N)``.
+    """
+    y = np.asarray(y)
+    classes, counts = np.unique(y, return_counts=True)
+    exact = counts * (count / y.size)
+    take = np.floor(exact).astype(np.int64)
+    # Stable order: ties in the remainder go to the smaller class label.
+    extra = np.argsort(-(exact - take), kind="stable")[:count - int(take.sum())]
+    take[extra] += 1
+    val = [rng.choice(np.flatnonzero(y == c), size=int(k), replace=False)
+           for c, k in zip(classes, take)]
+    val_rows = np.sort(np.concatenate(val)) if val else np.empty(0, np.intp)
+    mask = np.ones(y.size, dtype=bool)
+    mask[val_rows] = False
+    return np.flatnonzero(mask), val_rows
+
+
+def upgrade_settings(settings):
+    """A checkpoint's settings in today's form.
+
+    Checkpoints written before optimizers and schedules were specs recorded the homework
+    driver's options flat (``optimizer: "sgd"``, ``lr``, ``momentum``, ..., ``lr_schedule``);
+    they are translated, so that such a run resumes.
+    """
+    settings = dict(settings)
+    if not isinstance(settings.get("optimizer"), str):
+        return settings
+    keys = ("lr", "lr_decay", "weight_decay", "momentum", "t0_epochs", "max_iter",
+            "switch_to_lbfgs_after", "lbfgs_mode", "lbfgs_batch_size", "lbfgs_max_iter")
+    old = {k: settings.pop(k) for k in keys if k in settings}
+    settings["optimizer"] = optim.homework_optimizer(settings["optimizer"], **old).settings()
+    schedule, epochs = settings.pop("lr_schedule", None), settings.pop("schedule_epochs", None)
+    settings["schedule"] = (optim.build_schedule("cosine", epochs=epochs).settings()
+                            if schedule == "cosine" else None)
+    settings.setdefault("label_smoothing", 0.0)
+    settings.setdefault("callbacks", {})
+    settings.setdefault("validation", None)
+    return settings
+
+
+def _optimizer_through(settings, epoch):
+    """The settings of the optimizer that ran up to ``epoch`` (a switch's first, before it)."""
+    if isinstance(settings, dict) and settings.get("name") == "switch" \
+            and epoch <= settings.get("after_epoch", -1):
+        return settings["first"]
+    return settings
 
 
 class Trainer:
-    """Train a model on arrays with one of the homework's optimizers.
+    """Train a model on arrays or a Dataset, with an optimizer, a schedule and callbacks.
+
+    Each part brings its own options: the optimizer is a spec (a registered name and its
+    options, :func:`fastconv.optim.spec`), the schedule a schedule object or name
+    (:mod:`fastconv.optim.lr_schedules`), the loss a name or criterion. The Trainer only
+    knows how to run epochs; resume, the settings a resume must match and the saved model's
+    metadata come from the parts.
 
     Parameters
     ----------
     model : fastconv.nn.Module
         Ends in the head that ``loss`` expects (see :func:`fastconv.nn.build_model`).
-    loss : {"nll", "mse", "margin"}
-    optimizer : {"sgd", "asgd", "cg", "lbfgs"}
+    loss : str or criterion
+        ``"nll"``, ``"mse"``, ``"margin"``, or a criterion from
+        :func:`fastconv.nn.make_loss` (e.g. with ``label_smoothing``).
+    optimizer : str, OptimizerSpec or dict
+        ``"sgd"`` (default options), ``optim.spec("adam", lr=1e-3)``,
+        ``optim.homework_optimizer(...)`` (the homework driver's options, including its
+        SGD-then-L-BFGS switch), or a spec's ``settings()``.
+    schedule : schedule, str, dict or None
+        A learning-rate schedule (``optim.lr_schedules.OneCycleLR(max_lr=0.05, epochs=20)``),
+        or a name or ``{"name": ..., **options}`` resolved by
+        :func:`fastconv.optim.build_schedule`. It sets the optimizer's ``lr`` (and, for
+        one-cycle, its momentum) before every update; ``"plateau"`` follows the validation
+        loss (the training loss without validation).
     batch_size : int
         1 is pure stochastic descent; larger batches average the gradient over the batch.
-    lr, lr_decay, weight_decay, momentum, max_iter
-        As the homework's options.
-    t0_epochs : float
-        The homework's ``t0``: ASGD starts averaging after ``t0_epochs * n_train`` updates,
-        as the Torch7 driver's ``t0 = trsize * opt.t0`` does at every batch size (so after
-        ``t0_epochs`` epochs at batch 1, ``t0_epochs * batch_size`` epochs at batch B).
-        Earlier fastconv counted ``t0_epochs`` epochs' worth of updates
-        (``t0_epochs * ceil(n_train / batch_size)``), which agrees with the driver only at
-        batch 1; a run resumed from such a checkpoint keeps the t0 it started with.
-    switch_to_lbfgs_after : int, optional
-        Run the chosen optimizer for this many epochs, then L-BFGS.
-    lbfgs_mode : {"torch", "batch"}
-        How L-BFGS runs (as the optimizer or after a switch). ``"torch"``: the homework's
-        Torch7 L-BFGS, fixed step ``lr``, ``max_iter`` iterations per mini-batch, correction
-        pairs kept across mini-batches. ``"batch"``: L-BFGS proper on each mini-batch: fresh
-        memory per mini-batch (every pair formed on one objective), strong-Wolfe line search
-        from a unit step; meant for mini-batches of thousands of samples
-        (``lbfgs_batch_size``).
-    lbfgs_batch_size : int, optional
-        Mini-batch size of the L-BFGS epochs (default ``batch_size``).
-    lbfgs_max_iter : int, optional
-        Iterations per mini-batch of L-BFGS (default ``max_iter``).
-    lr_schedule : {None, "cosine"}
-        ``"cosine"`` multiplies the learning rate by ``(1 + cos(pi * s / S)) / 2`` at update
-        ``s`` of ``S = schedule_epochs * updates per epoch``, annealing it to 0 at the end of
-        epoch ``schedule_epochs`` (on top of SGD's own ``lr_decay``).
-    schedule_epochs : int, optional
-        Length of the schedule in epochs (required with ``lr_schedule``).
+        An optimizer spec's own ``batch_size`` overrides it for the epochs that optimizer
+        runs.
+    callbacks : sequence of Callback
+        E.g. :class:`fastconv.callbacks.BestModel`, :class:`~fastconv.callbacks.
+        EarlyStopping`; run after every epoch in this order, before the log and checkpoint
+        writers the Trainer adds itself.
     seed : int
-        Fixes the data order and every random layer (the model's generator is reseeded).
+        Fixes the data order, the validation split and every random layer (the model's
+        generator is reseeded).
     threads : int or "auto", optional
         Threads for the kernels (:func:`fastconv.set_num_threads`); None keeps the setting
         (by default ``"auto"``: the cores other processes leave free). Results are the same
         bits for any thread count.
     save_dir : str, optional
-        Folder for ``train.log``, ``test.log``, ``model.npz`` and ``checkpoint.npz``.
+        Folder for ``train.log``, ``val.log``, ``test.log``, ``model.npz`` and
+        ``checkpoint.npz``.
     progress : bool, optional
         tqdm bars; None shows them only when stderr is a terminal.
     metadata : dict, optional
@@ -217,42 +306,23 @@ class Trainer:
         Print per-epoch summaries and confusion matrices.
     """
 
-    def __init__(self, model, loss="nll", optimizer="sgd", *, batch_size=1, lr=1e-3,
-                 lr_decay=1e-7, weight_decay=0.0, momentum=0.0, t0_epochs=1, max_iter=2,
-                 switch_to_lbfgs_after=None, lbfgs_mode="torch", lbfgs_batch_size=None,
-                 lbfgs_max_iter=None, lr_schedule=None, schedule_epochs=None, seed=1,
-                 threads=None, save_dir=None, progress=None, metadata=None, verbose=True):
-        if optimizer.lower() not in OPTIMIZERS:
-            raise ValueError(f"Trainer: unknown optimizer {optimizer!r}; choose from "
-                             f"{list(OPTIMIZERS)}")
-        if int(batch_size) < 1:
-            raise ValueError(f"Trainer: batch_size must be >= 1; got {batch_size}")
+    def __init__(self, model, loss="nll", optimizer="sgd", *, schedule=None, batch_size=1,
+                 callbacks=(), seed=1, threads=None, save_dir=None, progress=None,
+                 metadata=None, verbose=True):
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+                or batch_size < 1:
+            raise ValueError(f"Trainer: batch_size must be an integer >= 1; got {batch_size!r}")
         self.model = model
-        self.criterion = make_loss(loss)
-        self.loss_name = loss
-        self.optimizer_name = optimizer.lower()
+        self.criterion = make_loss(loss) if isinstance(loss, str) else loss
+        self.loss_name = self.criterion.name
+        self.optimizer_spec = optim.as_spec(optimizer)
+        self.schedule = optim.as_schedule(schedule)
         self.batch_size = int(batch_size)
-        self.options = dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
-                            momentum=momentum, max_iter=max_iter)
-        # Checked here in the user's unit (epochs): ASGD would see t0 in updates, a number
-        # the user never typed.
-        self.t0_epochs = check_real("Trainer", "t0_epochs", t0_epochs, low=0)
-        self.switch_to_lbfgs_after = switch_to_lbfgs_after
-        if lbfgs_mode not in LBFGS_MODES:
-            raise ValueError(f"Trainer: lbfgs_mode must be one of {list(LBFGS_MODES)}; "
-                             f"got {lbfgs_mode!r}")
-        self.lbfgs_mode = lbfgs_mode
-        self.lbfgs_batch_size = None if lbfgs_batch_size is None else int(lbfgs_batch_size)
-        if self.lbfgs_batch_size is not None and self.lbfgs_batch_size < 1:
-            raise ValueError(f"Trainer: lbfgs_batch_size must be >= 1; got {lbfgs_batch_size}")
-        self.lbfgs_max_iter = lbfgs_max_iter
-        if lr_schedule not in (None, "cosine"):
-            raise ValueError(f"Trainer: lr_schedule must be None or 'cosine'; got {lr_schedule!r}")
-        if lr_schedule is not None and (schedule_epochs is None or int(schedule_epochs) < 1):
-            raise ValueError(f"Trainer: lr_schedule={lr_schedule!r} needs schedule_epochs >= 1; "
-                             f"got {schedule_epochs!r}")
-        self.lr_schedule = lr_schedule
-        self.schedule_epochs = None if schedule_epochs is None else int(schedule_epochs)
+        self.callbacks = list(callbacks)
+        names = [c.name for c in self.callbacks if getattr(c, "name", None)]
+        if len(names) != len(set(names)):
+            raise ValueError(f"Trainer: two callbacks share a state name ({names}); give each "
+                             f"a distinct .name")
         self.seed = int(seed)
         self.threads = threads
         self.save_dir = save_dir
@@ -265,48 +335,44 @@ class Trainer:
         self.epoch = 0
         self.step_count = 0
         self.history = []
+        self.stop_training = False
         self.optimizer = None     # the optimizer of the current epoch
         self._stepper = None      # that optimizer, or a SwitchSchedule holding it
         self._n_train = None
         self._data = None         # [train_x, train_y, fingerprint or None] of the last fit
+        self._validation = None   # settings of the last fit's validation split
+        self._train_index = None  # the training samples' rows of train_x (None: all)
         self.order = None
 
-    # -- optimizer ------------------------------------------------------------------------
-    def _steps_per_epoch(self, batch_size=None):
-        return -(-(self._n_train or 1) // (batch_size or self.batch_size))
-
-    def _build(self, name):
-        if name == "lbfgs":
-            max_iter = self.lbfgs_max_iter or self.options["max_iter"]
-            if self.lbfgs_mode == "batch":
-                return optim.LBFGS(self.params, lr=1.0, max_iter=max_iter,
-                                   line_search="strong_wolfe", memory="step")
-            return build_optimizer("lbfgs", self.params, **{**self.options,
-                                                            "max_iter": max_iter})
-        # The driver's trsize * t0: updates, whatever the batch size (not epochs of updates).
-        return build_optimizer(name, self.params, t0=self.t0_epochs * (self._n_train or 1),
-                               **self.options)
-
-    def _make_stepper(self):
-        """The optimizer, or a SwitchSchedule of it and L-BFGS (``switch_to_lbfgs_after``)."""
-        first = self._build(self.optimizer_name)
-        if self.switch_to_lbfgs_after is None:
-            return first
-        return optim.SwitchSchedule(first, lambda: self._build("lbfgs"),
-                                    self.switch_to_lbfgs_after)
+    # -- optimizer and schedule -------------------------------------------------------------
+    def _make_stepper(self, n_train=None):
+        """Build the optimizer (and bind the schedule) for ``n_train`` training samples
+        (default: those of the last fit)."""
+        n_train = n_train or self._n_train or 1
+        context = optim.BuildContext(n_train=n_train, batch_size=self.batch_size)
+        stepper = self.optimizer_spec.build(self.params, context)
+        if self.schedule is not None:
+            first = (stepper.first if isinstance(stepper, optim.SwitchSchedule) else stepper)
+            if not hasattr(first, "lr"):
+                raise ValueError(f"Trainer: optimizer {self.optimizer_spec.name!r} has no "
+                                 f"learning rate for the schedule to set")
+            steps = -(-n_train // self._batch_size_of(first))
+            self.schedule.bind(first.lr, steps, _momentum_of(first))
+        return stepper
 
     def _batch_size_of(self, opt):
-        if isinstance(opt, optim.LBFGS) and self.lbfgs_batch_size is not None:
-            return self.lbfgs_batch_size
-        return self.batch_size
+        return getattr(opt, "batch_size", None) or self.batch_size
 
-    def _scheduled_lr(self, opt, batch_size):
-        """Set ``opt.lr`` from the schedule for the next update (no-op without one)."""
-        if self.lr_schedule is None or not hasattr(opt, "lr"):
+    def _apply_schedule(self, opt):
+        """Set the optimizer's learning rate (and momentum) for the next update."""
+        sched = self.schedule
+        if sched is None or not hasattr(opt, "lr"):
             return
-        total = self.schedule_epochs * self._steps_per_epoch(batch_size)
-        progress = min(self.step_count / total, 1.0)
-        opt.lr = self.options["lr"] * 0.5 * (1.0 + math.cos(math.pi * progress))
+        t = self.step_count if sched.interval == "step" else self.epoch
+        opt.lr = sched.lr_at(t)
+        momentum = sched.momentum_at(t)
+        if momentum is not None:
+            _set_momentum(opt, momentum)
 
     def _optimizer_for_epoch(self, epoch):
         if self._stepper is None:
@@ -364,12 +430,16 @@ class Trainer:
         return tqdm(total=total, desc=desc, unit="sample", leave=False, mininterval=0.5)
 
     def train_epoch(self, x, y):
-        """One pass over ``(x, y)`` in a fresh random order. Returns EpochStats."""
+        """One pass over the training samples of ``(x, y)`` (all of them, or those a
+        validation split left) in a fresh random order. Returns EpochStats."""
         epoch = self.epoch + 1
         opt = self._optimizer_for_epoch(epoch)
         batch_size = self._batch_size_of(opt)
-        n = x.shape[0]
+        rows = self._train_index
+        n = x.shape[0] if rows is None else rows.size
         self.order = self.data_rng.permutation(n)
+        if rows is not None:
+            self.order = rows[self.order]
         confusion = ConfusionMatrix(self._n_classes(y))
         self.model.train()
         bar = self._bar(n, f"epoch {epoch}")
@@ -379,7 +449,7 @@ class Trainer:
             for lo in range(0, n, batch_size):
                 idx = self.order[lo:lo + batch_size]
                 xb, yb = x[idx], y[idx]
-                self._scheduled_lr(opt, batch_size)
+                self._apply_schedule(opt)
                 losses = opt.step(self._closure(xb, yb, confusion))
                 self.step_count += 1
                 total_loss += float(losses[0]) * len(idx)
@@ -397,7 +467,7 @@ class Trainer:
                           accuracy=confusion.accuracy,
                           mean_class_accuracy=confusion.mean_class_accuracy,
                           seconds=seconds, seconds_per_sample=seconds / max(n, 1),
-                          confusion=confusion)
+                          confusion=confusion, lr=_lr_of(opt))
 
     @staticmethod
     def _n_classes(y):
@@ -431,7 +501,8 @@ class Trainer:
         return labels
 
     # -- the loop ---------------------------------------------------------------------------
-    def fit(self, train_x, train_y=None, test_x=None, test_y=None, epochs=1, resume=True):
+    def fit(self, train_x, train_y=None, test_x=None, test_y=None, epochs=1, resume=True,
+            validation=None):
         """Train until ``epochs`` epochs are done in total, resuming from a checkpoint.
 
         Give the data as a :class:`~fastconv.datasets.Dataset` (what the loaders of
@@ -441,10 +512,10 @@ class Trainer:
         the training data was; a model trained on arrays knows only what ``metadata`` says.
 
         With ``save_dir`` and ``resume``, a ``checkpoint.npz`` in ``save_dir`` is read and
-        checked in full before anything trains, and its settings (model, loss, optimizer
-        and its hyperparameters, batch size, seed, number of training samples, the training
-        data itself with its preprocessing) must equal this Trainer's: a run is only
-        continued, never silently changed.
+        checked in full before anything trains, and its settings (model, loss, optimizer,
+        schedule, callbacks' options, batch size, seed, validation split, the training data
+        itself with its preprocessing) must equal this Trainer's: a run is only continued,
+        never silently changed.
 
         Parameters
         ----------
@@ -454,12 +525,18 @@ class Trainer:
         train_y : ndarray
             Integer labels (N,) of array inputs (None for a Dataset).
         test_x, test_y : ndarray, optional
-            Evaluated after every epoch (array inputs only).
+            Evaluated after every epoch for the record (array inputs only).
         epochs : int
             Total epochs, counting those done before a resume; >= 1.
         resume : bool
             Continue from ``save_dir``'s checkpoint if there is one; False starts over
             (the folder's logs and checkpoint are then replaced).
+        validation : float, int or (ndarray, ndarray), optional
+            Held out of the training data and evaluated after every epoch (``val_*``
+            statistics, ``val.log``): a fraction in (0, 1) or a number of samples, drawn
+            stratified by class with the Trainer's seed; or explicit ``(val_x, val_y)``.
+            Choose epochs and recipes on it (:class:`~fastconv.callbacks.BestModel`,
+            :class:`~fastconv.callbacks.EarlyStopping`), not on the test set.
 
         Returns
         -------
@@ -490,7 +567,7 @@ class Trainer:
         self._check_data(train_x, train_y, "train")
         if test_x is not None:
             self._check_data(test_x, test_y, "test")
-        self._n_train = train_x.shape[0]
+        val_x, val_y = self._split(train_x, train_y, validation)
         self._use_data(train_x, train_y)
         if self.save_dir:
             check_save_folder(self.save_dir)
@@ -502,24 +579,65 @@ class Trainer:
             set_num_threads(self.threads)
         if self.save_dir and resume:
             self.load_checkpoint()
-            if self.epoch >= epochs and self.verbose:
-                print(f"nothing to train: {self.save_dir} already holds {self.epoch} "
-                      f"epoch(s) of this run (ask for more epochs to continue it)")
-        while self.epoch < epochs:
+        callbacks = self._all_callbacks()
+        self.stop_training = False
+        for cb in callbacks:
+            cb.on_fit_begin(self)
+        if self.verbose and (self.epoch >= epochs or self.stop_training):
+            print(f"nothing to train: {self.save_dir or 'this Trainer'} already holds "
+                  f"{self.epoch} epoch(s) of this run" + (
+                      " and stopped early" if self.stop_training else
+                      " (ask for more epochs to continue it)"))
+        while self.epoch < epochs and not self.stop_training:
             stats = self.train_epoch(train_x, train_y)
-            if test_x is not None:
-                start = time.perf_counter()
-                test = self.evaluate(test_x, test_y)
-                test["seconds"] = time.perf_counter() - start
-                stats.update({f"test_{k}": v for k, v in test.items()})
+            for prefix, x, y in (("val_", val_x, val_y), ("test_", test_x, test_y)):
+                if x is not None:
+                    start = time.perf_counter()
+                    result = self.evaluate(x, y)
+                    result["seconds"] = time.perf_counter() - start
+                    stats.update({prefix + k: v for k, v in result.items()})
             self.epoch = stats.epoch
+            if self.schedule is not None:
+                self.schedule.observe(stats.get("val_loss", stats.loss))
             self.history.append({k: v for k, v in stats.items() if k != "confusion"
                                  and not k.endswith("confusion")})
-            self._report(stats)
-            if self.save_dir:
-                self._write_logs()
-                self.save_checkpoint()
+            for cb in callbacks:
+                cb.on_epoch_end(self, stats)
+        for cb in callbacks:
+            cb.on_fit_end(self)
         return self.history
+
+    def _all_callbacks(self):
+        """The user's callbacks, then printing, logs and the checkpoint (last: it saves the
+        others' state)."""
+        extra = []
+        if self.verbose:
+            extra.append(PrintProgress())
+        if self.save_dir:
+            extra += [CSVLogger(self.save_dir), Checkpoint()]
+        return self.callbacks + extra
+
+    def _split(self, x, y, validation):
+        """Set the training rows and return the validation arrays (or Nones)."""
+        self._train_index = None
+        self._validation = None
+        if validation is None:
+            self._n_train = x.shape[0]
+            return None, None
+        if isinstance(validation, tuple):
+            if len(validation) != 2:
+                raise ValueError("Trainer.fit: validation=(val_x, val_y) takes two arrays")
+            self._check_data(validation[0], validation[1], "validation")
+            self._n_train = x.shape[0]
+            self._validation = {"arrays": data_fingerprint(*validation)}
+            return validation
+        count = _validation_count(validation, x.shape[0])
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, 2]))
+        train_rows, val_rows = stratified_split(y, count, rng)
+        self._train_index = train_rows
+        self._n_train = train_rows.size
+        self._validation = {"count": count, "stratified": True, "seed": self.seed}
+        return x[val_rows], y[val_rows]
 
     def _check_data(self, x, y, which):
         """Refuse inputs the model cannot take, with the fix, before the first step."""
@@ -558,50 +676,24 @@ class Trainer:
         Returns
         -------
         dict
-            The model's architecture, loss, optimizer and its hyperparameters, batch size,
-            seed, number of training samples and the training data's fingerprint
-            (:func:`data_fingerprint`; both None before :meth:`fit`).
+            The model's architecture; the loss, optimizer, schedule and callbacks, each as
+            its own settings; batch size, seed, the validation split, the number of training
+            samples and the training data's fingerprint (:func:`data_fingerprint`; these
+            three None before :meth:`fit`).
         """
         return {"model": self.model.config(), "loss": self.loss_name,
-                "optimizer": self.optimizer_name, "batch_size": self.batch_size,
-                **{k: v for k, v in self.options.items()}, "t0_epochs": self.t0_epochs,
-                "switch_to_lbfgs_after": self.switch_to_lbfgs_after,
-                "lbfgs_mode": self.lbfgs_mode, "lbfgs_batch_size": self.lbfgs_batch_size,
-                "lbfgs_max_iter": self.lbfgs_max_iter, "lr_schedule": self.lr_schedule,
-                "schedule_epochs": self.schedule_epochs, "seed": self.seed,
-                "n_train": self._n_train,
+                "label_smoothing": float(getattr(self.criterion, "label_smoothing", 0.0)),
+                "optimizer": self.optimizer_spec.settings(),
+                "schedule": self.schedule.settings() if self.schedule is not None else None,
+                "callbacks": {c.name: c.settings() for c in self.callbacks
+                              if getattr(c, "name", None) and c.settings() is not None},
+                "batch_size": self.batch_size, "seed": self.seed,
+                "validation": self._validation, "n_train": self._n_train,
                 "data": self._data_fingerprint()}
-
-    def _report(self, stats):
-        if not self.verbose:
-            return
-        print(f"epoch {stats.epoch}: {1000 * stats.seconds_per_sample:.3f} ms/sample, "
-              f"{stats.seconds:.1f} s, {_threads_text(get_num_threads())}")
-        print(f"train: loss {stats.loss:.4f}, accuracy {100 * stats.accuracy:.2f}%, "
-              f"mean class accuracy {100 * stats.mean_class_accuracy:.2f}%")
-        print(stats.confusion)
-        if "test_accuracy" in stats:
-            print(f"test: loss {stats.test_loss:.4f}, accuracy "
-                  f"{100 * stats.test_accuracy:.2f}%, mean class accuracy "
-                  f"{100 * stats.test_mean_class_accuracy:.2f}%")
-            print(stats.test_confusion)
-        sys.stdout.flush()
 
     # -- files -------------------------------------------------------------------------------
     def _path(self, name):
         return os.path.join(self.save_dir, name)
-
-    def _write_logs(self):
-        train_rows = [{"epoch": h["epoch"], "loss": h["loss"], "accuracy": h["accuracy"],
-                       "mean_class_accuracy": h["mean_class_accuracy"],
-                       "seconds": h["seconds"]} for h in self.history]
-        _write_log(self._path("train.log"), train_rows)
-        if any("test_accuracy" in h for h in self.history):
-            test_rows = [{"epoch": h["epoch"], "loss": h.get("test_loss", ""),
-                          "accuracy": h.get("test_accuracy", ""),
-                          "mean_class_accuracy": h.get("test_mean_class_accuracy", ""),
-                          "seconds": h.get("test_seconds", "")} for h in self.history]
-            _write_log(self._path("test.log"), test_rows)
 
     def model_metadata(self):
         """The metadata saved with ``model.npz``: the Trainer's plus loss and epoch."""
@@ -616,6 +708,11 @@ class Trainer:
         scalars = {k: v for k, v in opt_state.items() if not isinstance(v, np.ndarray)}
         meta = {"epoch": self.epoch, "step": self.step_count, "seed": self.seed,
                 "optimizer_scalars": scalars,
+                "schedule_state": (self.schedule.state_dict() if self.schedule is not None
+                                   else None),
+                "callback_states": {c.name: c.state_dict() for c in self.callbacks
+                                    if getattr(c, "name", None)
+                                    and c.state_dict() is not None},
                 "data_rng": self.data_rng.bit_generator.state,
                 "model_rng": self._model_rng_state(), "history": self.history,
                 "dtype": str(self.params.dtype), "n_params": int(self.params.size),
@@ -643,6 +740,10 @@ class Trainer:
                                                           self.model.buffers()],
                 "data_rng": self.data_rng.bit_generator.state,
                 "model_rng": self._model_rng_state(),
+                "schedule_state": (self.schedule.state_dict() if self.schedule is not None
+                                   else None),
+                "callback_states": {c.name: c.state_dict() for c in self.callbacks
+                                    if getattr(c, "name", None)},
                 **{k: getattr(self, k) for k in ("order", "epoch", "step_count", "history",
                                                  "_stepper", "optimizer", "_n_train",
                                                  "_data")}}
@@ -655,6 +756,14 @@ class Trainer:
         model_rng, state = self._model_rng(), before.pop("model_rng")
         if model_rng is not None and state is not None:
             model_rng.bit_generator.state = state
+        schedule_state = before.pop("schedule_state")
+        if schedule_state is not None:
+            self.schedule.load_state_dict(schedule_state)
+        for cb in self.callbacks:
+            state = before["callback_states"].get(getattr(cb, "name", None))
+            if state is not None:
+                cb.load_state_dict(state)
+        before.pop("callback_states")
         for name, value in before.items():
             setattr(self, name, value)
 
@@ -713,16 +822,21 @@ class Trainer:
             now["data"] = fingerprint
         # A branch's checkpoint from before checkpoints recorded their settings: the caller
         # compared the parent's configuration with this run's (branch_compatible).
-        saved = dict(meta["settings"]) if meta["settings"] is not None else dict(now)
+        saved = (upgrade_settings(meta["settings"]) if meta["settings"] is not None
+                 else dict(now))
         for name in ("n_train", "data"):
             # Called before fit without the data: it cannot be compared yet. A checkpoint
             # from before checkpoints fingerprinted their data cannot be compared either.
             if now[name] is None or name not in saved:
                 saved.pop(name, None)
                 now.pop(name)
-        differences = _differences(saved, now)
         if branch:
-            differences = [d for d in differences if not _branch_safe(d, meta["epoch"])]
+            # Until the epoch it branches at, a run with an L-BFGS switch trains exactly as
+            # the run without it: compare the optimizers that ran up to there.
+            for settings in (saved, now):
+                settings["optimizer"] = _optimizer_through(settings["optimizer"],
+                                                           meta["epoch"])
+        differences = _differences(saved, now)
         if differences:
             raise SettingsMismatch(path, differences)
         if meta["dtype"] != str(self.params.dtype) or meta["n_params"] != self.params.size:
@@ -731,15 +845,15 @@ class Trainer:
                                         f"{self.params.dtype}")
         stepper = None
         if meta["optimizer_scalars"] or state["opt"]:
-            stepper = self._make_stepper()
+            stepper = self._make_stepper(n_train)
             opt_state = {**meta["optimizer_scalars"], **state["opt"]}
             if (isinstance(stepper, optim.SwitchSchedule)
                     and opt_state.get("optimizer") != "SwitchSchedule"
-                    and meta["epoch"] <= self.switch_to_lbfgs_after):
+                    and meta["epoch"] <= stepper.switch_after_epoch):
                 # The first optimizer alone, before the switch (a run branching from a plain
                 # SGD run): the schedule's first optimizer takes it.
                 opt_state = {"optimizer": "SwitchSchedule",
-                             "switch_after_epoch": self.switch_to_lbfgs_after,
+                             "switch_after_epoch": stepper.switch_after_epoch,
                              **{f"first.{k}": v for k, v in opt_state.items()}}
             try:
                 stepper.load_state_dict(opt_state)
@@ -773,6 +887,12 @@ class Trainer:
             if stepper is not None:
                 self._stepper = stepper
                 self._optimizer_for_epoch(max(self.epoch, 1))
+            if self.schedule is not None and meta.get("schedule_state") is not None:
+                self.schedule.load_state_dict(meta["schedule_state"])
+            states = meta.get("callback_states") or {}
+            for cb in self.callbacks:
+                if states.get(getattr(cb, "name", None)) is not None:
+                    cb.load_state_dict(states[cb.name])
         except Exception as exc:
             self._put_back(before)
             raise CheckpointError(path, f"cannot be restored ({type(exc).__name__}: {exc}); "
@@ -780,6 +900,44 @@ class Trainer:
         if self.verbose:
             print(f"resuming from {path}: {self.epoch} epoch(s) done")
         return True
+
+
+_HOMEWORK_KEYS = ("lr", "lr_decay", "weight_decay", "momentum", "t0_epochs", "max_iter",
+                  "switch_to_lbfgs_after", "lbfgs_mode", "lbfgs_batch_size", "lbfgs_max_iter")
+
+
+def homework_trainer(model, loss="nll", optimizer="sgd", *, lr_schedule=None,
+                     schedule_epochs=None, **options):
+    """A :class:`Trainer` configured as the homework's Torch7 driver was, by its options.
+
+    Parameters
+    ----------
+    model, loss
+        As :class:`Trainer`.
+    optimizer : {"sgd", "asgd", "cg", "lbfgs"}
+    lr_schedule : {None, "cosine"}
+        ``"cosine"`` anneals the learning rate to 0 over ``schedule_epochs`` epochs.
+    **options
+        The driver's optimizer options (``lr``, ``lr_decay``, ``weight_decay``, ``momentum``,
+        ``t0_epochs``, ``max_iter``, ``switch_to_lbfgs_after``, ``lbfgs_mode``,
+        ``lbfgs_batch_size``, ``lbfgs_max_iter``: see
+        :func:`fastconv.optim.homework_optimizer`) and any other :class:`Trainer` option.
+
+    Returns
+    -------
+    Trainer
+    """
+    driver = {k: options.pop(k) for k in _HOMEWORK_KEYS if k in options}
+    if lr_schedule not in (None, "cosine"):
+        raise ValueError(f"homework_trainer: lr_schedule must be None or 'cosine'; got "
+                         f"{lr_schedule!r}")
+    schedule = None
+    if lr_schedule is not None:
+        if schedule_epochs is None:
+            raise ValueError("homework_trainer: lr_schedule='cosine' needs schedule_epochs")
+        schedule = optim.build_schedule("cosine", epochs=schedule_epochs)
+    return Trainer(model, loss, optim.homework_optimizer(optimizer, **driver),
+                   schedule=schedule, **options)
 
 
 def data_fingerprint(x, y):
@@ -907,10 +1065,14 @@ def _read_checkpoint(path, arrays, settings_required=True):
     if not np.all(np.isfinite(params)):
         raise ModelFileError(path, "params holds NaN or infinite values")
     order = arrays["order"]
-    n_train = (meta["settings"] or {}).get("n_train", order.size)
+    settings = meta["settings"] or {}
+    n_train = settings.get("n_train", order.size)
+    # With a validation split, the order lists the training rows of the whole array.
+    held_out = (settings.get("validation") or {}).get("count", 0)
     if order.ndim != 1 or order.dtype.kind not in "iu" or (
-            order.size and (order.size != n_train
-                            or not np.array_equal(np.sort(order), np.arange(order.size)))):
+            order.size and (order.size != n_train or order.min() < 0
+                            or order.max() >= n_train + held_out
+                            or np.unique(order).size != order.size)):
         raise ModelFileError(path, "order is not a permutation of the training samples")
     opt = {k[4:]: v for k, v in arrays.items() if k.startswith("opt/")}
     buffers = [arrays[k] for k in sorted(arrays) if k.startswith("buffer/")]
@@ -931,20 +1093,6 @@ def _flatten(value, prefix):
             out.update(_flatten(v, f"{prefix}[{i}]"))
         return out
     return {prefix: value}
-
-
-_BRANCH_SETTINGS = ("switch_to_lbfgs_after", "lbfgs_mode", "lbfgs_batch_size",
-                    "lbfgs_max_iter")
-
-
-def _branch_safe(difference, epoch):
-    """A setting difference that cannot have acted by ``epoch`` (see ``branch``)."""
-    name, saved, now = difference
-    if name not in _BRANCH_SETTINGS:
-        return False
-    if name == "switch_to_lbfgs_after":
-        return all(v in (None, _ABSENT) or v >= epoch for v in (saved, now))
-    return True
 
 
 def _differences(saved, now):

@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 from fastconv import nn
 from fastconv.datasets.images import ImageError, read_digit_images
 from fastconv.serialization import ModelFileError, load_model
-from fastconv.train import CheckpointError, SettingsMismatch, Trainer
+from fastconv.train import CheckpointError, SettingsMismatch, Trainer, homework_trainer
 
 from . import hostile_files as hf
 
@@ -53,7 +53,7 @@ def _seeds():
     run = WORK / "run"
     rng = np.random.default_rng(0)
     x = rng.standard_normal((8, 1, 32, 32)).astype(np.float32)
-    Trainer(model, batch_size=4, lr=0.01, save_dir=str(run), verbose=False,
+    homework_trainer(model, batch_size=4, lr=0.01, save_dir=str(run), verbose=False,
             metadata={"normalization": {"mean": 33.0, "std": 78.0}}).fit(
         x, rng.integers(0, 10, 8), epochs=1)
     a = np.zeros((28, 28), np.uint8)
@@ -74,7 +74,7 @@ def _trainer(folder):
     model = nn.Sequential(nn.Conv2d(1, 2, 5), nn.Tanh(), nn.MaxPool2d(2),
                           nn.BatchNorm2d(2, dtype=np.float32), nn.Flatten(),
                           nn.Linear(2 * 14 * 14, 10), nn.LogSoftmax())
-    return Trainer(model, batch_size=4, lr=0.01, save_dir=str(folder), verbose=False)
+    return homework_trainer(model, batch_size=4, lr=0.01, save_dir=str(folder), verbose=False)
 
 
 # -- opening, and what each kind may raise -----------------------------------------------------

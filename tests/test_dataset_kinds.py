@@ -18,7 +18,7 @@ from fastconv.datasets import (DataFileError, Dataset, Normalization, load_cifar
                                load_dataset, load_idx_folder, load_npz, write_idx)
 from fastconv.datasets.cifar import MAX_BATCH_BYTES
 from fastconv.serialization import load_model, save_model
-from fastconv.train import Trainer
+from fastconv.train import Trainer, homework_trainer
 
 from .dataset_files import (RECORD, TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS,
                             cifar_records, idx_arrays, write_cifar_folder, write_idx_folder,
@@ -119,7 +119,7 @@ def test_each_kind_trains_saves_and_predicts_through_the_api(kind, tmp_path, gen
     assert (data.input_shape, data.n_classes) == (shape, n_classes)
     assert (len(data.train_y), len(data.test_y)) == (n_train, n_test)
     model = nn.build_model(model_name, input_shape=data.input_shape, n_classes=data.n_classes)
-    trainer = Trainer(model, batch_size=4, lr=0.05, progress=False, verbose=False)
+    trainer = homework_trainer(model, batch_size=4, lr=0.05, progress=False, verbose=False)
     history = trainer.fit(data.train_x, data.train_y, data.test_x, data.test_y, epochs=1)
     assert np.isfinite(history[-1]["loss"])
     path = tmp_path / "model.npz"

@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 
 from fastconv import Trainer, nn
+
+from fastconv.train import homework_trainer
 from fastconv.datasets import load_mnist, read_idx
 from fastconv.datasets.images import ImageError, prepare_digits, read_digit_images, to_mnist_28
 from fastconv.serialization import save_model
@@ -32,7 +34,7 @@ def trained(tmp_path_factory):
         sha = json.load(f)
     data = load_mnist(DATA, expected_sha256=sha, offline=True)
     model = nn.build_model("convnet-max", seed=1)
-    Trainer(model, lr=0.05, batch_size=10, seed=1, progress=False,
+    homework_trainer(model, lr=0.05, batch_size=10, seed=1, progress=False,
             verbose=False).fit(data.train_x, data.train_y, epochs=3)
     path = tmp_path_factory.mktemp("model") / "model.npz"
     save_model(path, model, {"normalization": data.normalization.to_dict(), "loss": "nll"})

@@ -146,10 +146,11 @@ def test_estimate_of_a_fresh_folder_uses_one_threads_cost(tmp_path):
 def test_asgd_t0_is_the_drivers_trsize_times_t0_at_any_batch_size():
     """Torch7's driver: t0 = trsize * opt.t0 updates; at batch 4 that is 4 epochs, not 1."""
     from fastconv import Trainer, nn
+    from fastconv.train import homework_trainer
     from fastconv.datasets import load_mnist_sample
 
     data = load_mnist_sample(size=(40, 1), dtype=np.float32)
-    trainer = Trainer(nn.build_model("linear", dtype=np.float32, seed=1), optimizer="asgd",
+    trainer = homework_trainer(nn.build_model("linear", dtype=np.float32, seed=1), optimizer="asgd",
                       batch_size=4, t0_epochs=1.5, verbose=False, progress=False)
     trainer.fit(data.train_x, data.train_y, epochs=1)
     assert trainer.optimizer.t0 == 1.5 * 40
@@ -173,13 +174,14 @@ def test_cli_help_shows_each_default_once():
 
 def test_training_report_says_1_thread(capsys):
     from fastconv import Trainer, nn
+    from fastconv.train import homework_trainer
     from fastconv.datasets import load_mnist_sample
 
     import fastconv
 
     data = load_mnist_sample(size=(8, 1), dtype=np.float32)
     try:
-        Trainer(nn.build_model("linear", dtype=np.float32, seed=1), threads=1,
+        homework_trainer(nn.build_model("linear", dtype=np.float32, seed=1), threads=1,
                 progress=False).fit(data.train_x, data.train_y, epochs=1)
     finally:
         fastconv.set_num_threads(None)      # the Trainer set it for the whole process

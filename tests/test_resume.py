@@ -11,7 +11,7 @@ import pytest
 from fastconv import nn
 from fastconv.datasets import load_mnist
 from fastconv.serialization import atomic_savez
-from fastconv.train import CheckpointError, SaveFolderError, SettingsMismatch, Trainer
+from fastconv.train import CheckpointError, SaveFolderError, SettingsMismatch, Trainer, homework_trainer
 
 from .test_cli_errors import assert_one_line_error, run_cli
 
@@ -33,7 +33,7 @@ def _trainer(folder, **kw):
     opts = dict(loss="nll", optimizer="sgd", lr=1e-2, batch_size=10, seed=3,
                 save_dir=str(folder), progress=False, verbose=False)
     opts.update(kw)
-    return Trainer(nn.build_model("linear", loss=opts["loss"], seed=1), **opts)
+    return homework_trainer(nn.build_model("linear", loss=opts["loss"], seed=1), **opts)
 
 
 def _snapshot(folder):
@@ -56,8 +56,8 @@ def test_other_learning_rate_and_momentum_are_refused_before_training(subset, tm
     params = other.params.copy()
     with pytest.raises(SettingsMismatch) as info:
         other.fit(x, y, epochs=2)
-    assert [d[0] for d in info.value.differences] == ["lr", "momentum"]
-    assert ("lr", 0.01, 0.5) in info.value.differences
+    assert [d[0] for d in info.value.differences] == ["optimizer.lr", "optimizer.momentum"]
+    assert ("optimizer.lr", 0.01, 0.5) in info.value.differences
     assert "resume=False" in str(info.value) and "save_dir" in str(info.value)
     assert _snapshot(tmp_path) == before                 # nothing written
     np.testing.assert_array_equal(other.params, params)   # nothing trained or restored
@@ -254,14 +254,14 @@ def test_the_natural_first_script_works_with_the_defaults(subset, tmp_path):
     # argument anywhere.
     x, y = subset
     model = nn.build_model("linear", seed=1)
-    history = Trainer(model, save_dir=str(tmp_path), progress=False,
+    history = homework_trainer(model, save_dir=str(tmp_path), progress=False,
                       verbose=False).fit(x, y, epochs=1)
     assert len(history) == 1
 
 
 def test_negative_t0_is_refused_in_epochs():
     with pytest.raises(ValueError, match=r"t0_epochs must be >= 0; got -1.0"):
-        Trainer(nn.build_model("linear"), optimizer="asgd", t0_epochs=-1)
+        homework_trainer(nn.build_model("linear"), optimizer="asgd", t0_epochs=-1)
 
 
 def test_load_checkpoint_before_fit_restores(subset, tmp_path):

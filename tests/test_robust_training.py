@@ -12,7 +12,7 @@ from fastconv import cli, nn
 from fastconv.datasets import DataFileError, load_mnist_sample
 from fastconv.datasets import _idx
 from fastconv.serialization import atomic_savez, load_model, read_npz
-from fastconv.train import CheckpointError, SettingsMismatch, Trainer
+from fastconv.train import CheckpointError, SettingsMismatch, Trainer, homework_trainer
 
 from .test_cli_errors import assert_one_line_error, run_cli
 
@@ -27,7 +27,7 @@ def _trainer(folder, model=None, **kw):
     opts = dict(optimizer="sgd", lr=1e-2, batch_size=10, seed=3, save_dir=str(folder),
                 progress=False, verbose=False)
     opts.update(kw)
-    return Trainer(model or nn.build_model("linear", seed=1), **opts)
+    return homework_trainer(model or nn.build_model("linear", seed=1), **opts)
 
 
 def _snapshot(folder):
@@ -208,7 +208,7 @@ def test_batchnorm_sees_the_whole_batch_above_the_chunk_size(subset):
     x, y = np.concatenate([x] * 6), np.concatenate([y] * 6)     # 600 samples, one batch
     model = _batchnorm_model()
     reference = copy.deepcopy(model)
-    trainer = Trainer(model, lr=0.0, batch_size=600, progress=False, verbose=False)
+    trainer = homework_trainer(model, lr=0.0, batch_size=600, progress=False, verbose=False)
     trainer.fit(x, y, epochs=1)
     reference.train()
     reference.forward(x[trainer.order])

@@ -12,7 +12,7 @@ import pytest
 import fastconv
 from fastconv import nn
 from fastconv.datasets import load_mnist_sample
-from fastconv.train import Trainer
+from fastconv.train import Trainer, homework_trainer
 
 from .layer_cases import CASES, make
 
@@ -166,7 +166,7 @@ MODELS = [
 def _train(name, options, batch, threads, x, y, change_threads=False):
     loss = options.get("loss", "nll")
     model = nn.build_model(name, dtype=np.float32, seed=1, **options)
-    trainer = Trainer(model, loss=loss, batch_size=batch, lr=0.01, seed=3,
+    trainer = homework_trainer(model, loss=loss, batch_size=batch, lr=0.01, seed=3,
                       threads=threads, progress=False, verbose=False)
     if change_threads:
         # A count that changes during the run: a different one for each epoch.

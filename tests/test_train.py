@@ -10,7 +10,7 @@ from fastconv import nn
 from fastconv.cli import main as cli_main
 from fastconv.datasets import load_mnist
 from fastconv.serialization import load_model
-from fastconv.train import Trainer, TrainingDiverged
+from fastconv.train import Trainer, homework_trainer, TrainingDiverged
 
 from fastconv.datasets import SAMPLE_FOLDER  # noqa: E402
 
@@ -28,7 +28,7 @@ def _trainer(tmp, model, **kw):
     opts = dict(loss="nll", optimizer="sgd", lr=1e-2, batch_size=1, seed=4, save_dir=tmp,
                 progress=False, verbose=False)
     opts.update(kw)
-    return Trainer(model, **opts)
+    return homework_trainer(model, **opts)
 
 
 def test_training_lowers_loss_and_beats_chance(subset, tmp_path):
@@ -144,7 +144,7 @@ def test_fit_on_a_dataset_stores_its_normalization_in_the_model(tmp_path):
     from fastconv.serialization import load_model
     data = load_mnist_sample(size=(40, 20))
     model = nn.build_model("linear", seed=1)
-    trainer = Trainer(model, batch_size=10, save_dir=str(tmp_path), progress=False,
+    trainer = homework_trainer(model, batch_size=10, save_dir=str(tmp_path), progress=False,
                       verbose=False)
     history = trainer.fit(data, epochs=1)
     assert len(history) == 1
@@ -152,5 +152,5 @@ def test_fit_on_a_dataset_stores_its_normalization_in_the_model(tmp_path):
     assert meta["normalization"] == data.normalization.to_dict()
     assert meta["dataset"]["n_classes"] == 10
     with pytest.raises(ValueError, match="give a Dataset alone"):
-        Trainer(nn.build_model("linear", seed=1), progress=False,
+        homework_trainer(nn.build_model("linear", seed=1), progress=False,
                 verbose=False).fit(data, data.train_y)

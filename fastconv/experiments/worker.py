@@ -267,7 +267,7 @@ def train_run(config, run_dir, threads, on_epoch):
     """
     import fastconv
     from fastconv.nn import build_model
-    from fastconv.train import CheckpointError, Trainer
+    from fastconv.train import CheckpointError, homework_trainer
 
     fastconv.set_num_threads(threads)
     data = load_data(config["data"])
@@ -277,14 +277,14 @@ def train_run(config, run_dir, threads, on_epoch):
     metadata = {"normalization": data.normalization.to_dict() if data.normalization else None}
     optional = {k: config[k] for k in ("lbfgs_mode", "lbfgs_batch_size", "lbfgs_max_iter",
                                        "lr_schedule", "schedule_epochs") if k in config}
-    trainer = Trainer(model, loss=config["loss"], optimizer=config["optimizer"],
-                      batch_size=config["batch_size"], lr=config["lr"],
-                      lr_decay=config["lr_decay"], weight_decay=config["weight_decay"],
-                      momentum=config["momentum"], t0_epochs=config["t0_epochs"],
-                      max_iter=config["max_iter"],
-                      switch_to_lbfgs_after=config["switch_to_lbfgs_after"],
-                      seed=config["seed"], threads=threads, save_dir=run_dir, progress=False,
-                      metadata=metadata, verbose=False, **optional)
+    trainer = homework_trainer(
+        model, loss=config["loss"], optimizer=config["optimizer"],
+        batch_size=config["batch_size"], lr=config["lr"], lr_decay=config["lr_decay"],
+        weight_decay=config["weight_decay"], momentum=config["momentum"],
+        t0_epochs=config["t0_epochs"], max_iter=config["max_iter"],
+        switch_to_lbfgs_after=config["switch_to_lbfgs_after"], seed=config["seed"],
+        threads=threads, save_dir=run_dir, progress=False, metadata=metadata, verbose=False,
+        **optional)
     branched = os.path.exists(os.path.join(run_dir, BRANCH_FILE))
     try:
         resumed = trainer.load_checkpoint(branch=branched, data=(data.train_x, data.train_y))

@@ -12,14 +12,21 @@ of increasing complexity:
 * :class:`LBFGS`: fixed step (Torch default) or strong-Wolfe line search.
 * :class:`SwitchSchedule`: one optimizer up to an epoch, another after it.
 
-:func:`build_optimizer` makes one by its name in :data:`OPTIMIZERS`.
+Optimizers are registered by name (:data:`OPTIMIZERS`, :func:`register_optimizer`); a
+Trainer takes one as :func:`spec` ``(name, **options)``, checked at once and built when
+training starts; :func:`build_optimizer` builds one directly and
+:func:`homework_optimizer` turns the homework driver's options into a spec.
 """
 from .sgd import SGD
 from .asgd import ASGD
 from .cg import CG
 from .lbfgs import LBFGS, cubic_minimizer, strong_wolfe
 from .schedule import SwitchSchedule
-from ._build import OPTIMIZERS, build_optimizer
+from ._registry import (OPTIMIZERS, BuildContext, OptimizerSpec, as_schedule, as_spec,
+                        register_optimizer, spec)
+from ._build import HOMEWORK_OPTIMIZERS, build_optimizer, homework_optimizer
 
 __all__ = ["SGD", "ASGD", "CG", "LBFGS", "SwitchSchedule", "cubic_minimizer", "strong_wolfe",
-           "OPTIMIZERS", "build_optimizer"]
+           "OPTIMIZERS", "HOMEWORK_OPTIMIZERS", "BuildContext", "OptimizerSpec", "as_spec",
+           "register_optimizer", "spec", "as_schedule", "build_optimizer",
+           "homework_optimizer"]

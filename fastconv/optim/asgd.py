@@ -26,8 +26,10 @@ import contextlib
 import math
 
 from ._base import Optimizer, as_scalar, check_real
+from ._registry import register_optimizer
 
 
+@register_optimizer("asgd")
 class ASGD(Optimizer):
     """Averaged stochastic gradient descent.
 
@@ -66,6 +68,21 @@ class ASGD(Optimizer):
         self.eta_t = self.lr
         self.mu_t = 1.0
         self.ax = self.params.copy()
+
+    #: Built by name (:func:`fastconv.optim.spec`), ASGD also takes ``t0_epochs``.
+    spec_options = ("t0_epochs",)
+
+    @classmethod
+    def from_options(cls, params, context, t0_epochs=None, **options):
+        """Build for a training run: ``t0_epochs`` (the homework's ``t0``) starts averaging
+        after ``t0_epochs * n_train`` updates, as the Torch7 driver's ``t0 = trsize * t0``
+        does at every batch size; give it or ``t0``, not both."""
+        if t0_epochs is not None:
+            if "t0" in options:
+                raise ValueError("ASGD: give t0 (updates) or t0_epochs, not both")
+            t0_epochs = check_real(cls.__name__, "t0_epochs", t0_epochs, low=0)
+            options["t0"] = t0_epochs * context.n_train
+        return cls(params, **options)
 
     def step(self, closure):
         """Evaluate ``closure`` once, update ``params`` in place and the average ``ax``.

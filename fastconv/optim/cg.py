@@ -36,8 +36,10 @@ Two deliberate departures from the Lua text, both restoring ``minimize.m``'s beh
 import numpy as np
 
 from ._base import Optimizer, as_scalar, axpy, check_count, check_real, dot
+from ._registry import register_optimizer
 
 
+@register_optimizer("cg")
 class CG(Optimizer):
     """Polak-Ribiere conjugate gradients with Rasmussen's Wolfe-Powell line search.
 

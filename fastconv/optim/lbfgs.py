@@ -29,6 +29,7 @@ used up. ``n_correction`` defaults to the homework's 10 (``lbfgs.lua`` says 100)
 import numpy as np
 
 from ._base import Optimizer, as_scalar, axpy, check_count, check_real, dot
+from ._registry import register_optimizer
 
 
 def _l1(a):
@@ -217,6 +218,7 @@ def strong_wolfe(evaluate, x, t, d, f, g, gtd, c1=1e-4, c2=0.9, tol_x=1e-9, max_
 _LS_DEFAULTS = {"c1": 1e-4, "c2": 0.9, "tol_x": 1e-9, "max_iter": 20}
 
 
+@register_optimizer("lbfgs")
 class LBFGS(Optimizer):
     """Limited-memory BFGS with a fixed step (Torch default) or a strong-Wolfe line search.
 
@@ -244,7 +246,27 @@ class LBFGS(Optimizer):
     memory : {"persistent", "step"}, default "persistent"
         ``"persistent"`` keeps the correction pairs and the last direction across calls
         (Torch); ``"step"`` clears them at the start of every call.
+
+    Notes
+    -----
+    Built by name (:func:`fastconv.optim.spec`), L-BFGS also takes ``mode``: ``"torch"``
+    (the default: the options above as given) or ``"batch"``, L-BFGS proper on each
+    mini-batch, whose defaults become ``lr=1.0``, ``line_search="strong_wolfe"``,
+    ``memory="step"`` (fresh memory per mini-batch, so that every pair is formed on one
+    objective); meant for mini-batches of thousands of samples (``batch_size``).
     """
+
+    spec_options = ("mode",)
+    MODES = ("torch", "batch")
+
+    @classmethod
+    def from_options(cls, params, context, mode="torch", **options):
+        """Build for a training run (see Notes)."""
+        if mode not in cls.MODES:
+            raise ValueError(f"LBFGS: mode must be one of {list(cls.MODES)}; got {mode!r}")
+        if mode == "batch":
+            options = {"lr": 1.0, "line_search": "strong_wolfe", "memory": "step", **options}
+        return cls(params, **options)
 
     def __init__(self, params, lr=1.0, max_iter=20, max_eval=None, tol_fun=1e-5, tol_x=1e-9,
                  n_correction=10, line_search=None, line_search_options=None,

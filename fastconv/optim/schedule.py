@@ -4,11 +4,13 @@ The trainer asks ``schedule.optimizer_for_epoch(epoch)`` at the start of every e
 calls ``step(closure)`` on the answer. Epochs count from 1, as the homework's logs do.
 """
 from ._base import as_scalar, check_count
+from ._registry import OptimizerSpec, register_optimizer
 
 _FIRST = "first."
 _SECOND = "second."
 
 
+@register_optimizer("switch")
 class SwitchSchedule:
     """Use ``first`` for epochs ``1..switch_after_epoch``, then an optimizer from ``second_factory``.
 
@@ -34,6 +36,21 @@ class SwitchSchedule:
     >>> type(schedule.optimizer_for_epoch(5)).__name__, type(schedule.optimizer_for_epoch(6)).__name__
     ('SGD', 'LBFGS')
     """
+
+    #: Built by name: ``spec("switch", first=spec("sgd", ...), second=spec("lbfgs", ...),
+    #: after_epoch=k)``.
+    spec_only_options = ("first", "second", "after_epoch")
+
+    @classmethod
+    def from_options(cls, params, context, first, second, after_epoch):
+        """Build for a training run from two optimizer specs; the second is built at the
+        switch."""
+        for name, value in (("first", first), ("second", second)):
+            if not isinstance(value, OptimizerSpec):
+                raise TypeError(f"switch: {name} must be an optim.spec(...); got "
+                                f"{type(value).__name__}")
+        return cls(first.build(params, context), lambda: second.build(params, context),
+                   after_epoch)
 
     def __init__(self, first, second_factory, switch_after_epoch):
         if not callable(second_factory):

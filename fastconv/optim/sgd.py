@@ -24,6 +24,7 @@ import numpy as np
 from .._kernels import _vector
 from .._threads import effective_n_threads
 from ._base import Optimizer, as_scalar, check_real
+from ._registry import register_optimizer
 
 
 def _axpy(alpha, g, x):
@@ -40,6 +41,7 @@ def _axpy(alpha, g, x):
         x += alpha * g
 
 
+@register_optimizer("sgd")
 class SGD(Optimizer):
     """Torch7-style SGD with weight decay, momentum/dampening, Nesterov and 1/t lr decay.
 
