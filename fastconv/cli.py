@@ -189,9 +189,8 @@ def build_parser():
                         "(H, W) or (N, H, W) of grey levels")
     p.add_argument("--model-file", nargs="+", default=os.path.join("results", "model.npz"),
                    help="model saved by 'fastconv train'; several: predict with their "
-                        "ensemble (the mean of their class probabilities). The list ends at "
-                        "the first name after the first that does not end in .npz: IMAGE "
-                        "files may follow it")
+                        "ensemble (the mean of their class probabilities). After the first, "
+                        "model files end in .npz: IMAGE files may follow the list")
     p.add_argument("--output", default=None,
                    help="CSV to write (default: predictions.csv for the test set, standard "
                         "output for IMAGE files)")
