@@ -74,10 +74,6 @@ class Ensemble(Module):
         No member; one module given twice; members ending in different heads; members
         disagreeing on ``input_shape`` or on their number of outputs.
 
-    Shape:
-        Input (N, ...) as each member takes it (one array, or a list of one per member);
-        output (N, K) for K classes, as each member's.
-
     Notes
     -----
     For log-probabilities ``y_i`` the output ``log(1/M sum_i exp(y_i))`` is computed as
@@ -99,6 +95,10 @@ class Ensemble(Module):
     >>> ensemble = nn.Ensemble(members, input_shape=(1, 32, 32)).eval()
     >>> ensemble.forward(np.zeros((4, 1, 32, 32), np.float32)).shape
     (4, 10)
+
+    Shape:
+        Input (N, ...) as each member takes it (one array, or a list of one per member);
+        output (N, K) for K classes, as each member's.
     """
 
     def __init__(self, models, input_shape=None):
