@@ -170,7 +170,7 @@ def build_parser():
     t.add_argument("--progress", choices=["auto", "on", "off"], default="auto",
                    help="progress bars (auto: only on a terminal)")
 
-    e = sub.add_parser("test", help="evaluate a saved model on the test set",
+    e = sub.add_parser("test", help="evaluate a saved model (or an ensemble) on the test set",
                        formatter_class=fmt)
     _add_common_options(e, "the one the model was trained on")
     e.add_argument("--model-file", nargs="+", default=os.path.join("results", "model.npz"),
