@@ -284,11 +284,12 @@ def build_parser():
     t.add_argument("--progress", choices=["auto", "on", "off"], default="auto",
                    help="progress bars (auto: only on a terminal)")
 
-    e = sub.add_parser("test", help="evaluate a saved model on the test set",
+    e = sub.add_parser("test", help="evaluate a saved model (or an ensemble) on the test set",
                        formatter_class=fmt)
     _add_common_options(e, "the one the model was trained on")
-    e.add_argument("--model-file", default=os.path.join("results", "model.npz"),
-                   help="model saved by 'fastconv train'")
+    e.add_argument("--model-file", nargs="+", default=os.path.join("results", "model.npz"),
+                   help="model saved by 'fastconv train'; several: test their ensemble (the "
+                        "mean of their class probabilities), and each of them")
 
     p = sub.add_parser("predict", formatter_class=fmt,
                        help="label your own digit images, or the MNIST test set as CSV",
@@ -300,8 +301,10 @@ def build_parser():
     p.add_argument("images", nargs="*", metavar="IMAGE",
                    help="PNG files (any size, dark-on-light or light-on-dark) or .npy arrays "
                         "(H, W) or (N, H, W) of grey levels")
-    p.add_argument("--model-file", default=os.path.join("results", "model.npz"),
-                   help="model saved by 'fastconv train'")
+    p.add_argument("--model-file", nargs="+", default=os.path.join("results", "model.npz"),
+                   help="model saved by 'fastconv train'; several: predict with their "
+                        "ensemble (the mean of their class probabilities). After the first, "
+                        "model files end in .npz: IMAGE files may follow the list")
     p.add_argument("--output", default=None,
                    help="CSV to write (default: predictions.csv for the test set, standard "
                         "output for IMAGE files)")
@@ -412,26 +415,11 @@ def _write_figures(model, inputs, folder):
         print("wrote", path)
 
 
-# What a model file written before models recorded their data set was trained on.
-_MNIST_DATASET = {"name": "mnist", "input_shape": [1, 32, 32], "n_classes": 10, "padding": 2}
-
-
 def _trained_on(meta, path):
     """The ``dataset`` record of a model file's metadata (MNIST for older files), checked."""
-    from .serialization import ModelFileError
+    from .serialization import dataset_record
 
-    info = meta.get("dataset")
-    if info is None:
-        return _MNIST_DATASET
-    shape = info.get("input_shape") if isinstance(info, dict) else None
-    if not (isinstance(info, dict) and info.get("name") in DATASETS
-            and isinstance(shape, list) and len(shape) == 3
-            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in shape)
-            and isinstance(info.get("n_classes"), int) and info.get("padding") in (0, 2)):
-        raise ModelFileError(path, f"metadata.dataset must record name (one of "
-                                   f"{', '.join(DATASETS)}), input_shape [C, H, W], n_classes "
-                                   f"and padding; got {info!r}"[:300])
-    return info
+    return dataset_record(meta, path)
 
 
 def _check_fits(model, path, input_shape, n_classes, name):
@@ -451,6 +439,17 @@ def _check_fits(model, path, input_shape, n_classes, name):
                                    f"{name} has {n_classes} classes (one output each)")
 
 
+def _check_trained_on(args, path, trained, data):
+    """Refuse data whose input shape or classes differ from those a model was trained on."""
+    if (list(trained["input_shape"]), trained["n_classes"]) != \
+            (list(data.input_shape), data.n_classes):
+        raise _UserError(
+            f"{path} was trained on --dataset {trained.get('name')} (inputs "
+            f"{tuple(trained['input_shape'])}, {trained['n_classes']} classes); --dataset "
+            f"{args.dataset} gives inputs {data.input_shape}, {data.n_classes} classes. "
+            f"Pass the --dataset and --data it was trained on")
+
+
 def _load_for_eval(args, need_data=True):
     from . import set_num_threads
     from .serialization import load_model
@@ -463,18 +462,80 @@ def _load_for_eval(args, need_data=True):
     if need_data:
         data = _load_data(args, model.dtype, meta.get("normalization"),
                           meta.get("local_contrast", False))
-        if (list(trained["input_shape"]), trained["n_classes"]) != \
-                (list(data.input_shape), data.n_classes):
-            raise _UserError(
-                f"{args.model_file} was trained on --dataset {trained.get('name')} (inputs "
-                f"{tuple(trained['input_shape'])}, {trained['n_classes']} classes); --dataset "
-                f"{args.dataset} gives inputs {data.input_shape}, {data.n_classes} classes. "
-                f"Pass the --dataset and --data it was trained on")
+        _check_trained_on(args, args.model_file, trained, data)
         _check_fits(model, args.model_file, data.input_shape, data.n_classes, args.dataset)
     else:
         _check_fits(model, args.model_file, trained["input_shape"], trained["n_classes"],
                     trained.get("name", "mnist"))
     return model, meta, data
+
+
+def _model_files(args):
+    """The ``--model-file`` list; for ``predict``, the IMAGE files that followed it (the list
+    ends at the first name after its first that does not end in .npz: an image is never an
+    .npz) are moved to ``args.images``."""
+    files = args.model_file
+    if isinstance(files, str):      # the default
+        return [files]
+    if args.command == "predict":
+        end = next((i for i in range(1, len(files)) if not files[i].lower().endswith(".npz")),
+                   len(files))
+        files, args.images = files[:end], args.images + files[end:]
+    return files
+
+
+def _load_ensemble_for_eval(args, files, need_data=True):
+    """The ensemble of ``files``, their metadata, and (``need_data``) the test labels, the
+    number of classes and one test input per member, each prepared as its metadata says (a
+    data set is loaded once per distinct preparation)."""
+    from . import set_num_threads
+    from .serialization import EnsembleError, load_ensemble
+
+    set_num_threads(args.threads)
+    try:
+        ensemble, metas = load_ensemble(files)
+    except EnsembleError as exc:
+        raise _UserError(str(exc)) from None
+    trained = _trained_on(metas[0], files[0])
+    args.dataset = args.dataset or trained["name"]
+    if not need_data:
+        return ensemble, metas, None
+    prepared, inputs, labels = {}, [], None
+    for member, meta, path in zip(ensemble, metas, files):
+        norm, local = meta.get("normalization"), meta.get("local_contrast", False)
+        key = (repr(sorted((norm or {}).items())), local, np.dtype(member.dtype).str)
+        if key not in prepared:
+            data = _load_data(args, member.dtype, norm, local)
+            _check_trained_on(args, path, trained, data)
+            if not len(data.test_y):
+                what = "test on" if args.command == "test" else "predict"
+                raise _UserError(f"--data {args.data} has no test split (x_test, y_test) to "
+                                 f"{what}")
+            if not norm and args.command == "predict":
+                _warn_refitted(args, data.normalization, path)
+            # Only the test split is kept: the training split was loaded for its
+            # normalization (or its check), and is the bulk of the memory.
+            prepared[key] = data.test_x
+            labels, n_classes = data.test_y, data.n_classes
+        inputs.append(prepared[key])
+    return ensemble, metas, (inputs, labels, n_classes)
+
+
+def _ensemble_scores(ensemble, inputs, batch_size=1000):
+    """The ensemble's outputs and each member's, batch by batch."""
+    combined, members = [], [[] for _ in ensemble.members]
+    for lo in range(0, inputs[0].shape[0], batch_size):
+        combined.append(ensemble.forward([x[lo:lo + batch_size] for x in inputs]))
+        for out, y in zip(members, ensemble.outputs):
+            out.append(y)
+    return np.concatenate(combined), [np.concatenate(m) for m in members]
+
+
+def _averaging(ensemble):
+    """What an ensemble averages, for its report."""
+    if ensemble.head in ("LogSoftmax", "Softmax"):
+        return "the mean of their class probabilities"
+    return f"the mean of their outputs ({ensemble.head})"
 
 
 def _scores(model, x, batch_size=1000):
@@ -486,6 +547,10 @@ def _test(args):
     from .metrics import ConfusionMatrix
     from .train import predict
 
+    files = _model_files(args)
+    if len(files) > 1:
+        return _test_ensemble(args, files)
+    args.model_file = files[0]
     model, meta, data = _load_for_eval(args)
     if not len(data.test_y):
         raise _UserError(f"--data {args.data} has no test split (x_test, y_test) to test on")
@@ -493,6 +558,21 @@ def _test(args):
     confusion.add(predict(model, data.test_x, 1000), data.test_y)
     print(confusion)
     print(f"test accuracy: {100 * confusion.accuracy:.2f}%")
+    return 0
+
+
+def _test_ensemble(args, files):
+    from .metrics import ConfusionMatrix
+
+    ensemble, _, (inputs, labels, n_classes) = _load_ensemble_for_eval(args, files)
+    scores, member_scores = _ensemble_scores(ensemble, inputs)
+    print(f"ensemble of {len(files)} models, {_averaging(ensemble)}:")
+    for path, y in zip(files, member_scores):
+        print(f"  {path}: test accuracy {100 * np.mean(np.argmax(y, axis=1) == labels):.2f}%")
+    confusion = ConfusionMatrix(n_classes)
+    confusion.add(np.argmax(scores, axis=1), labels)
+    print(confusion)
+    print(f"test accuracy: {100 * confusion.accuracy:.2f}% (ensemble of {len(files)} models)")
     return 0
 
 
@@ -524,32 +604,37 @@ def _write_csv(path, header, rows):
                          f"another --output") from None
 
 
-def _refit_normalization(args, model):
+def _refit_normalization(args, model, path=None):
     """The training set's normalization, for a model file that records none (saved by
     ``save_model`` without metadata): raw 0-255 pixels would silently cost accuracy.
     ``test`` refits it the same way."""
     from .datasets import DataNotFoundError
 
+    path = path or args.model_file
     try:
         data = _load_data(args, model.dtype)
     except DataNotFoundError:
-        raise _UserError(f"{args.model_file} records no input normalization, and the "
+        raise _UserError(f"{path} records no input normalization, and the "
                          f"{args.dataset} training set to refit it from was not found; pass "
                          f"--data, or save the model with save_model(path, model, "
                          f"data.metadata()) ('fastconv train' does)") from None
-    _warn_refitted(args, data.normalization)
+    _warn_refitted(args, data.normalization, path)
     return data.normalization
 
 
-def _warn_refitted(args, norm):
-    print(f"fastconv predict: warning: {args.model_file} records no input normalization; "
-          f"using the {args.dataset} training set's (mean {norm.mean:.4f}, std "
+def _warn_refitted(args, norm, path=None):
+    print(f"fastconv predict: warning: {path or args.model_file} records no input "
+          f"normalization; using the {args.dataset} training set's (mean {norm.mean:.4f}, std "
           f"{norm.std:.4f}), as 'fastconv test' does. Save models with save_model(path, "
           f"model, data.metadata()) or Trainer(metadata=data.metadata()) ('fastconv train' "
           f"does) to skip this", file=sys.stderr)
 
 
 def _predict_cmd(args):
+    files = _model_files(args)
+    if len(files) > 1:
+        return _predict_ensemble(args, files)
+    args.model_file = files[0]
     if not args.images:
         model, meta, data = _load_for_eval(args)
         if not len(data.test_y):
@@ -580,6 +665,41 @@ def _predict_cmd(args):
     _write_csv(args.output, ["file", "label"] + [f"p{k}" for k in range(probs.shape[1])], rows)
     if args.output:
         print(f"wrote {len(rows)} predictions to {args.output}")
+    return 0
+
+
+def _predict_ensemble(args, files):
+    if not args.images:
+        ensemble, _, (inputs, _, _) = _load_ensemble_for_eval(args, files)
+        pred = np.argmax(_ensemble_scores(ensemble, inputs)[0], axis=1)
+        output = args.output or "predictions.csv"
+        _write_csv(output, ["Id", "Prediction"], ((i + 1, int(p)) for i, p in enumerate(pred)))
+        print(f"wrote {len(pred)} predictions of the ensemble of {len(files)} models to "
+              f"{output}")
+        return 0
+    from .datasets.images import prepare_digits, read_digit_images
+
+    ensemble, metas, _ = _load_ensemble_for_eval(args, files, need_data=False)
+    trained = _trained_on(metas[0], files[0])
+    if list(trained["input_shape"]) != [1, 32, 32] or trained.get("padding") != 2:
+        raise _UserError(f"IMAGE files are prepared as MNIST digits (28x28, padded to "
+                         f"32x32); these models take {tuple(trained['input_shape'])} inputs "
+                         f"from --dataset {trained.get('name')}. Run predict without IMAGE to "
+                         f"label the data set's test split")
+    names, images = read_digit_images(args.images)
+    inputs = []
+    for member, meta, path in zip(ensemble, metas, files):
+        normalization = meta.get("normalization") or _refit_normalization(args, member, path)
+        inputs.append(prepare_digits(images, normalization, meta.get("local_contrast", False),
+                                     dtype=member.dtype, names=names))
+    scores = _ensemble_scores(ensemble, inputs)[0]
+    # The ensemble's output is of its members' kind: log-probabilities for the nll head.
+    probs = _probabilities(scores, "nll" if ensemble.head == "LogSoftmax" else ensemble.head)
+    rows = [[name, int(np.argmax(p))] + [f"{v:.4f}" for v in p] for name, p in zip(names, probs)]
+    _write_csv(args.output, ["file", "label"] + [f"p{k}" for k in range(probs.shape[1])], rows)
+    if args.output:
+        print(f"wrote {len(rows)} predictions of the ensemble of {len(files)} models to "
+              f"{args.output}")
     return 0
 
 

@@ -37,8 +37,8 @@ from ._errors import PathError
 from ._npyfile import NPY_MAX_HEADER, NpyHeaderError, read_npy_header
 from .nn.module import _REGISTRY, module_from_config
 
-__all__ = ["save_model", "load_model", "read_npz", "memory_budget", "forward_one_sample",
-           "ModelFileError", "atomic_write_bytes",
+__all__ = ["save_model", "load_model", "load_ensemble", "dataset_record", "read_npz", "memory_budget", "forward_one_sample",
+           "ModelFileError", "EnsembleError", "atomic_write_bytes",
            "atomic_savez", "atomic_write_text", "remove_stale_temporaries"]
 
 
@@ -62,6 +62,15 @@ _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 class ModelFileError(PathError):
     """A model or checkpoint file is missing, unreadable or does not follow the schema
     (``path``, ``problem``)."""
+
+
+class EnsembleError(ValueError):
+    """Model files that are each valid but cannot vote together: trained on different data
+    sets, or ending in different heads (``paths``: the two files that disagree)."""
+
+    def __init__(self, paths, message):
+        self.paths = [os.fspath(p) for p in paths]
+        super().__init__(message)
 
 
 def _tmp_prefix(path):
@@ -704,3 +713,117 @@ def _check_io(path, model, input_shape, n_outputs):
         got = y.shape[1] if y.ndim == 2 else f"shape {y.shape[1:]}"
         raise ModelFileError(path, f"the model has {got} outputs per sample; "
                                    f"{n_outputs} are needed (one per class)")
+
+
+# -- data sets and ensembles ----------------------------------------------------------------
+# What a model file written before models recorded their data set was trained on.
+_MNIST_DATASET = {"name": "mnist", "input_shape": [1, 32, 32], "n_classes": 10, "padding": 2}
+
+
+def dataset_record(metadata, path):
+    """The data set a model was trained on, from its metadata (``metadata["dataset"]``).
+
+    Parameters
+    ----------
+    metadata : dict
+        As returned by :func:`load_model`.
+    path : str or os.PathLike
+        The model file, for error messages.
+
+    Returns
+    -------
+    dict
+        ``name`` (one of :data:`fastconv.datasets.DATASETS`), ``input_shape`` [C, H, W],
+        ``n_classes`` and ``padding``; MNIST's for a file written before models recorded
+        their data set.
+
+    Raises
+    ------
+    ModelFileError
+        The record is malformed.
+    """
+    from .datasets.catalog import DATASETS
+
+    info = metadata.get("dataset")
+    if info is None:
+        return dict(_MNIST_DATASET)
+    shape = info.get("input_shape") if isinstance(info, dict) else None
+    if not (isinstance(info, dict) and info.get("name") in DATASETS
+            and isinstance(shape, list) and len(shape) == 3
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in shape)
+            and isinstance(info.get("n_classes"), int) and info.get("padding") in (0, 2)):
+        raise ModelFileError(path, f"metadata.dataset must record name (one of "
+                                   f"{', '.join(DATASETS)}), input_shape [C, H, W], n_classes "
+                                   f"and padding; got {info!r}"[:300])
+    return info
+
+
+def _describe(record):
+    return (f"{record['name']}, inputs {tuple(record['input_shape'])}, "
+            f"{record['n_classes']} classes")
+
+
+def load_ensemble(paths):
+    """Load model files as one :class:`fastconv.nn.Ensemble`, each member checked.
+
+    Each file is read as :func:`load_model` reads it and run once on a zero sample of the
+    input shape its metadata records. The members must have been trained on one data set
+    (their ``metadata["dataset"]`` records agree: name, input shape, classes, padding, and
+    anything else recorded) and end in the same head; their input normalizations may differ.
+
+    Parameters
+    ----------
+    paths : sequence of str or os.PathLike
+        One or more model files written by :func:`save_model` (``fastconv train``'s
+        ``model.npz``).
+
+    Returns
+    -------
+    ensemble : fastconv.nn.Ensemble
+        In evaluation mode; ``ensemble[i]`` is the model of ``paths[i]``.
+    metadata : list of dict
+        Each member's metadata, as :func:`load_model` returns it: what preparing that
+        member's inputs needs (``normalization``, ``local_contrast``, ``dataset``), and its
+        ``loss``. Pass the ensemble one input per member, each prepared with its member's
+        metadata and in its dtype (``ensemble[i].dtype``); see the user guide's "Ensembles".
+
+    Raises
+    ------
+    ModelFileError
+        A file is missing, damaged, or does not fit the data set it records.
+    EnsembleError
+        Two files were trained on different data sets or end in different heads.
+    ValueError
+        ``paths`` is empty.
+
+    Examples
+    --------
+    >>> ensemble, metadata = load_ensemble(["run1/model.npz", "run2/model.npz"])  # doctest: +SKIP
+    >>> log_probs = ensemble.forward([x1, x2])    # x_i prepared as metadata[i] says  # doctest: +SKIP
+    """
+    from .nn.ensemble import Ensemble, _head
+
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    paths = [os.fspath(p) for p in paths]
+    if not paths:
+        raise ValueError("load_ensemble: paths is empty; give at least one model file")
+    models, metadata, records = [], [], []
+    for path in paths:
+        model, meta = load_model(path)
+        record = dataset_record(meta, path)
+        _check_io(path, model, tuple(record["input_shape"]), record["n_classes"])
+        if records and record != records[0]:
+            raise EnsembleError(
+                [paths[0], path], f"{paths[0]} and {path} were trained on different data sets "
+                f"({_describe(records[0])}; {_describe(record)}); an ensemble's members "
+                f"vote on the same classes: pass model files trained on one data set")
+        if models and _head(model) != _head(models[0]):
+            raise EnsembleError(
+                [paths[0], path], f"{paths[0]} ends in {_head(models[0])}, {path} in "
+                f"{_head(model)}; their outputs cannot be averaged: pass model files "
+                f"trained with one --loss")
+        models.append(model)
+        metadata.append(meta)
+        records.append(record)
+    return Ensemble(models).eval(), metadata

@@ -2,6 +2,7 @@
 from .activation import LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from .containers import Sequential
 from .conv import Conv2d
+from .ensemble import Ensemble
 from .linear import Flatten, Linear
 from .loss import LOSSES, MarginLoss, MSELoss, NLLLoss, make_loss
 from .models import MODELS, build_model
@@ -11,7 +12,7 @@ from .pooling import AvgPool2d, LPPool2d, MaxPool2d
 from .stochastic import Dropout, RandomRotation
 from ._summary import Summary
 
-__all__ = ["Module", "Sequential", "Conv2d", "Linear", "Flatten", "MaxPool2d", "LPPool2d",
+__all__ = ["Module", "Sequential", "Ensemble", "Conv2d", "Linear", "Flatten", "MaxPool2d", "LPPool2d",
            "AvgPool2d", "BatchNorm2d",
            "Tanh", "Sigmoid", "ReLU", "Softmax", "LogSoftmax", "Dropout", "RandomRotation",
            "SubtractiveNormalization", "ContrastiveNormalization", "NLLLoss", "MSELoss",
