@@ -8,7 +8,7 @@ The full set of options (optimizers, losses, rotation, ...) is in ``fastconv tra
 import argparse
 
 import fastconv
-from fastconv import nn
+from fastconv import nn, optim
 from fastconv.datasets import load_mnist
 from fastconv.train import Trainer
 
@@ -38,8 +38,8 @@ def main():
     fastconv.set_num_threads(args.threads)
     data = load_mnist(args.data, size=args.size)                 # float32, the default
     model = nn.build_model("convnet", loss="nll", rotate=args.rotate, seed=1)
-    trainer = Trainer(model, loss="nll", optimizer="sgd", lr=1e-3, batch_size=1, seed=1,
-                      save_dir=args.save)
+    trainer = Trainer(model, loss="nll", optimizer=optim.spec("sgd", lr=1e-3), batch_size=1,
+                      seed=1, save_dir=args.save)
     history = trainer.fit(data, epochs=args.epochs)     # the model keeps data's normalization
     print(f"final test accuracy: {100 * history[-1]['test_accuracy']:.2f}% "
           f"(model in {args.save}/model.npz)")

@@ -12,7 +12,7 @@ import re
 import numpy as np
 import pytest
 
-from fastconv import Trainer, load_ensemble, nn
+from fastconv import Trainer, load_ensemble, nn, optim
 from fastconv.datasets import SAMPLE_FOLDER, Normalization, load_idx_folder, load_mnist_sample
 from fastconv.serialization import EnsembleError, ModelFileError, save_model
 
@@ -168,7 +168,7 @@ def members(tmp_path_factory):
     for seed, n_train in ((1, 300), (2, 300), (3, 500)):
         data = load_mnist_sample(size=(n_train, 200))
         model = nn.build_model("linear", seed=seed)
-        Trainer(model, lr=0.05, batch_size=10, seed=seed, progress=False,
+        Trainer(model, optimizer=optim.spec("sgd", lr=0.05), batch_size=10, seed=seed, progress=False,
                 verbose=False).fit(data.train_x, data.train_y, epochs=2)
         path = folder / f"model{seed}.npz"
         save_model(path, model, {**data.metadata(), "loss": "nll"})

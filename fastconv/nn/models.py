@@ -15,19 +15,20 @@ from .containers import Sequential
 from .conv import Conv2d
 from .linear import Flatten, Linear
 from .loss import LOSSES
-from .normalization import SubtractiveNormalization
+from .normalization import BatchNorm2d, SubtractiveNormalization
 from .pooling import LPPool2d, MaxPool2d
 from .stochastic import Dropout, RandomRotation
 
 __all__ = ["build_model", "MODELS"]
 
-MODELS = ("linear", "mlp", "convnet", "convnet-max")
+MODELS = ("linear", "mlp", "convnet", "convnet-max", "convnet-bn")
 
 
-def _conv_side(side):
-    """Height or width after the two conv 5x5 + pool 2x2/2 blocks (0 when too small)."""
+def _conv_side(side, shrink=4):
+    """Height or width after the two conv + pool 2x2/2 blocks (0 when too small); a 5x5
+    convolution without padding takes ``shrink`` = 4 pixels, the padded 3x3 pairs none."""
     for _ in range(2):
-        side = (side - 4) // 2 if side >= 6 else 0
+        side = (side - shrink) // 2 if side >= shrink + 2 else 0
     return side
 
 
@@ -43,7 +44,10 @@ def build_model(name="convnet", *, loss="nll", input_shape=(1, 32, 32), n_classe
         pooling 2x2/2, subtractive normalization (7-tap Gaussian), conv 5x5 64->64, tanh,
         L2 pooling, subtractive normalization, flatten, linear 128, tanh, linear
         ``n_classes``. ``convnet-max`` (the tutorial's GPU variant): the same with max
-        pooling and ReLU and no normalization.
+        pooling and ReLU and no normalization. ``convnet-bn`` (a modern small net, beyond
+        the homework): two blocks of two 3x3 padded convolutions, each followed by batch
+        normalization and ReLU, then 2x2 max pooling (C->32->32, 32->64->64), flatten,
+        linear 256, ReLU, linear ``n_classes``.
     loss : {"nll", "mse", "margin"}
         Chooses the head appended to the network.
     input_shape : (int, int, int)
@@ -51,8 +55,8 @@ def build_model(name="convnet", *, loss="nll", input_shape=(1, 32, 32), n_classe
     n_classes : int
         Class scores the network produces, e.g. ``data.n_classes`` (>= 2).
     extra_conv : bool
-        Add a third convolution (3x3, 64->64, padding 1, same non-linearity) after the
-        second block (convnets only).
+        Add a third convolution (3x3, 64->64, padding 1, same non-linearity; with batch
+        normalization in ``convnet-bn``) after the second block (convnets only).
     dropout : float
         Dropout probability before each fully connected layer (0 disables).
     rotate : float
@@ -89,11 +93,13 @@ def build_model(name="convnet", *, loss="nll", input_shape=(1, 32, 32), n_classe
         raise ValueError(f"build_model: input_shape must be (C, H, W), three positive integers; "
                          f"got {input_shape!r}") from None
     n_classes = check_int("build_model", "n_classes", n_classes, 2)
-    side_h, side_w = _conv_side(height), _conv_side(width)
+    shrink = 0 if name == "convnet-bn" else 4
+    side_h, side_w = _conv_side(height, shrink), _conv_side(width, shrink)
     if name.startswith("convnet") and min(side_h, side_w) < 1:
-        raise ValueError(f"build_model: {name} needs images of at least 16x16 (two 5x5 "
-                         f"convolutions and 2x2 poolings); got {height}x{width}. Use 'linear' "
-                         f"or 'mlp', or pad the images")
+        need = "4x4 (two 2x2 poolings)" if shrink == 0 else \
+            "16x16 (two 5x5 convolutions and 2x2 poolings)"
+        raise ValueError(f"build_model: {name} needs images of at least {need}; got "
+                         f"{height}x{width}. Use 'linear' or 'mlp', or pad the images")
     n_in = c_in * height * width
     dtype = check_dtype(dtype)
     init_seq, layer_seq = np.random.SeedSequence(seed).spawn(2)
@@ -115,6 +121,24 @@ def build_model(name="convnet", *, loss="nll", input_shape=(1, 32, 32), n_classe
         fc(n_in, 512)
         layers.append(Tanh())
         fc(512, n_classes)
+    elif name == "convnet-bn":
+        def conv_bn(c_in, c_out):
+            layers.append(Conv2d(c_in, c_out, 3, padding=1, dtype=dtype, rng=rng))
+            layers.append(BatchNorm2d(c_out, dtype=dtype))
+            layers.append(ReLU())
+
+        conv_bn(c_in, 32)
+        conv_bn(32, 32)
+        layers.append(MaxPool2d(2, 2))
+        conv_bn(32, 64)
+        conv_bn(64, 64)
+        layers.append(MaxPool2d(2, 2))
+        if extra_conv:
+            conv_bn(64, 64)
+        layers.append(Flatten())
+        fc(64 * side_h * side_w, 256)
+        layers.append(ReLU())
+        fc(256, n_classes)
     else:
         max_variant = name == "convnet-max"
         act = ReLU if max_variant else Tanh
