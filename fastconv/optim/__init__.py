@@ -8,18 +8,24 @@ of increasing complexity:
 
 * :class:`SGD`: learning-rate decay, weight decay, momentum (Torch's dampening), Nesterov.
 * :class:`ASGD`: Bottou's averaged SGD; evaluate with :meth:`ASGD.swap_in_average`.
+* :class:`Adam`, :class:`AdamW`: PyTorch's Adam (L2 or decoupled weight decay, AMSGrad).
 * :class:`CG`: Rasmussen's ``minimize.m`` (Polak-Ribiere, Wolfe-Powell line search).
 * :class:`LBFGS`: fixed step (Torch default) or strong-Wolfe line search.
 * :class:`SwitchSchedule`: one optimizer up to an epoch, another after it.
+
+Learning-rate schedules (:mod:`fastconv.optim.lr_schedules`) set ``lr`` (and one-cycle's
+``momentum``/``beta1``) between steps; :func:`build_schedule` makes one by its name in
+:data:`SCHEDULES`.
 
 :func:`build_optimizer` makes one by its name in :data:`OPTIMIZERS`.
 """
 from .sgd import SGD
 from .asgd import ASGD
+from .adam import Adam, AdamW
 from .cg import CG
 from .lbfgs import LBFGS, cubic_minimizer, strong_wolfe
 from .schedule import SwitchSchedule
 from ._build import OPTIMIZERS, build_optimizer
 
-__all__ = ["SGD", "ASGD", "CG", "LBFGS", "SwitchSchedule", "cubic_minimizer", "strong_wolfe",
-           "OPTIMIZERS", "build_optimizer"]
+__all__ = ["SGD", "ASGD", "Adam", "AdamW", "CG", "LBFGS", "SwitchSchedule", "cubic_minimizer",
+           "strong_wolfe", "OPTIMIZERS", "build_optimizer"]
