@@ -25,7 +25,11 @@ from .adam import Adam, AdamW
 from .cg import CG
 from .lbfgs import LBFGS, cubic_minimizer, strong_wolfe
 from .schedule import SwitchSchedule
+from .lr_schedules import (SCHEDULES, CosineLR, ExponentialLR, LRSchedule, MultiStepLR,
+                           OneCycleLR, ReduceLROnPlateau, StepLR, build_schedule)
 from ._build import OPTIMIZERS, build_optimizer
 
 __all__ = ["SGD", "ASGD", "Adam", "AdamW", "CG", "LBFGS", "SwitchSchedule", "cubic_minimizer",
-           "strong_wolfe", "OPTIMIZERS", "build_optimizer"]
+           "strong_wolfe", "OPTIMIZERS", "build_optimizer", "LRSchedule", "StepLR",
+           "MultiStepLR", "ExponentialLR", "CosineLR", "OneCycleLR", "ReduceLROnPlateau",
+           "SCHEDULES", "build_schedule"]
