@@ -10,7 +10,7 @@ import pytest
 from fastconv.optim import (SCHEDULES, CosineLR, ExponentialLR, MultiStepLR, OneCycleLR,
                             ReduceLROnPlateau, StepLR, build_schedule)
 
-from .torch_optim_cases import (BASE_LR, BASE_MOMENTUM, N_STEPS, REFERENCE, SCHEDULE_CASES,
+from .torch_optim_cases import (BASE_LR, BASE_MOMENTUM, REFERENCE, SCHEDULE_CASES,
                                 run_fastconv_schedule, run_torch_schedule)
 
 # PyTorch's chainable schedules multiply the previous lr every step, the closed forms here
@@ -162,6 +162,16 @@ def test_state_dict_refuses_other_settings_schedule_or_binding():
     with pytest.raises(ValueError, match=r"state was saved with total=None; this schedule "
                                          r"has total=30"):
         CosineLR(total=30).bind(0.1, 10).load_state_dict(cos)
+    # steps_per_epoch matters only where a length is in epochs.
+    with pytest.raises(ValueError, match=r"state was saved with steps_per_epoch=10; this "
+                                         r"schedule has steps_per_epoch=11"):
+        CosineLR(epochs=3).bind(0.1, 11).load_state_dict(cos)
+    CosineLR(total=30).bind(0.1, 11).load_state_dict(CosineLR(total=30).bind(0.1, 10)
+                                                     .state_dict())
+    StepLR(3).bind(0.1, 11).load_state_dict(saved)
+    # One-cycle's scale is max_lr: the optimizer's own lr may differ on resume.
+    one = OneCycleLR(0.5, total_steps=9).bind(0.1, 1, 0.9).state_dict()
+    OneCycleLR(0.5, total_steps=9).bind(0.3, 1, 0.9).load_state_dict(one)
 
 
 def test_lr_at_needs_bind_and_a_count():
@@ -197,7 +207,10 @@ def test_lr_at_needs_bind_and_a_count():
     ("cosine", dict(total=10, warmup=11), ValueError,
      r"CosineLR: warmup must not exceed the total length; got warmup 11 steps > total 10"),
     ("cosine", dict(total=10, warmup=2, warmup_epochs=1), ValueError,
-     r"CosineLR: give warmup \(in steps\) or warmup_epochs, not both"),
+     r"CosineLR: give warmup \(in steps\) or warmup_epochs, not both; got warmup=2, "
+     r"warmup_epochs=1"),
+    ("cosine", dict(total=10, warmup=-1), ValueError, r"CosineLR: warmup must be >= 0"),
+    ("cosine", dict(epochs=0), ValueError, r"CosineLR: epochs must be >= 1; got 0"),
     ("cosine", dict(total=10, warmup_start_factor=1.5), ValueError,
      r"CosineLR: warmup_start_factor must be <= 1.0; got 1.5"),
     ("cosine", dict(total=10, eta_min=-1.0), ValueError, r"CosineLR: eta_min must be >= 0.0"),

@@ -148,6 +148,16 @@ class LRSchedule:
         records and compares to refuse a resume under different settings."""
         return {"name": self.name, **{k: _plain(getattr(self, k)) for k in self._options}}
 
+    def _binding(self):
+        """The values of :meth:`bind` that the learning rates depend on: a resume with other
+        values would continue another schedule. ``steps_per_epoch`` matters only where a
+        length is given in epochs and turned into steps."""
+        d = {"base_lr": self.base_lr}
+        if self.interval == "step" and (getattr(self, "epochs", None) is not None
+                                        or getattr(self, "warmup_epochs", None) is not None):
+            d["steps_per_epoch"] = self.steps_per_epoch
+        return d
+
     def _state(self):
         return {}
 
@@ -156,15 +166,15 @@ class LRSchedule:
 
     def state_dict(self):
         """Flat dict of plain data: ``schedule`` (the name), the options that are set (lists
-        as int arrays, so ``np.savez`` stores them), ``base_lr``/``steps_per_epoch`` of the
-        binding, and the state of stateful schedules."""
+        as int arrays, so ``np.savez`` stores them), what the learning rates take from the
+        binding (``base_lr``, and ``steps_per_epoch`` when a length is in epochs), and the
+        state of stateful schedules."""
         d = {"schedule": self.name}
         for k, v in self.settings().items():
             if k != "name" and v is not None:
                 d[k] = np.asarray(v, dtype=np.int64) if isinstance(v, list) else v
         if self.bound:
-            d["base_lr"] = self.base_lr
-            d["steps_per_epoch"] = self.steps_per_epoch
+            d.update(self._binding())
         d.update(self._state())
         return d
 
@@ -180,9 +190,9 @@ class LRSchedule:
             raise RuntimeError(f"{cls}.load_state_dict: call bind(...) first (the state "
                                f"overrides what bind starts)")
         saved = {k: _plain(d.get(k)) for k in self._options}
-        saved.update({k: _plain(d[k]) for k in ("base_lr", "steps_per_epoch") if k in d})
-        now = {**self.settings(), "base_lr": self.base_lr,
-               "steps_per_epoch": self.steps_per_epoch}
+        binding = self._binding()
+        saved.update({k: _plain(d[k]) for k in binding if k in d})
+        now = {**self.settings(), **binding}
         for k, v in saved.items():
             if v != now[k]:
                 raise ValueError(f"{cls}.load_state_dict: state was saved with {k}={v!r}; "
@@ -401,19 +411,16 @@ class ReduceLROnPlateau(LRSchedule):
 
 # --------------------------------------------------------------------------- per step
 
-def _length(cls, steps_name, steps, epochs_name, epochs, required):
-    """Check that a length is given in steps or in epochs, not both (nor neither, when
-    ``required``); return the checked pair."""
+def _length(cls, steps_name, steps, epochs_name, epochs):
+    """Check that a length is given either in steps or in epochs; return the checked pair."""
     if steps is not None and epochs is not None:
         raise ValueError(f"{cls}: give {steps_name} (in steps) or {epochs_name}, not both; "
                          f"got {steps_name}={steps!r}, {epochs_name}={epochs!r}")
-    if required and steps is None and epochs is None:
+    if steps is None and epochs is None:
         raise ValueError(f"{cls}: give {steps_name} (in steps) or {epochs_name}; got neither")
     if steps is not None:
-        steps = check_count(cls, steps_name, steps, low=1 if required else 0)
-    if epochs is not None:
-        epochs = check_count(cls, epochs_name, epochs, low=1 if required else 0)
-    return steps, epochs
+        return check_count(cls, steps_name, steps, low=1), None
+    return None, check_count(cls, epochs_name, epochs, low=1)
 
 
 class CosineLR(LRSchedule):
@@ -458,11 +465,15 @@ class CosineLR(LRSchedule):
                  epochs=None, warmup_epochs=None):
         super().__init__()
         cls = "CosineLR"
-        self.total, self.epochs = _length(cls, "total", total, "epochs", epochs, True)
-        warmup = None if warmup == 0 and not isinstance(warmup, bool) else warmup
-        warmup, self.warmup_epochs = _length(cls, "warmup", warmup, "warmup_epochs",
-                                             warmup_epochs, False)
-        self.warmup = 0 if warmup is None else warmup
+        self.total, self.epochs = _length(cls, "total", total, "epochs", epochs)
+        self.warmup = check_count(cls, "warmup", warmup, low=0)
+        self.warmup_epochs = None
+        if warmup_epochs is not None:
+            self.warmup_epochs = check_count(cls, "warmup_epochs", warmup_epochs, low=0)
+            if self.warmup:
+                raise ValueError(f"CosineLR: give warmup (in steps) or warmup_epochs, not "
+                                 f"both; got warmup={warmup!r}, "
+                                 f"warmup_epochs={warmup_epochs!r}")
         self.warmup_start_factor = check_real(cls, "warmup_start_factor",
                                               warmup_start_factor, low=0.0, high=1.0)
         self.eta_min = check_real(cls, "eta_min", eta_min, low=0.0)
@@ -527,6 +538,13 @@ class OneCycleLR(LRSchedule):
     base_momentum, max_momentum : float, default 0.85, 0.95
         Momentum bounds, each in [0, 1).
 
+    Attributes
+    ----------
+    n_steps : int or None
+        The length in steps, once known (at construction from ``total_steps``, else at bind).
+    initial_lr, min_lr : float
+        ``max_lr / div_factor`` and ``initial_lr / final_div_factor``.
+
     Notes
     -----
     ``lr_at(t)`` raises past ``t = total_steps`` as PyTorch's ``step`` does: a schedule
@@ -547,7 +565,7 @@ class OneCycleLR(LRSchedule):
         cls = "OneCycleLR"
         self.max_lr = check_real(cls, "max_lr", max_lr, low=0.0, low_open=True)
         self.total_steps, self.epochs = _length(cls, "total_steps", total_steps, "epochs",
-                                                epochs, True)
+                                                epochs)
         self.pct_start = check_real(cls, "pct_start", pct_start, low=0.0, high=1.0)
         self.anneal_strategy = _check_choice(cls, "anneal_strategy", anneal_strategy,
                                              ("cos", "linear"))
@@ -568,6 +586,11 @@ class OneCycleLR(LRSchedule):
         """See :meth:`LRSchedule.bind`; ``base_lr`` is not used (``max_lr`` sets the
         scale), and ``base_momentum=None`` is refused when ``cycle_momentum`` is on."""
         return super().bind(base_lr, steps_per_epoch, base_momentum)
+
+    def _binding(self):
+        d = super()._binding()
+        del d["base_lr"]     # max_lr sets the scale, so the optimizer's lr may change
+        return d
 
     def _resolve(self, steps_per_epoch, base_momentum):
         if self.cycle_momentum and base_momentum is None:
