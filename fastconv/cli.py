@@ -164,7 +164,7 @@ def _schedule(args):
     if cls is None:
         raise _UserError(f"--schedule {args.schedule} is not a schedule; choose from "
                          f"{', '.join(optim.SCHEDULES)}")
-    accepted = cls.option_names()
+    accepted = cls._options
     if "epochs" in accepted and not {"epochs", "total", "total_steps"} & set(options):
         options["epochs"] = args.epochs
     if "max_lr" in accepted and "max_lr" not in options:
