@@ -362,7 +362,21 @@ def _train(args):
         raise _UserError(f"--extra-conv adds a convolution to a convnet; --model {args.model} "
                          f"has none. Drop --extra-conv or pass --model convnet (or "
                          f"convnet-max)")
-    # Before any work: a --save that cannot be written would otherwise fail after an epoch.
+    # Before any work: a bad option or a --save that cannot be written would otherwise fail
+    # after the data is loaded, or after an epoch.
+    callbacks = []
+    if args.validation is not None:
+        callbacks.append(BestModel("val_accuracy"))
+        if args.early_stopping is not None:
+            callbacks.append(EarlyStopping("val_loss", patience=args.early_stopping))
+    elif args.early_stopping is not None:
+        raise _UserError("--early-stopping watches the validation loss: add --validation N")
+    try:
+        loss = make_loss(args.loss, label_smoothing=args.label_smoothing) \
+            if args.label_smoothing else args.loss
+        parts = dict(loss=loss, optimizer=_optimizer_spec(args), schedule=_schedule(args))
+    except (TypeError, ValueError) as exc:
+        raise _UserError(f"{exc} (see 'fastconv train --help')") from None
     _check_data_path(args)
     check_save_folder(args.save)
     set_num_threads(args.threads)
@@ -380,22 +394,9 @@ def _train(args):
     progress = {"auto": None, "on": True, "off": False}[args.progress]
     metadata = {**data.metadata(), "local_contrast": args.local_contrast, "model": args.model,
                 "options": {k: v for k, v in vars(args).items() if k not in ("func", "debug")}}
-    callbacks = []
-    if args.validation is not None:
-        callbacks.append(BestModel("val_accuracy"))
-        if args.early_stopping is not None:
-            callbacks.append(EarlyStopping("val_loss", patience=args.early_stopping))
-    elif args.early_stopping is not None:
-        raise _UserError("--early-stopping watches the validation loss: add --validation N")
-    try:
-        loss = make_loss(args.loss, label_smoothing=args.label_smoothing) \
-            if args.label_smoothing else args.loss
-        trainer = Trainer(model, loss=loss, optimizer=_optimizer_spec(args),
-                          schedule=_schedule(args), batch_size=args.batch_size,
-                          callbacks=callbacks, seed=args.seed, threads=args.threads,
-                          save_dir=args.save, progress=progress, metadata=metadata)
-    except (TypeError, ValueError) as exc:
-        raise _UserError(f"{exc} (see 'fastconv train --help')") from None
+    trainer = Trainer(model, **parts, batch_size=args.batch_size, callbacks=callbacks,
+                      seed=args.seed, threads=args.threads, save_dir=args.save,
+                      progress=progress, metadata=metadata)
     test_x, test_y = (data.test_x, data.test_y) if len(data.test_y) else (None, None)
     trainer.fit(data.train_x, data.train_y, test_x, test_y, epochs=args.epochs,
                 resume=not args.no_resume, validation=args.validation)

@@ -597,8 +597,9 @@ class Trainer:
                     result["seconds"] = time.perf_counter() - start
                     stats.update({prefix + k: v for k, v in result.items()})
             self.epoch = stats.epoch
-            if self.schedule is not None:
-                self.schedule.observe(stats.get("val_loss", stats.loss))
+            observe = getattr(self.schedule, "observe", None)
+            if observe is not None:
+                observe(stats.get("val_loss", stats.loss))
             self.history.append({k: v for k, v in stats.items() if k != "confusion"
                                  and not k.endswith("confusion")})
             for cb in callbacks:
