@@ -147,9 +147,17 @@ def test_empty_batch():
 @pytest.mark.parametrize("case", GRAD_CASES)
 def test_grad_input(case, rng):
     x, weight, bias, stride, padding = make(case)
+    # The large cases: finite differences at 600 random entries, and the adjoint identity
+    # <conv(u), v> = <u, conv_backward_input(v)> over all of them (the input gradient is the
+    # transpose of a linear map).
+    if x.size > 4000:
+        y = conv2d_reference(x, weight, None, stride, padding)
+        check_adjoint(lambda u: conv2d_reference(u, weight, None, stride, padding),
+                      lambda v: conv2d_backward_input(v, weight, x.shape, stride, padding),
+                      x, rng.standard_normal(y.shape), tol=1e-10)
     check_vjp(lambda z: conv2d_reference(z, weight, bias, stride, padding),
               lambda z, y, r: conv2d_backward_input(r, weight, z.shape, stride, padding),
-              x, rng)
+              x, rng, probes=600 if x.size > 4000 else None)
 
 
 @pytest.mark.parametrize("case", GRAD_CASES)
