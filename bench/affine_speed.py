@@ -2,19 +2,21 @@
 
 Usage (from the repository root)::
 
-    python bench/affine_speed.py                        # 28x28 and 32x32, batch 128, 1 and 2 threads
+    python bench/affine_speed.py                    # 28x28, 32x32; batch 128; 1, 2 threads
     python bench/affine_speed.py --threads 1 --repeats 31
     python bench/affine_speed.py --baseline path/to/old/_rotate.cpython-311-x86_64-linux-gnu.so
 
-Both go through :mod:`fastconv.functional` with an ``out`` buffer, as a layer does:
-``affine_forward`` with general matrices (rotation, shear, scale and shift, as
-:class:`fastconv.nn.RandomAffine` draws them) and ``rotate_forward`` with random angles. They
-share one kernel, so the difference is the matrices' arithmetic and validation. The
-acceptance bar is "affine within 2x of rotation per image".
+``affine``: general matrices (rotation, shear, scale and shift, as
+:class:`fastconv.nn.RandomAffine` draws them); ``rotate``: random angles. The first rows go
+through :mod:`fastconv.functional` with an ``out`` buffer, as a layer does (validation and
+building the matrices included); the ``kernel`` rows call the compiled kernel directly with
+prepared matrices. Rotation and affine share one kernel, so their difference is the
+sampling pattern (a scaled or sheared grid reads other pixels) and the Python around it.
+The acceptance bar is "affine within 2x of rotation per image".
 
 ``--baseline`` adds the rotation-only kernel as it was before the generalization (a saved
 ``_rotate`` extension module with ``rotate_forward(x, cos, sin, y, n_threads)``), called
-directly, to show what the generalization costs rotation.
+directly; the kernel rows are then compared with it, to show what the generalization costs.
 
 Method: float32 batches of 1-channel images; each case is warmed up, then samples of
 ``--calls`` calls alternate between the contenders (affine, rotation, [baseline], affine, ...)
@@ -35,6 +37,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import fastconv  # noqa: E402
 from fastconv import functional as F  # noqa: E402
+from fastconv._kernels import _rotate as _kernel  # noqa: E402
 
 
 def _load_baseline(path):
@@ -51,28 +54,46 @@ def _contenders(x, rng, baseline, n_threads):
     theta = F.affine_matrices(rng.normal(0.0, 0.3, n), scale=rng.uniform(0.8, 1.2, n),
                               shear=rng.uniform(-0.3, 0.3, n),
                               shift=rng.uniform(-3.0, 3.0, (n, 2)))
+    theta_rot = F.affine_matrices(angles)
     y = np.empty_like(x)
+    k = _kernel
+    # name: (call, the name it is compared with)
     out = {
-        "affine fwd": lambda: F.affine_forward(x, theta, out=y, n_threads=n_threads),
-        "rotate fwd": lambda: F.rotate_forward(x, angles, out=y, n_threads=n_threads),
-        "affine bwd": lambda: F.affine_backward(x, theta, out=y, n_threads=n_threads),
-        "rotate bwd": lambda: F.rotate_backward(x, angles, out=y, n_threads=n_threads),
+        "affine fwd": (lambda: F.affine_forward(x, theta, out=y, n_threads=n_threads),
+                       "rotate fwd"),
+        "rotate fwd": (lambda: F.rotate_forward(x, angles, out=y, n_threads=n_threads),
+                       "rotate fwd"),
+        "affine bwd": (lambda: F.affine_backward(x, theta, out=y, n_threads=n_threads),
+                       "rotate bwd"),
+        "rotate bwd": (lambda: F.rotate_backward(x, angles, out=y, n_threads=n_threads),
+                       "rotate bwd"),
     }
+    ref = "kernel rotate" if baseline is None else "old kernel rotate"
+    out.update({
+        "kernel affine fwd": (lambda: k.affine_forward(x, theta, y, n_threads), ref + " fwd"),
+        "kernel rotate fwd": (lambda: k.affine_forward(x, theta_rot, y, n_threads),
+                              ref + " fwd"),
+        "kernel affine bwd": (lambda: k.affine_backward(x, theta, y, n_threads), ref + " bwd"),
+        "kernel rotate bwd": (lambda: k.affine_backward(x, theta_rot, y, n_threads),
+                              ref + " bwd"),
+    })
     if baseline is not None:
         cos_t, sin_t = np.cos(angles), np.sin(angles)
-        out["old rotate fwd"] = lambda: baseline.rotate_forward(x, cos_t, sin_t, y, n_threads)
-        out["old rotate bwd"] = lambda: baseline.rotate_backward(x, cos_t, sin_t, y, n_threads)
+        out["old kernel rotate fwd"] = (
+            lambda: baseline.rotate_forward(x, cos_t, sin_t, y, n_threads), ref + " fwd")
+        out["old kernel rotate bwd"] = (
+            lambda: baseline.rotate_backward(x, cos_t, sin_t, y, n_threads), ref + " bwd")
     return out
 
 
 def _time(fns, calls, repeats):
     """{name: [seconds per call, one per sample]}, samples alternating between names."""
-    for f in fns.values():
+    for f, _ in fns.values():
         for _ in range(3):
             f()
     samples = {name: [] for name in fns}
     for _ in range(repeats):
-        for name, f in fns.items():
+        for name, (f, _) in fns.items():
             t0 = time.perf_counter()
             for _ in range(calls):
                 f()
@@ -96,8 +117,8 @@ def main(argv=None):
     print(f"# {platform.machine()} {platform.processor() or ''} cores={os.cpu_count()} "
           f"fastconv={fastconv.__version__} batch={args.batch} float32 "
           f"repeats={args.repeats} calls={args.calls}")
-    print(f"{'op':16s} {'shape':>10s} {'threads':>7s} {'median us/img':>14s} "
-          f"{'min us/img':>11s} {'vs rotate':>9s}")
+    print(f"{'op':22s} {'shape':>10s} {'threads':>7s} {'median us/img':>14s} "
+          f"{'min us/img':>11s} {'median / median of':>18s}")
     for side in args.sizes:
         x = rng.standard_normal((args.batch, 1, side, side)).astype(np.float32)
         for n_threads in args.threads:
@@ -105,10 +126,9 @@ def main(argv=None):
             samples = _time(fns, args.calls, args.repeats)
             med = {k: statistics.median(v) * 1e6 / args.batch for k, v in samples.items()}
             low = {k: min(v) * 1e6 / args.batch for k, v in samples.items()}
-            for name in fns:
-                ref = "rotate " + name.split()[-1]
-                print(f"{name:16s} {side:>4d}x{side:<5d} {n_threads:>7d} {med[name]:>14.3f} "
-                      f"{low[name]:>11.3f} {med[name] / med[ref]:>9.2f}")
+            for name, (_, ref) in fns.items():
+                print(f"{name:22s} {side:>4d}x{side:<5d} {n_threads:>7d} {med[name]:>14.3f} "
+                      f"{low[name]:>11.3f} {med[name] / med[ref]:>7.2f} ({ref})")
 
 
 if __name__ == "__main__":
