@@ -467,3 +467,11 @@ def test_layer_input_errors_name_the_layer():
         layer(np.zeros((4, 4)))
     with pytest.raises(TypeError, match=r"RandomAffine.*float32 or float64"):
         layer(np.zeros((1, 1, 4, 4), dtype=np.int32))
+
+
+def test_a_refused_batch_draws_nothing():
+    layer = _layer()
+    state = layer.rng.bit_generator.state
+    with pytest.raises(TypeError):
+        layer.forward(np.zeros((2, 1, 4, 4), dtype=np.int64))
+    assert layer.rng.bit_generator.state == state

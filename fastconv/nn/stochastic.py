@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from .. import functional as F
-from .._validation import check_float, check_float_pair
+from .._validation import check_array, check_float, check_float_pair
 from .module import Module, register_module
 
 __all__ = ["Dropout", "RandomRotation", "RandomAffine"]
@@ -165,9 +165,8 @@ class RandomAffine(Module):
         if not self.training or self._is_identity():
             self._theta = None
             return x
-        if not isinstance(x, np.ndarray) or x.ndim != 4:
-            # The error names x, not the matrices drawn from its shape.
-            return F.affine_forward(x, np.zeros((0, 2, 3)))
+        # Checked before drawing, so that a refused batch consumes no random numbers.
+        x = check_array("affine_forward", "x", x, ndim=4, layout="(N, C, H, W)")
         self._theta = self._draw(x.shape)
         return F.affine_forward(x, self._theta)
 
