@@ -132,6 +132,15 @@ def check_float(fn, name, v, minimum=None, maximum=None, finite=True,
     return v
 
 
+def check_float_pair(fn, name, v, minimum=None, maximum=None, min_inclusive=True):
+    """Return a pair (tuple or list of two reals) as a tuple of two floats within the given
+    bounds (a range such as ``scale=(0.9, 1.1)``)."""
+    if not isinstance(v, (tuple, list)) or len(v) != 2:
+        raise ValueError(f"{fn}: {name} must be a pair of numbers; got {v!r}")
+    return tuple(check_float(fn, name, e, minimum=minimum, maximum=maximum,
+                             min_inclusive=min_inclusive) for e in v)
+
+
 def as_pair(fn, name, v, minimum, maximum=MAX_EXTENT):
     """Normalize an int or a pair of ints to ``(a, b)``, each in ``[minimum, maximum]``."""
     if isinstance(v, (tuple, list)):

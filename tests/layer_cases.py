@@ -47,6 +47,8 @@ CASES = {
         lambda d, s: nn.ContrastiveNormalization(kernel=_SMALL_KERNEL, dtype=d), (2, 2, 5, 5)),
     "Dropout": (lambda d, s: nn.Dropout(0.3), (2, 3, 4, 4)),
     "RandomRotation": (lambda d, s: nn.RandomRotation(0.3), (2, 1, 6, 6)),
+    "RandomAffine": (lambda d, s: nn.RandomAffine(0.3, translate=(0.1, 0.2), scale=(0.8, 1.2),
+                                                  shear=0.3), (2, 2, 6, 7)),
     "BatchNorm2d": (_bn, (3, 2, 4, 4)),
     "Sequential": (_seq, (2, 2, 6, 6)),
 }

@@ -40,7 +40,7 @@ def test_version_is_written_once():
 
 def test_sdist_manifest_carries_the_test_helpers_and_data():
     manifest = _read("MANIFEST.in")
-    assert "recursive-include tests *.py *.md *.json *.gz" in manifest
+    assert "recursive-include tests *.py *.md *.json *.gz *.npz" in manifest
     assert "include LICENSE" in manifest
 
 

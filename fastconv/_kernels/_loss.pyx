@@ -2,6 +2,9 @@
 #
 # Ops (x, logp: (N, K) rows of class scores; target: (N,) intp labels in [0, K))
 #   nll              L = -1/N sum_n logp[n, t_n]
+#   nll_smooth       label smoothing eps (PyTorch's): the target puts 1 - eps on t_n and eps/K
+#                    on every class, L = -1/N sum_n [(1-eps) logp[n, t_n] + eps/K sum_i
+#                    logp[n, i]]; backward -(eps/K + (1-eps)[i == t_n]) / N.
 #   log_softmax_nll  logp = log_softmax(x); L = nll(logp); backward (exp(logp) - onehot) / N.
 #                    Forward saves logp: backward needs nothing else (sklearn _loss.pyx's
 #                    "stable fused loss and link").
@@ -50,6 +53,7 @@ cdef inline real_t _exp(real_t v) noexcept nogil:
 # difference between the parallel and the serial call is the loop that hands out rows.
 cdef enum _Op:
     _NLL_BACKWARD
+    _NLL_SMOOTH_BACKWARD
     _LSM_NLL_FORWARD
     _LSM_NLL_BACKWARD
     _MARGIN_FORWARD
@@ -59,23 +63,26 @@ cdef enum _Op:
 
 
 cdef inline void _row(_Op op, const real_t* x, real_t* out, Py_ssize_t k, Py_ssize_t t,
-                      double margin, real_t scale, double* loss) noexcept nogil:
+                      double param, real_t scale, double* loss) noexcept nogil:
     """One row of a row-wise op: x and out are the row's k scores and outputs (out may be
-    NULL), t its label; a forward op stores the row's loss in loss[0]."""
+    NULL), t its label, param the op's hyperparameter (the margin, the label smoothing); a
+    forward op stores the row's loss in loss[0]."""
     if op == _NLL_BACKWARD:
         _nll_backward_row(out, k, t, scale)
+    elif op == _NLL_SMOOTH_BACKWARD:
+        _nll_smooth_backward_row(out, k, t, param, scale)
     elif op == _LSM_NLL_FORWARD:
         loss[0] = _log_softmax_nll_row(x, out, k, t)
     elif op == _LSM_NLL_BACKWARD:
         _log_softmax_nll_backward_row(x, out, k, t, scale)
     elif op == _MARGIN_FORWARD:
-        loss[0] = _margin_row(x, k, t, margin)
+        loss[0] = _margin_row(x, k, t, param)
     else:
-        _margin_backward_row(x, out, k, t, margin, scale)
+        _margin_backward_row(x, out, k, t, param, scale)
 
 
 cdef void _by_rows(_Op op, const real_t* x, real_t* out, const Py_ssize_t* target,
-                   Py_ssize_t n_rows, Py_ssize_t k, double margin, real_t scale,
+                   Py_ssize_t n_rows, Py_ssize_t k, double param, real_t scale,
                    double* row_loss, int n_threads) noexcept nogil:
     """Run a row-wise op over n_rows rows of k; row r's loss goes to row_loss[r]."""
     cdef Py_ssize_t r
@@ -84,12 +91,12 @@ cdef void _by_rows(_Op op, const real_t* x, real_t* out, const Py_ssize_t* targe
         for r in prange(n_rows, schedule='static', num_threads=n_threads):
             t0 = unit_begin()
             _row(op, x + r * k if x != NULL else NULL, out + r * k if out != NULL else NULL,
-                 k, target[r], margin, scale, row_loss + r if row_loss != NULL else NULL)
+                 k, target[r], param, scale, row_loss + r if row_loss != NULL else NULL)
             unit_end(b"loss_rows", r, n_rows, t0)
     else:
         for r in range(n_rows):
             _row(op, x + r * k if x != NULL else NULL, out + r * k if out != NULL else NULL,
-                 k, target[r], margin, scale, row_loss + r if row_loss != NULL else NULL)
+                 k, target[r], param, scale, row_loss + r if row_loss != NULL else NULL)
 
 
 cdef inline void _chunk(_Op op, const real_t* x, const real_t* t, real_t* out, Py_ssize_t n,
@@ -155,6 +162,46 @@ cdef void _nll_backward_row(real_t* gx, Py_ssize_t k, Py_ssize_t t,
     for i in range(k):
         gx[i] = 0
     gx[t] = -scale
+
+
+def nll_smooth_loss_forward(const real_t[:, ::1] logp,    # IN  (N, K) log-probabilities
+                            const Py_ssize_t[::1] target, # IN  (N,) labels
+                            double eps):                  # label smoothing in [0, 1)
+    """L = -1/N sum_n [(1-eps) logp[n, t_n] + eps/K sum_i logp[n, i]] (N, K >= 1).
+
+    Serial, rows in index order, like nll_loss_forward: O(N K) on a (N, 10) batch is less
+    than a thread team's start-up.
+    """
+    cdef Py_ssize_t n_rows = logp.shape[0], k = logp.shape[1]
+    cdef Py_ssize_t r, i
+    cdef double s = 0, row
+    with nogil:
+        for r in range(n_rows):
+            row = 0
+            for i in range(k):
+                row += logp[r, i]
+            s -= (1.0 - eps) * logp[r, target[r]] + eps * (row / k)
+    return s / n_rows
+
+
+cdef void _nll_smooth_backward_row(real_t* gx, Py_ssize_t k, Py_ssize_t t, double eps,
+                                   real_t scale) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef double off = scale * (eps / k)
+    for i in range(k):
+        gx[i] = <real_t>(-off)
+    gx[t] = <real_t>(-(scale * (1.0 - eps) + off))
+
+
+def nll_smooth_loss_backward(const Py_ssize_t[::1] target,  # IN  (N,) labels
+                             double eps,                    # label smoothing in [0, 1)
+                             double scale,                  # grad_out / N
+                             real_t[:, ::1] grad_x,         # OUT (N, K)
+                             int n_threads):
+    """grad_x[n, i] = -scale (eps/K + (1-eps) [i == target[n]])."""
+    with nogil:
+        _by_rows(_NLL_SMOOTH_BACKWARD, <const real_t*>NULL, &grad_x[0, 0], &target[0],
+                 grad_x.shape[0], grad_x.shape[1], eps, <real_t>scale, NULL, n_threads)
 
 
 def nll_loss_backward(const Py_ssize_t[::1] target,       # IN  (N,) labels

@@ -31,7 +31,13 @@ def _grad_out(fn, grad_out):
     return check_float(fn, "grad_out", grad_out, finite=False)
 
 
-def nll_loss_forward(logp, target, *, n_threads=None):
+def _label_smoothing(fn, label_smoothing):
+    """``label_smoothing`` as a float in [0, 1), else a clear TypeError or ValueError."""
+    return check_float(fn, "label_smoothing", label_smoothing, minimum=0.0, maximum=1.0,
+                       max_inclusive=False)
+
+
+def nll_loss_forward(logp, target, *, label_smoothing=0.0, n_threads=None):
     """Negative log-likelihood of the target classes, averaged over the batch.
 
     Parameters
@@ -40,26 +46,35 @@ def nll_loss_forward(logp, target, *, n_threads=None):
         Log-probabilities, e.g. from :func:`log_softmax_forward`.
     target : ndarray (N,), integer
         Class labels in ``[0, K)``.
+    label_smoothing : float
+        eps in [0, 1): the target distribution puts ``1 - eps`` on the label and spreads
+        ``eps`` evenly over all K classes (PyTorch's ``label_smoothing``, also in what the
+        label itself receives). 0 is plain NLL.
     n_threads : int, optional
-        Accepted for a uniform signature; this O(N) sum runs serially.
+        Accepted for a uniform signature; this O(N K) sum runs serially.
 
     Returns
     -------
     float
-        ``L = -1/N sum_n logp[n, target[n]]``; 0.0 when N = 0.
+        ``L = -1/N sum_n [(1 - eps) logp[n, target[n]] + eps/K sum_k logp[n, k]]``, which
+        is ``-1/N sum_n logp[n, target[n]]`` for eps = 0; 0.0 when N = 0.
 
     Shape:
         logp: (N, K), target: (N,) -> scalar.
     """
     fn = "nll_loss_forward"
     lp, t = _scores_and_target(fn, "logp", logp, target)
+    eps = _label_smoothing(fn, label_smoothing)
     effective_n_threads(n_threads)
     if lp.shape[0] == 0:
         return 0.0
+    if eps:
+        return float(_k.nll_smooth_loss_forward(lp, t, eps))
     return float(_k.nll_loss_forward(lp, t))
 
 
-def nll_loss_backward(logp, target, grad_out=1.0, *, out=None, n_threads=None):
+def nll_loss_backward(logp, target, grad_out=1.0, *, label_smoothing=0.0, out=None,
+                      n_threads=None):
     """Gradient of :func:`nll_loss_forward` w.r.t. ``logp``.
 
     Parameters
@@ -68,13 +83,16 @@ def nll_loss_backward(logp, target, grad_out=1.0, *, out=None, n_threads=None):
     target : ndarray (N,), integer labels in ``[0, K)``
     grad_out : float
         Gradient of the total loss w.r.t. this loss.
+    label_smoothing : float
+        eps in [0, 1), as given to :func:`nll_loss_forward`.
     out : ndarray (N, K), optional
     n_threads : int, optional
 
     Returns
     -------
     grad : ndarray (N, K) of logp's dtype
-        ``-grad_out / N`` at ``[n, target[n]]``, 0 elsewhere.
+        ``-grad_out / N * (eps/K + (1 - eps) [k == target[n]])``: for eps = 0,
+        ``-grad_out / N`` at ``[n, target[n]]`` and 0 elsewhere.
 
     Shape:
         logp, grad: (N, K); target: (N,).
@@ -82,10 +100,14 @@ def nll_loss_backward(logp, target, grad_out=1.0, *, out=None, n_threads=None):
     fn = "nll_loss_backward"
     lp, t = _scores_and_target(fn, "logp", logp, target)
     grad_out = _grad_out(fn, grad_out)
+    eps = _label_smoothing(fn, label_smoothing)
     grad = check_out(fn, out, lp.shape, lp.dtype, inputs=(logp,))
     n = effective_n_threads(n_threads)
     if grad.size:
-        _k.nll_loss_backward(t, grad_out / lp.shape[0], grad, n)
+        if eps:
+            _k.nll_smooth_loss_backward(t, eps, grad_out / lp.shape[0], grad, n)
+        else:
+            _k.nll_loss_backward(t, grad_out / lp.shape[0], grad, n)
     return grad
 
 

@@ -9,12 +9,12 @@ from .models import MODELS, build_model
 from .module import Module, module_from_config, register_module
 from .normalization import BatchNorm2d, ContrastiveNormalization, SubtractiveNormalization
 from .pooling import AvgPool2d, LPPool2d, MaxPool2d
-from .stochastic import Dropout, RandomRotation
+from .stochastic import Dropout, RandomAffine, RandomRotation
 from ._summary import Summary
 
 __all__ = ["Module", "Sequential", "Ensemble", "Conv2d", "Linear", "Flatten", "MaxPool2d", "LPPool2d",
            "AvgPool2d", "BatchNorm2d",
            "Tanh", "Sigmoid", "ReLU", "Softmax", "LogSoftmax", "Dropout", "RandomRotation",
-           "SubtractiveNormalization", "ContrastiveNormalization", "NLLLoss", "MSELoss",
-           "MarginLoss", "make_loss", "LOSSES", "build_model", "MODELS", "module_from_config",
-           "register_module", "Summary"]
+           "RandomAffine", "SubtractiveNormalization", "ContrastiveNormalization", "NLLLoss",
+           "MSELoss", "MarginLoss", "make_loss", "LOSSES", "build_model", "MODELS",
+           "module_from_config", "register_module", "Summary"]

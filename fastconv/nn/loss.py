@@ -3,7 +3,13 @@
 Each matches a model head (see :func:`fastconv.nn.models.build_model`): ``nll`` expects
 log-probabilities (the model ends in LogSoftmax), ``mse`` expects tanh outputs compared with
 +1 for the true class and -1 elsewhere, ``margin`` takes raw scores.
+
+A criterion's settings are its constructor's arguments: :meth:`config` returns them with the
+name (``{"name": "nll", "label_smoothing": 0.1}``), and :func:`make_loss` rebuilds the
+criterion from that dict or from the name and keyword arguments.
 """
+import inspect
+
 import numpy as np
 
 from .. import functional as F
@@ -41,29 +47,59 @@ class _Criterion:
         """dL/d output of the last :meth:`forward`, scaled by ``grad_out``."""
         raise NotImplementedError
 
+    def get_config(self):
+        """The constructor's arguments (JSON-able), without the name."""
+        return {}
+
+    def config(self):
+        """``{"name": ..., **settings}``: JSON-able, rebuilt by :func:`make_loss`."""
+        return {"name": self.name, **self.get_config()}
+
     def __repr__(self):
-        return f"{type(self).__name__}()"
+        settings = ", ".join(f"{k}={v}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({settings})"
 
 
 class NLLLoss(_Criterion):
-    """Mean over the batch of -logp[n, target[n]]."""
+    """Mean over the batch of -logp[n, target[n]], optionally with label smoothing.
+
+    Parameters
+    ----------
+    label_smoothing : float
+        eps in [0, 1) (PyTorch's definition): the target distribution puts ``1 - eps`` on
+        the label and spreads ``eps`` evenly over all K classes, so that
+        ``L = (1 - eps) * nll + eps * mean_k(-logp[n, k])``, averaged over the batch. The
+        default 0 is plain NLL, computed exactly as before the option existed. On the
+        LogSoftmax head this is ``torch.nn.functional.cross_entropy(x, t,
+        label_smoothing=eps)``.
+    """
 
     name = "nll"
     head = "LogSoftmax"
+    # A fast-path plan records it: a criterion whose smoothing changes is validated again.
+    hyper_names = ("label_smoothing",)
 
-    def __init__(self):
+    def __init__(self, label_smoothing=0.0):
         super().__init__()
+        self.label_smoothing = check_float("NLLLoss", "label_smoothing", label_smoothing,
+                                           minimum=0.0, maximum=1.0, max_inclusive=False)
         self._plan_forward = self._plan_backward = None
+
+    def get_config(self):
+        return {"label_smoothing": self.label_smoothing} if self.label_smoothing else {}
 
     def forward(self, logp, target):
         self._output, self._target = logp, target
         plan = self._plan_forward
+        eps = self.label_smoothing
         # Labels are read by the kernel as row offsets: range-checked on every call, since
         # an array of the planned shape may hold anything.
         if plan is not None and plan.admits(self, 0, (logp, target)) \
                 and _k.labels_in_range(target, plan.out_shape[1]):
+            if eps:
+                return float(_k.nll_smooth_loss_forward(logp, target, eps))
             return float(_k.nll_loss_forward(logp, target))
-        loss = F.nll_loss_forward(logp, target)
+        loss = F.nll_loss_forward(logp, target, label_smoothing=eps)
         self._plan_forward = fast.Plan(self, 0, (logp, target), out_shape=logp.shape) \
             if logp.size and fast.ready(target, logp.shape[:1], _INTP) else None
         return loss
@@ -79,9 +115,13 @@ class NLLLoss(_Criterion):
                 and plan.admits(self, n_threads, (logp, target)) \
                 and _k.labels_in_range(target, plan.out_shape[1]):
             grad = np.empty(plan.out_shape, dtype=logp.dtype)
-            _k.nll_loss_backward(target, grad_out / plan.out_shape[0], grad, n_threads)
+            if self.label_smoothing:
+                _k.nll_smooth_loss_backward(target, self.label_smoothing,
+                                            grad_out / plan.out_shape[0], grad, n_threads)
+            else:
+                _k.nll_loss_backward(target, grad_out / plan.out_shape[0], grad, n_threads)
             return grad
-        grad = F.nll_loss_backward(logp, target, grad_out)
+        grad = F.nll_loss_backward(logp, target, grad_out, label_smoothing=self.label_smoothing)
         self._plan_backward = fast.Plan(self, n_threads, (logp, target), out_shape=logp.shape) \
             if logp.size and fast.ready(target, logp.shape[:1], _INTP) else None
         return grad
@@ -119,6 +159,9 @@ class MarginLoss(_Criterion):
         super().__init__()
         self.margin = check_float("MarginLoss", "margin", margin, minimum=0.0)
 
+    def get_config(self):
+        return {"margin": self.margin}
+
     def forward(self, x, target):
         self._output, self._target = x, target
         return F.margin_loss_forward(x, target, self.margin)
@@ -132,9 +175,37 @@ class MarginLoss(_Criterion):
 LOSSES = {"nll": NLLLoss, "mse": MSELoss, "margin": MarginLoss}
 
 
-def make_loss(name):
-    """Return the criterion named ``nll``, ``mse`` or ``margin``."""
+def make_loss(name, **options):
+    """Return the criterion named ``nll``, ``mse`` or ``margin``, built with ``options``.
+
+    Parameters
+    ----------
+    name : str or dict
+        A name from :data:`LOSSES`, or a criterion's :meth:`config` (``{"name": "nll",
+        "label_smoothing": 0.1}``), whose settings are then the options.
+    **options
+        The criterion's constructor arguments: ``label_smoothing`` for ``nll``, ``margin``
+        for ``margin``.
+
+    Examples
+    --------
+    >>> make_loss("nll", label_smoothing=0.1).config()
+    {'name': 'nll', 'label_smoothing': 0.1}
+    """
+    if isinstance(name, dict):
+        config = dict(name)
+        if "name" not in config:
+            raise ValueError(f"make_loss: a loss config must have a 'name'; got {name!r}")
+        name = config.pop("name")
+        options = {**config, **options}
     try:
-        return LOSSES[name]()
-    except KeyError:
+        cls = LOSSES[name]
+    except (KeyError, TypeError):
         raise ValueError(f"unknown loss {name!r}; choose from {sorted(LOSSES)}") from None
+    accepted = [p for p in inspect.signature(cls).parameters]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise TypeError(f"make_loss: loss {name!r} takes "
+                        f"{'options ' + ', '.join(accepted) if accepted else 'no options'}; "
+                        f"got {', '.join(unknown)}")
+    return cls(**options)
