@@ -97,6 +97,19 @@ def _validation_size(text):
     return value
 
 
+def _scale_range(text):
+    """argparse type of --scale: ``LO,HI`` with 0 < LO <= HI."""
+    parts = text.split(",")
+    try:
+        lo, hi = (float(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO,HI, e.g. 0.9,1.1; got {text!r}") \
+            from None
+    if not 0 < lo <= hi or not np.isfinite(hi):
+        raise argparse.ArgumentTypeError(f"must have 0 < LO <= HI; got {text!r}")
+    return (lo, hi)
+
+
 def _option_value(text):
     """A KEY=VALUE option's value: a number, true/false/none, a comma-separated list of
     those, or the text itself."""
@@ -266,6 +279,12 @@ def build_parser():
     t.add_argument("--rotate", type=_number(float, 0), default=0.0, metavar="SIGMA",
                    help="random rotation of training images, angle ~ N(0, SIGMA^2) radians "
                         "(the homework's best: 0.2)")
+    t.add_argument("--translate", type=_number(float, 0, 1), default=0.0, metavar="FRACTION",
+                   help="random shift of training images, up to FRACTION of their size")
+    t.add_argument("--scale", type=_scale_range, default="1,1", metavar="LO,HI",
+                   help="random scaling of training images by a factor in [LO, HI]")
+    t.add_argument("--shear", type=_number(float, 0, 1.5), default=0.0, metavar="RADIANS",
+                   help="random shear of training images, up to RADIANS")
     t.add_argument("--switch-to-lbfgs-after", type=_number(int, 1), default=None, metavar="K",
                    help="switch to L-BFGS after epoch K")
     t.add_argument("--dropout", type=_number(float, 0, 1, high_open=True), default=0.0,
@@ -385,8 +404,9 @@ def _train(args):
     try:
         model = nn.build_model(args.model, loss=args.loss, input_shape=data.input_shape,
                                n_classes=data.n_classes, extra_conv=args.extra_conv,
-                               dropout=args.dropout, rotate=args.rotate, dtype=dtype,
-                               seed=args.seed)
+                               dropout=args.dropout, rotate=args.rotate,
+                               translate=args.translate, scale=args.scale, shear=args.shear,
+                               dtype=dtype, seed=args.seed)
     except ValueError as exc:
         raise _UserError(f"--model {args.model} does not fit --dataset {args.dataset} "
                          f"(images {data.input_shape}): {exc}") from None
@@ -398,11 +418,38 @@ def _train(args):
                       seed=args.seed, threads=args.threads, save_dir=args.save,
                       progress=progress, metadata=metadata)
     test_x, test_y = (data.test_x, data.test_y) if len(data.test_y) else (None, None)
-    trainer.fit(data.train_x, data.train_y, test_x, test_y, epochs=args.epochs,
-                resume=not args.no_resume, validation=args.validation)
+    if args.validation is None:
+        trainer.fit(data.train_x, data.train_y, test_x, test_y, epochs=args.epochs,
+                    resume=not args.no_resume)
+    else:
+        # Epochs are chosen on the validation split; the test set is evaluated once, on
+        # the model that choice kept, for the record.
+        trainer.fit(data.train_x, data.train_y, epochs=args.epochs,
+                    resume=not args.no_resume, validation=args.validation)
+        if test_x is not None:
+            _test_best(trainer, callbacks[0], test_x, test_y, args.save)
     if args.visualize:
         _write_figures(model, data.train_x, args.save)
     return 0
+
+
+def _test_best(trainer, best, test_x, test_y, folder):
+    """Evaluate the best-on-validation model on the test set once; write final_test.json."""
+    import json
+
+    from .serialization import atomic_write_text
+
+    best.load_into(trainer.model)
+    result = trainer.evaluate(test_x, test_y)
+    record = {"epoch": best.epoch, "monitor": best.monitor, "value": best.value,
+              "test_loss": result.loss, "test_accuracy": result.accuracy,
+              "test_mean_class_accuracy": result.mean_class_accuracy}
+    atomic_write_text(os.path.join(folder, "final_test.json"),
+                      json.dumps(record, indent=1) + "\n")
+    print(f"test (once, the model of epoch {best.epoch}, best {best.monitor} "
+          f"{100 * best.value:.2f}%): loss {result.loss:.4f}, accuracy "
+          f"{100 * result.accuracy:.2f}%")
+    print(result.confusion)
 
 
 def _write_figures(model, inputs, folder):

@@ -17,7 +17,7 @@ from .linear import Flatten, Linear
 from .loss import LOSSES
 from .normalization import BatchNorm2d, SubtractiveNormalization
 from .pooling import LPPool2d, MaxPool2d
-from .stochastic import Dropout, RandomRotation
+from .stochastic import Dropout, RandomAffine, RandomRotation
 
 __all__ = ["build_model", "MODELS"]
 
@@ -33,7 +33,8 @@ def _conv_side(side, shrink=4):
 
 
 def build_model(name="convnet", *, loss="nll", input_shape=(1, 32, 32), n_classes=10,
-                extra_conv=False, dropout=0.0, rotate=0.0, dtype=np.float32, seed=1):
+                extra_conv=False, dropout=0.0, rotate=0.0, translate=0.0, scale=(1.0, 1.0),
+                shear=0.0, dtype=np.float32, seed=1):
     """Build one of the homework's networks, sized to the data.
 
     Parameters
@@ -61,6 +62,11 @@ def build_model(name="convnet", *, loss="nll", input_shape=(1, 32, 32), n_classe
         Dropout probability before each fully connected layer (0 disables).
     rotate : float
         sigma in radians of a RandomRotation input layer (0 disables).
+    translate, scale, shear : float, (float, float), float
+        A random affine warp of each training image: shifts up to ``translate`` of the
+        width and height, a scale factor in ``scale``, a shear angle up to ``shear``
+        radians, with the rotation above: a :class:`RandomAffine` input layer in place of
+        the RandomRotation (the defaults add none).
     dtype : {numpy.float32, numpy.float64}, default numpy.float32
     seed : int
         Seeds the initial weights and the model's random layers.
@@ -105,7 +111,9 @@ def build_model(name="convnet", *, loss="nll", input_shape=(1, 32, 32), n_classe
     init_seq, layer_seq = np.random.SeedSequence(seed).spawn(2)
     rng = np.random.default_rng(init_seq)
     layers = []
-    if rotate:
+    if translate or tuple(scale) != (1.0, 1.0) or shear:
+        layers.append(RandomAffine(rotate, (translate, translate), scale, shear))
+    elif rotate:
         layers.append(RandomRotation(rotate))
 
     def fc(n_in, n_out):
