@@ -39,9 +39,11 @@ __all__ = ["RELATIVE", "cost_class", "relative_cost", "Estimator", "format_durat
 # batch 1, all at one thread, measured side by side with bench's cost script on 3,000 full
 # MNIST images (bench/RESULTS.md, "Experiment matrix costs"). Evaluation is per test sample.
 RELATIVE = {
-    "model": {"convnet": 1.0, "convnet-max": 0.84, "mlp": 0.08, "linear": 0.03},
+    "model": {"convnet": 1.0, "convnet-max": 0.84, "mlp": 0.08, "linear": 0.03,
+              "convnet-bn": 4.0},
     "extra_conv": 0.24, "dropout": 0.07, "rotate": 0.27,
-    "optimizer": {"sgd": 1.0, "asgd": 1.18, "cg": 3.57, "lbfgs": 4.34},
+    "optimizer": {"sgd": 1.0, "asgd": 1.18, "cg": 3.57, "lbfgs": 4.34, "adam": 1.0,
+                  "adamw": 1.0},
     "momentum": 0.15,
     # Per-sample cost of a batch-B step against batch 1 (GEMMs over B samples are cheaper).
     "batch": ((1, 1.0), (8, 0.85), (32, 0.76), (64, 0.80), (128, 0.86)),
@@ -73,6 +75,8 @@ def _batch_factor(b):
 def _phases(config):
     """[(first_epoch, last_epoch, optimizer, lbfgs_mode, batch_size)] of a run."""
     epochs = config["epochs"]
+    if isinstance(config["optimizer"], dict):       # a recipe run: one optimizer, one batch
+        return [(1, epochs, config["optimizer"]["name"], "torch", config["batch_size"])]
     switch = config.get("switch_to_lbfgs_after")
     lbfgs = ("lbfgs", config.get("lbfgs_mode", "torch"),
              config.get("lbfgs_batch_size") or config["batch_size"])
@@ -89,9 +93,10 @@ def _phases(config):
 def cost_class(config, optimizer, mode, batch):
     """Hashable description of what one epoch of this phase costs per sample."""
     return (config["model"], bool(config.get("extra_conv")), bool(config.get("dropout")),
-            bool(config.get("rotate")), optimizer, mode, int(batch),
+            bool(config.get("rotate") or config.get("augment")), optimizer, mode, int(batch),
             config.get("lbfgs_max_iter") or config.get("max_iter", 2),
-            bool(config.get("momentum")))
+            bool(config.get("momentum") or (config["optimizer"].get("momentum")
+                                            if isinstance(config["optimizer"], dict) else 0)))
 
 
 def relative_cost(cls):

@@ -32,6 +32,9 @@ def collect(runs, out):
         final = stored.final
         history = stored.metrics or (final or {}).get("history", [])
         tests = [h["test_accuracy"] for h in history if h.get("test_accuracy") is not None]
+        if _is_recipe(run):
+            results[run.key] = _recipe_result(run, stored, final, history)
+            continue
         results[run.key] = {
             "status": final.get("status") if final else stored.status(),
             "error": final.get("error") if final else None,
@@ -44,6 +47,72 @@ def collect(runs, out):
             "branched_from": (final or {}).get("branched_from"),
         }
     return results
+
+
+def _is_recipe(run):
+    return isinstance(run.config.get("optimizer"), dict)
+
+
+def _recipe_result(run, stored, final, history):
+    """A recipe run's result: its validation choice, and for a final model the test
+    accuracy of the chosen epoch's model (evaluated once, recorded in final.json) and its
+    test-set class probabilities (for ensembles)."""
+    import numpy as np
+
+    final = final or {}
+    tested = bool(run.config.get("test")) and final.get("status") == "ok"
+    probabilities = None
+    path = stored.file("test_probabilities.npz")
+    if tested and os.path.exists(path):
+        with np.load(path) as f:
+            probabilities, labels = f["probabilities"], f["labels"]
+        probabilities = (probabilities, labels)
+    return {
+        "status": final.get("status") if final else stored.status(),
+        "error": final.get("error"),
+        "history": history,
+        "epochs": int(history[-1]["epoch"]) if history else 0,
+        "test_accuracy": final.get("test_accuracy") if tested else None,
+        "best_test_accuracy": None,
+        "val_accuracy": final.get("selected_value"),
+        "selected_epoch": final.get("selected_epoch"),
+        "probabilities": probabilities,
+        "seconds": sum(h.get("seconds", 0.0) for h in history),
+        "finished_at": final.get("finished_at"),
+        "branched_from": None,
+    }
+
+
+def ensemble_accuracy(results, runs):
+    """Test accuracy of the mean class probability of ``runs``' final models, or None."""
+    import numpy as np
+
+    parts = [results[r.key]["probabilities"] for r in runs]
+    if not parts or any(p is None for p in parts):
+        return None
+    labels = parts[0][1]
+    mean = np.mean([p[0].astype(np.float64) for p in parts], axis=0)
+    return float(np.mean(np.argmax(mean, axis=1) == labels))
+
+
+def recipe_table(runs, results):
+    """Markdown table of recipe runs: the validation choice, then the test, once."""
+    lines = ["| run | validation accuracy (epoch chosen) | test accuracy (evaluated once) | "
+             "epochs | seconds | status |", "| --- | --- | --- | --- | --- | --- |"]
+    for run in runs:
+        r = results[run.key]
+        status = r["status"] if r["status"] == "ok" else f"**{r['status']}**"
+        val = (f"{_pct(r['val_accuracy'])} (epoch {r['selected_epoch']})"
+               if r["val_accuracy"] is not None else "–")
+        test = _pct(r["test_accuracy"]) if run.config.get("test") else "not evaluated"
+        lines.append(f"| {run.label} | {val} | {test} | {r['epochs']}/{run.config['epochs']} "
+                     f"| {r['seconds']:.0f} | {status} |")
+    finals = [r for r in runs if r.config.get("test")]
+    acc = ensemble_accuracy(results, finals) if len(finals) > 1 else None
+    if acc is not None:
+        lines.append(f"| ensemble of the {len(finals)} final models (mean class probability) "
+                     f"| – | {_pct(acc)} | – | – | ok |")
+    return "\n".join(lines)
 
 
 def _own_seconds(result):
@@ -375,7 +444,55 @@ _HOMEWORK_BEST = ("the homework gives 99.57% as its best test-set performance, o
                   "suggests the extra convolution and dropout), with no epoch")
 
 
+def _verdict_recipes(runs, results, n_test):
+    """How the recipe was chosen (validation only), what the final models and their
+    ensemble reach on the test set, each evaluated once."""
+    search = [r for r in runs if not r.config.get("test")]
+    finals = [r for r in runs if r.config.get("test")]
+    scored = [(results[r.key]["val_accuracy"], r) for r in search
+              if results[r.key]["status"] == "ok" and results[r.key]["val_accuracy"] is not None]
+    held = {r.config["validation"] for r in runs}
+    held = " or ".join(f"{h:,}" if isinstance(h, int) else f"{100 * h:g}%" for h in held)
+    text = (f"{_count(len(search), 'candidate recipe')} tried, each trained once (seed 1) on "
+            f"the training images less {held} held out (stratified, seeded), the epoch of "
+            f"each chosen by its validation accuracy; the test set was not evaluated for any "
+            f"candidate. ")
+    if scored:
+        text += "Validation accuracy: " + "; ".join(
+            f"{r.label.split('recipe ', 1)[-1]} {_pct(v)} (epoch "
+            f"{results[r.key]['selected_epoch']})" for v, r in scored) + ". "
+    if len(scored) < len(search):
+        text += f"{_count(len(search) - len(scored), 'candidate')} not finished yet. "
+    if not finals:
+        return text + "No recipe has been chosen yet, so no model has been tested."
+    chosen = finals[0].label.split("recipe ", 1)[1].split(",")[0]
+    if scored:
+        best = max(scored, key=lambda vr: vr[0])[1].label.split("recipe ", 1)[-1]
+        text += (f"The chosen recipe, {chosen}, is the candidate with the best validation "
+                 f"accuracy. " if best == chosen else
+                 f"The chosen recipe, {chosen}, is NOT the candidate with the best validation "
+                 f"accuracy ({best}). ")
+    done = [(r, results[r.key]["test_accuracy"]) for r in finals
+            if results[r.key]["test_accuracy"] is not None]
+    if done:
+        accs = [a for _, a in done]
+        text += (f"Its final models (seeds {', '.join(str(r.config['seed']) for r, _ in done)})"
+                 f", each tested once at the epoch its own validation split chose: "
+                 f"{', '.join(_pct(a) for a in accs)} (mean {_pct(sum(accs) / len(accs))}, "
+                 f"best {_pct(max(accs))}; the aim is 99.70%). ")
+        acc = ensemble_accuracy(results, [r for r, _ in done]) if len(done) > 1 else None
+        if acc is not None:
+            text += (f"Their ensemble (mean class probability of {len(done)} models) reaches "
+                     f"{_pct(acc)} (the aim is 99.80%). ")
+    missing = len(finals) - len(done)
+    if missing:
+        text += f"{_count(missing, 'final model')} not finished yet."
+    return text.strip()
+
+
 def _verdict_best(runs, results, n_test):
+    if runs and all(_is_recipe(r) for r in runs):
+        return _verdict_recipes(runs, results, n_test)
     target = 0.996
     done = [(run, results[run.key]) for run in runs]
     done = [(run, r) for run, r in done if r["status"] == "ok" and r["test_accuracy"] is not None]
@@ -602,8 +719,9 @@ def make_figures(by_family, results, folder, scale=""):
         keys = declared_best or [max(ok, key=lambda k: ok[k]["test_accuracy"] or 0.0)]
         fig, ax = plt.subplots(figsize=(7, 4.5))
         for i, key in enumerate(keys):
-            for key_name, what, line in (("accuracy", "train", ":"), ("test_accuracy", "test",
-                                                                      "-")):
+            held_out = ("val_accuracy", "validation") if _is_recipe(all_runs[key]) else \
+                ("test_accuracy", "test")
+            for key_name, what, line in (("accuracy", "train", ":"), held_out + ("-",)):
                 x, y = _curve(ok[key], key_name)
                 style = dict(_style(i), linestyle=line)
                 ax.plot(x, y, label=f"{all_runs[key].label} ({what})", **style)
@@ -618,7 +736,9 @@ def make_figures(by_family, results, folder, scale=""):
         plt.close(fig)
 
     def curves(name, family_names, title):
-        runs = [r for f in family_names for r in by_family.get(f, []) if r.key in ok]
+        # Test-accuracy curves: recipe runs have none (their test set is evaluated once).
+        runs = [r for f in family_names for r in by_family.get(f, []) if r.key in ok
+                and not _is_recipe(r)]
         runs = list({r.key: r for r in runs}.values())
         if not runs:
             return
@@ -848,7 +968,9 @@ def write_report(runs, out, preset, figures=True):
         if name not in by_family:
             continue
         lines += [f"## {_TITLES[name]} (`{name}`)", "",
-                  family_table(by_family[name], results), "",
+                  (recipe_table if by_family[name] and all(_is_recipe(r) for r in
+                                                            by_family[name])
+                   else family_table)(by_family[name], results), "",
                   VERDICTS[name](by_family[name], results, n_test), ""]
     lines += _BACKPROP
     if made:

@@ -153,8 +153,10 @@ def predict(model, x, batch_size=250):
 
 
 def _lr_of(opt):
+    """The learning rate of the optimizer's last update, or None (CG has none)."""
     lr = getattr(opt, "current_lr", None)
-    return float(lr() if callable(lr) else getattr(opt, "lr", float("nan")))
+    lr = lr() if callable(lr) else getattr(opt, "lr", None)
+    return None if lr is None else float(lr)
 
 
 def _momentum_of(opt):
@@ -463,11 +465,15 @@ class Trainer:
             if bar is not None:
                 bar.close()
         seconds = time.perf_counter() - start
-        return EpochStats(epoch=epoch, loss=total_loss / max(seen, 1),
-                          accuracy=confusion.accuracy,
-                          mean_class_accuracy=confusion.mean_class_accuracy,
-                          seconds=seconds, seconds_per_sample=seconds / max(n, 1),
-                          confusion=confusion, lr=_lr_of(opt))
+        stats = EpochStats(epoch=epoch, loss=total_loss / max(seen, 1),
+                           accuracy=confusion.accuracy,
+                           mean_class_accuracy=confusion.mean_class_accuracy,
+                           seconds=seconds, seconds_per_sample=seconds / max(n, 1),
+                           confusion=confusion)
+        lr = _lr_of(opt)
+        if lr is not None:
+            stats["lr"] = lr
+        return stats
 
     @staticmethod
     def _n_classes(y):

@@ -36,7 +36,8 @@ __all__ = ["canonical_json", "config_key", "atomic_write_text", "write_json", "r
            "DamagedRunFile", "RUN_FILES", "environmental_error"]
 
 METRIC_COLUMNS = ["epoch", "loss", "accuracy", "mean_class_accuracy", "seconds",
-                  "test_loss", "test_accuracy", "test_mean_class_accuracy", "test_seconds"]
+                  "test_loss", "test_accuracy", "test_mean_class_accuracy", "test_seconds",
+                  "val_loss", "val_accuracy", "val_mean_class_accuracy", "val_seconds", "lr"]
 # Statuses a final.json may hold; any of them means "do not run again" unless retrying.
 FINISHED = ("ok", "failed", "diverged")
 # The files of a run folder checked for damage here; a damaged checkpoint shows when the run
