@@ -235,7 +235,7 @@ def build_parser():
     t.add_argument("--optimization", "--optimizer", type=str.upper, choices=names,
                    default="SGD", metavar="NAME",
                    help=f"optimizer: {', '.join(names)} (the homework's: SGD, ASGD, CG, LBFGS)")
-    t.add_argument("--learning-rate", "--lr", type=_number(float, 0, low_open=True),
+    t.add_argument("--learning-rate", type=_number(float, 0, low_open=True),
                    default=1e-3, help="SGD, Adam and L-BFGS step size; ASGD eta0")
     t.add_argument("--batch-size", type=_number(int, 1), default=1,
                    help="1 = pure stochastic; a batch's gradient is the mean over its samples")
@@ -759,9 +759,26 @@ class _UserError(Exception):
 # Trainer setting -> the option that sets it.
 _OPTION_OF = {"lr": "--learning-rate", "weight_decay": "--weight-decay",
               "momentum": "--momentum", "max_iter": "--max-iter", "t0_epochs": "--t0",
-              "switch_to_lbfgs_after": "--switch-to-lbfgs-after", "seed": "--seed",
-              "loss": "--loss", "optimizer": "--optimization", "batch_size": "--batch-size",
-              "n_train": "--size (training samples)"}
+              "after_epoch": "--switch-to-lbfgs-after", "seed": "--seed",
+              "loss": "--loss", "name": "--optimizer", "batch_size": "--batch-size",
+              "nesterov": "--nesterov", "n_train": "--size (training samples)",
+              "label_smoothing": "--label-smoothing", "validation": "--validation",
+              "validation.count": "--validation", "schedule": "--schedule",
+              "schedule.name": "--schedule", "callbacks.early_stopping.patience":
+              "--early-stopping"}
+
+
+def _option_of(setting):
+    """The ``fastconv train`` option behind a setting's dotted name in a checkpoint."""
+    if setting in _OPTION_OF:
+        return _OPTION_OF[setting]
+    head, _, rest = setting.partition(".")
+    if head == "optimizer":
+        last = rest.rsplit(".", 1)[-1]
+        return _OPTION_OF.get(last, f"--optimizer-option {last}")
+    if head == "schedule":
+        return f"--schedule-option {rest}"
+    return setting
 
 
 def _mismatch_message(exc, save):
@@ -776,7 +793,7 @@ def _mismatch_message(exc, save):
         elif name.startswith("model"):
             model_diffs.append(f"{name} {_show(old)} there, {_show(new)} now")
         else:
-            items.append(f"{_OPTION_OF.get(name, name)} {_show(old)} there, {_show(new)} now")
+            items.append(f"{_option_of(name)} {_show(old)} there, {_show(new)} now")
     if model_diffs:
         more = f", and {len(model_diffs) - 2} more" if len(model_diffs) > 2 else ""
         items.append("the network (--model, --type, --rotate, --dropout, --extra-conv: "

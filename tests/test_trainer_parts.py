@@ -290,7 +290,7 @@ def test_a_checkpoint_with_the_old_flat_settings_resumes(sample, tmp_path):
 def test_cli_trains_with_adam_onecycle_validation_and_label_smoothing(tmp_path):
     code, out, err = run_cli(*[
         "train", "--dataset", "idx", "--data", _sample_folder(), "--size", "full",
-        "--model", "linear", "--optimizer", "adamw", "--lr", "0.002",
+        "--model", "linear", "--optimizer", "adamw", "--learning-rate", "0.002",
         "--optimizer-option", "betas=0.9,0.99", "--schedule", "onecycle",
         "--validation", "100", "--early-stopping", "3", "--label-smoothing", "0.1",
         "--epochs", "2", "--batch-size", "50", "--save", str(tmp_path), "--progress", "off"])
