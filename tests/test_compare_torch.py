@@ -155,6 +155,7 @@ def test_alternate_leaves_out_a_failed_optional_worker():
         CT.alternate([_FakeWorker("torch", [{"error": "boom"}])], "cifar", "train", 1, 1)
 
 
+@pytest.mark.slow
 @needs_torch
 def test_compile_failure_is_one_line_from_the_worker(tmp_path):
     weights = str(tmp_path / "weights.npz")
@@ -178,6 +179,7 @@ def test_models_option():
                                                                                 "maxpool"]
 
 
+@pytest.mark.slow
 @needs_torch
 def test_quick_run_writes_the_schema(tmp_path):
     # One model keeps the test fast: the batch-norm net, the one with the most parts. The

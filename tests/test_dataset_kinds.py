@@ -134,6 +134,7 @@ def test_each_kind_trains_saves_and_predicts_through_the_api(kind, tmp_path, gen
                                "n_classes": n_classes, "padding": 2 if kind == "idx" else 0}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_each_kind_trains_tests_and_predicts_through_the_cli(kind, tmp_path, gen):
     model_name, shape, n_classes, n_train, n_test = KINDS[kind]
@@ -160,6 +161,7 @@ def test_each_kind_trains_tests_and_predicts_through_the_cli(kind, tmp_path, gen
     assert all(0 <= int(r.split(",")[1]) < n_classes for r in rows[1:])
 
 
+@pytest.mark.slow
 def test_cli_refuses_another_data_set_for_a_model_in_one_line(tmp_path, gen):
     npz = write_npz(tmp_path / "a.npz", gen)
     save = tmp_path / "run"

@@ -197,6 +197,7 @@ def test_load_ensemble(members):
                                rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_cli_test_prints_the_ensembles_accuracy(members):
     paths, inputs, labels = members
     status, out, err = run_cli("test", "--dataset", "idx", "--data", SAMPLE_FOLDER,

@@ -5,9 +5,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.slow
 def test_fuzz_files_in_a_subprocess():
     """Mutated model files, checkpoints, PNGs and .npy arrays: each opens, or ends in its
     kind's documented error with a one-line message."""

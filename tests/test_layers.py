@@ -158,6 +158,7 @@ def test_fast_path_equals_validated_path(name, dtype, training, rng):
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_fuzz_in_a_subprocess():
     """Hypothesis changes hyperparameters, arrays, aliasing, shapes, dtypes and threads
     between calls; every call must raise the validated path's error or return its result.

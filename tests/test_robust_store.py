@@ -248,6 +248,7 @@ def test_smoke_preset_on_a_full_tmpfs(tmp_path):
         subprocess.run(["umount", disk], timeout=30)
 
 
+@pytest.mark.slow
 def test_fuzz_damaged_stores_in_a_subprocess():
     """Damaged final.json, metrics.csv, config.json and sittings.jsonl (emptied, cut, bytes
     flipped or inserted, other JSON, wrong field types): listed as damaged, never a crash,
