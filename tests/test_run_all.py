@@ -650,12 +650,12 @@ def test_longest_first_puts_parents_first_and_never_lengthens_the_schedule(tmp_p
     for r in order:
         if r.branch is not None:
             assert position[r.branch[0].key] < position[r.key]
-    # Runs free to start at once come longest first (the best-model runs, 30 epochs with
-    # rotation, then the default run that the branching runs wait for).
+    # Runs free to start at once come longest first (the best family's recipe runs, then
+    # the default run that the branching runs wait for).
     free = [r for r in order if r.branch is None]
     costs = [est.run_seconds(r.config) for r in free]
     assert costs == sorted(costs, reverse=True)
-    n_best = len(PRESETS["full"].best)
+    n_best = len(PRESETS["full"].recipes)
     assert {r.family for r in order[:n_best]} == {"best"}
     assert order[n_best].key == runs[0].key
     for jobs in (2, 3):
