@@ -16,8 +16,6 @@ import math
 import os
 import sys
 
-import numpy as np
-
 from .serialization import atomic_write_text, load_model, save_model
 
 __all__ = ["Callback", "PrintProgress", "CSVLogger", "Checkpoint", "BestModel",
@@ -33,13 +31,13 @@ class Callback:
     name = None
 
     def on_fit_begin(self, trainer):
-        pass
+        """Called by :meth:`Trainer.fit` before the first epoch (after a resume)."""
 
     def on_epoch_end(self, trainer, stats):
-        pass
+        """Called after every epoch with its statistics (``trainer.history`` includes it)."""
 
     def on_fit_end(self, trainer):
-        pass
+        """Called when :meth:`Trainer.fit` returns normally."""
 
     def settings(self):
         """Options a resumed run must share with the run that wrote the checkpoint, or None."""
@@ -50,7 +48,7 @@ class Callback:
         return None
 
     def load_state_dict(self, state):
-        pass
+        """Take back what :meth:`state_dict` returned (a resumed run)."""
 
 
 def _threads_text(n):
@@ -61,6 +59,7 @@ class PrintProgress(Callback):
     """Per-epoch summaries and confusion matrices on standard output."""
 
     def on_epoch_end(self, trainer, stats):
+        """Print the epoch's speed, losses, accuracies and confusion matrices."""
         from ._threads import get_num_threads
         print(f"epoch {stats.epoch}: {1000 * stats.seconds_per_sample:.3f} ms/sample, "
               f"{stats.seconds:.1f} s, {_threads_text(get_num_threads())}")
@@ -92,6 +91,7 @@ class CSVLogger(Callback):
         self.folder = os.fspath(folder)
 
     def on_epoch_end(self, trainer, stats):
+        """Rewrite the logs from the whole history."""
         history = trainer.history
         for log, prefix in (("train.log", ""), ("val.log", "val_"), ("test.log", "test_")):
             if prefix and not any(prefix + "accuracy" in h for h in history):
@@ -106,6 +106,7 @@ class Checkpoint(Callback):
     so that the others' state is in it)."""
 
     def on_epoch_end(self, trainer, stats):
+        """Write the model and the checkpoint."""
         trainer.save_checkpoint()
 
 
@@ -162,9 +163,11 @@ class BestModel(Callback):
         return value > self.value if self.mode == "max" else value < self.value
 
     def on_fit_begin(self, trainer):
+        """Remember the save folder, where the best model's file is."""
         self._folder = trainer.save_dir
 
     def on_epoch_end(self, trainer, stats):
+        """Keep (and save) the model if the epoch's metric is the best so far."""
         value = _metric("BestModel", stats, self.monitor)
         if math.isnan(value) or not self._better(value):
             return
@@ -200,6 +203,8 @@ class BestModel(Callback):
         return {"epoch": self.epoch, "value": self.value}
 
     def load_state_dict(self, state):
+        """Take back the best epoch and value; the weights are read from the file when
+        :meth:`load_into` needs them."""
         self.epoch, self.value = state["epoch"], state["value"]
         self._params = self._buffers = None
 
@@ -238,10 +243,12 @@ class EarlyStopping(Callback):
         self.stopped_epoch = None
 
     def on_fit_begin(self, trainer):
+        """A run that stopped early stays stopped when it is resumed."""
         if self.stopped_epoch is not None:
             trainer.stop_training = True
 
     def on_epoch_end(self, trainer, stats):
+        """Count epochs without improvement; stop the Trainer after ``patience`` of them."""
         value = _metric("EarlyStopping", stats, self.monitor)
         sign = 1.0 if self.mode == "max" else -1.0
         if self.best is None or sign * (value - self.best) > self.min_delta:
@@ -260,9 +267,7 @@ class EarlyStopping(Callback):
         return {"best": self.best, "wait": self.wait, "stopped_epoch": self.stopped_epoch}
 
     def load_state_dict(self, state):
+        """Take back the best value, the count and the epoch it stopped at."""
         self.best, self.wait = state["best"], int(state["wait"])
         self.stopped_epoch = state["stopped_epoch"]
 
-
-def _finite_or_none(value):
-    return None if value is None or not np.isfinite(value) else float(value)
