@@ -295,8 +295,13 @@ def test_cli_trains_with_adam_onecycle_validation_and_label_smoothing(tmp_path):
         "--validation", "100", "--early-stopping", "3", "--label-smoothing", "0.1",
         "--epochs", "2", "--batch-size", "50", "--save", str(tmp_path), "--progress", "off"])
     assert code == 0, err
-    assert "validation: loss" in out
+    assert "validation: loss" in out and "test: loss" not in out    # never during training
     assert (tmp_path / "best_model.npz").exists() and (tmp_path / "val.log").exists()
+    final = json.loads((tmp_path / "final_test.json").read_text())
+    val = [float(r.split(",")[2]) for r in (tmp_path / "val.log").read_text().split()[1:]]
+    assert final["epoch"] == 1 + int(np.argmax(val)) and final["value"] == max(val)
+    assert f"test (once, the model of epoch {final['epoch']}" in out
+    assert 0.5 < final["test_accuracy"] <= 1.0
     meta = json.loads(str(read_npz(str(tmp_path / "checkpoint.npz"), "checkpoint")["__meta__"]))
     s = meta["settings"]
     assert s["optimizer"] == {"name": "adamw", "lr": 0.002, "betas": [0.9, 0.99]}
