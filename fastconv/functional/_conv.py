@@ -7,6 +7,8 @@ The convolution is a cross-correlation, as in Torch and PyTorch::
 with x zero outside its bounds. Each function makes one call into nogil code; see the kernel
 module for the threading model (results are reproducible for a given thread count).
 """
+import os
+
 import numpy as np
 
 from .._kernels import _conv2d
@@ -15,7 +17,72 @@ from .._validation import (MAX_EXTENT, as_pair, check_array, check_int, check_ou
                            output_size)
 
 __all__ = ["conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight",
-           "conv2d_backward"]
+           "conv2d_backward", "input_grad_algorithm", "set_input_grad_algorithm",
+           "INPUT_GRAD_ALGORITHMS"]
+
+#: How the input gradient of a convolution is computed. ``"col2im"``: the product of the
+#: transposed filters with grad_out, scattered back into grad_x. ``"transposed"`` (stride 1,
+#: "same" padding only): a forward convolution of grad_out with the filters flipped and
+#: transposed, padding k - 1 - p: the same sums, no scatter, a GEMM whose inner dimension is
+#: F*KH*KW instead of F. ``"auto"``: by the shapes alone (see :func:`input_grad_algorithm`).
+INPUT_GRAD_ALGORITHMS = ("auto", "col2im", "transposed")
+_input_grad = [os.environ.get("FASTCONV_CONV_INPUT_GRAD", "auto").strip().lower() or "auto"]
+if _input_grad[0] not in INPUT_GRAD_ALGORITHMS:
+    _input_grad[0] = "auto"
+# The smallest output plane (OH * OW) from which the transposed form is chosen: measured on
+# stride-1, same-padded 3x3 and 5x5 layers, 16-64 channels, batch 1/32/128, 2 threads
+# (bench/RESULTS.md): 1.17-2.14x faster from 24x24 on, 0.83-1.29x at 16x16 and 20x20.
+_TRANSPOSED_MIN_PLANE = 576
+
+
+def set_input_grad_algorithm(name):
+    """Force how convolutions compute their input gradient (``"auto"`` to let the shapes
+    decide); returns the previous setting. Also ``FASTCONV_CONV_INPUT_GRAD``.
+
+    Both algorithms give the same bits on any thread count; they differ from each other by
+    rounding (the sums are taken in another order).
+    """
+    if name not in INPUT_GRAD_ALGORITHMS:
+        raise ValueError(f"set_input_grad_algorithm: name must be one of "
+                         f"{list(INPUT_GRAD_ALGORITHMS)}; got {name!r}")
+    old, _input_grad[0] = _input_grad[0], name
+    return old
+
+
+def _transposable(weight_shape, stride, padding):
+    kh, kw = weight_shape[2], weight_shape[3]
+    return (tuple(stride) == (1, 1) and kh % 2 == 1 and kw % 2 == 1
+            and tuple(padding) == ((kh - 1) // 2, (kw - 1) // 2))
+
+
+def input_grad_algorithm(weight_shape, stride, padding, y_shape):
+    """``"col2im"`` or ``"transposed"``: how the input gradient of a convolution of these
+    shapes is computed. A rule of the shapes alone, so that every thread count (and every
+    run) computes the same bits: the transposed form where it applies (stride 1, odd kernel,
+    "same" padding) and the output plane has at least 576 pixels, unless
+    :func:`set_input_grad_algorithm` forces one (the transposed form only where it applies).
+    """
+    if not _transposable(weight_shape, stride, padding):
+        return "col2im"
+    if _input_grad[0] != "auto":
+        return _input_grad[0]
+    return "transposed" if y_shape[2] * y_shape[3] >= _TRANSPOSED_MIN_PLANE else "col2im"
+
+
+def transposed_filters(weight):
+    """The filters of the input gradient's forward form: (C, F, KH, KW), flipped."""
+    return np.ascontiguousarray(weight.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
+
+
+def run_input_grad(algorithm, grad_out, weight, grad_x, stride, padding, n_threads):
+    """grad_x of validated arrays by ``algorithm`` (see :func:`input_grad_algorithm`)."""
+    (sh, sw), (ph, pw) = stride, padding
+    if algorithm == "transposed":
+        kh, kw = weight.shape[2], weight.shape[3]
+        _conv2d.conv2d_forward(grad_out, transposed_filters(weight), None, grad_x, 1, 1,
+                               kh - 1 - ph, kw - 1 - pw, n_threads, None)
+    else:
+        _conv2d.conv2d_backward_input(grad_out, weight, grad_x, sh, sw, ph, pw, n_threads)
 
 _X = "(N, C, H, W)"
 _W = "(F, C, KH, KW)"
@@ -140,8 +207,8 @@ def conv2d_backward_input(grad_out, weight, input_shape, stride=1, padding=0, *,
                                                    padding, x_name="input_shape")
     check_shape(fn, "grad_out", grad_out, y_shape, "(the forward output shape)")
     out = check_out(fn, out, input_shape, grad_out.dtype, (grad_out, weight))
-    _conv2d.conv2d_backward_input(grad_out, weight, out, sh, sw, ph, pw,
-                                  effective_n_threads(n_threads))
+    run_input_grad(input_grad_algorithm(weight.shape, (sh, sw), (ph, pw), y_shape), grad_out,
+                   weight, out, (sh, sw), (ph, pw), effective_n_threads(n_threads))
     return out
 
 
@@ -186,9 +253,24 @@ def _backward(fn, x, grad_out, weight, weight_shape, stride, padding, out, accum
         grad_x = check_out(fn, out, x.shape, x.dtype, inputs)
     gw, gb, bias_result, accumulate = _gradient_buffers(fn, accumulate_into, weight_shape,
                                                          x.dtype, inputs + (grad_x,))
-    _conv2d.conv2d_backward(x, grad_out, weight, grad_x, gw, gb, accumulate, sh, sw, ph, pw,
-                            effective_n_threads(n_threads))
+    backward(x, grad_out, weight, grad_x, gw, gb, accumulate, (sh, sw), (ph, pw),
+             effective_n_threads(n_threads))
     return grad_x, gw, bias_result
+
+
+def backward(x, grad_out, weight, grad_x, gw, gb, accumulate, stride, padding, n_threads,
+             col=None):
+    """Weight and bias gradients, and grad_x unless it is None, of validated arrays: one
+    kernel call, or two where the input gradient takes the transposed form."""
+    (sh, sw), (ph, pw) = stride, padding
+    if grad_x is not None and input_grad_algorithm(weight.shape, stride, padding,
+                                                   grad_out.shape) == "transposed":
+        _conv2d.conv2d_backward(x, grad_out, None, None, gw, gb, accumulate, sh, sw, ph, pw,
+                                n_threads, col)
+        run_input_grad("transposed", grad_out, weight, grad_x, stride, padding, n_threads)
+        return
+    _conv2d.conv2d_backward(x, grad_out, weight if grad_x is not None else None, grad_x, gw,
+                            gb, accumulate, sh, sw, ph, pw, n_threads, col)
 
 
 def conv2d_backward_weight(x, grad_out, kernel_shape, stride=1, padding=0, *,

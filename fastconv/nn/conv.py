@@ -2,6 +2,7 @@
 import numpy as np
 
 from .. import functional as F
+from ..functional import _conv as conv_impl
 from .._kernels import _conv2d
 from .._validation import as_pair, check_int
 from . import _fastpath as fast
@@ -106,9 +107,8 @@ class Conv2d(WeightedLayer):
         if self._col_ready and self._col_key == (x.shape, args) \
                 and fast.tail_equal(x, self._col_x):
             col = self._col
-        _conv2d.conv2d_backward(x, grad_out, self.weight if grad_x is not None else None,
-                                grad_x, self.grad_weight, grad_bias, True, *args, n_threads,
-                                col)
+        conv_impl.backward(x, grad_out, self.weight, grad_x, self.grad_weight, grad_bias, True,
+                           args[:2], args[2:], n_threads, col)
 
     def get_config(self):
         return {"in_channels": self.in_channels, "out_channels": self.out_channels,
