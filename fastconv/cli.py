@@ -375,7 +375,7 @@ def _train(args):
     from . import nn, set_num_threads
     from .callbacks import BestModel, EarlyStopping
     from .nn.loss import make_loss
-    from .train import Trainer, check_save_folder
+    from .train import Trainer, check_save_folder, check_schedule_fits
 
     if args.extra_conv and not args.model.startswith("convnet"):
         raise _UserError(f"--extra-conv adds a convolution to a convnet; --model {args.model} "
@@ -394,6 +394,7 @@ def _train(args):
         loss = make_loss(args.loss, label_smoothing=args.label_smoothing) \
             if args.label_smoothing else args.loss
         parts = dict(loss=loss, optimizer=_optimizer_spec(args), schedule=_schedule(args))
+        check_schedule_fits(parts["optimizer"], parts["schedule"])
     except (TypeError, ValueError) as exc:
         raise _UserError(f"{exc} (see 'fastconv train --help')") from None
     _check_data_path(args)

@@ -33,7 +33,7 @@ from .serialization import (ModelFileError, _entry_problem, _parse_json_entry, a
 __all__ = ["Trainer", "TrainingDiverged", "EpochStats", "build_optimizer", "OPTIMIZERS",
            "predict", "CheckpointError", "SettingsMismatch", "SaveFolderError",
            "check_save_folder", "data_fingerprint", "stratified_split", "upgrade_settings",
-           "homework_trainer"]
+           "homework_trainer", "check_schedule_fits"]
 
 # Samples per forward/backward pass inside one mini-batch; larger batches are chunked, unless
 # the model depends on the batch (BatchNorm: chunks would change its statistics).
@@ -171,6 +171,37 @@ def _set_momentum(opt, value):
         opt.beta1 = value
     elif hasattr(opt, "momentum"):
         opt.momentum = value
+
+
+def check_schedule_fits(optimizer, schedule):
+    """Refuse, before any work, a schedule the optimizer cannot follow: one for an optimizer
+    without a learning rate (CG), one-cycle's momentum cycling for one without momentum.
+
+    Parameters
+    ----------
+    optimizer : OptimizerSpec
+    schedule : schedule or None
+
+    Raises
+    ------
+    ValueError
+        Naming the optimizer, the schedule and the fix.
+    """
+    if schedule is None:
+        return
+    import copy
+
+    probe = optimizer.build(np.zeros(1), optim.BuildContext())
+    first = probe.first if isinstance(probe, optim.SwitchSchedule) else probe
+    if not hasattr(first, "lr"):
+        raise ValueError(f"optimizer {optimizer.name!r} has no learning rate for the "
+                         f"{schedule.settings()['name']!r} schedule to set; drop the "
+                         f"schedule or choose another optimizer")
+    try:
+        copy.deepcopy(schedule).bind(first.lr, 1, _momentum_of(first))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"optimizer {optimizer.name!r} cannot follow this schedule: "
+                         f"{exc}") from None
 
 
 def _validation_count(validation, n):
@@ -319,6 +350,7 @@ class Trainer:
         self.loss_name = self.criterion.name
         self.optimizer_spec = optim.as_spec(optimizer)
         self.schedule = optim.as_schedule(schedule)
+        check_schedule_fits(self.optimizer_spec, self.schedule)
         self.batch_size = int(batch_size)
         self.callbacks = list(callbacks)
         names = [c.name for c in self.callbacks if getattr(c, "name", None)]

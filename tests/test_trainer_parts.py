@@ -317,6 +317,8 @@ def test_cli_trains_with_adam_onecycle_validation_and_label_smoothing(tmp_path):
     (["--schedule", "step"], "step_size"),
     (["--early-stopping", "2"], "--early-stopping watches the validation loss"),
     (["--optimizer-option", "lr"], "--optimizer-option takes KEY=VALUE"),
+    (["--optimizer", "cg", "--schedule", "cosine"], "'cg' has no learning rate"),
+    (["--optimizer", "lbfgs", "--schedule", "onecycle"], "cycle_momentum=True needs"),
     (["--optimizer", "adam", "--switch-to-lbfgs-after", "2"], "--switch-to-lbfgs-after"),
 ])
 def test_cli_refuses_bad_training_options_in_one_line(tmp_path, argv, message):
