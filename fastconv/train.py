@@ -376,6 +376,7 @@ class Trainer:
         self._data = None         # [train_x, train_y, fingerprint or None] of the last fit
         self._validation = None   # settings of the last fit's validation split
         self._train_index = None  # the training samples' rows of train_x (None: all)
+        self._n_outputs = None    # the model's class scores per sample (_n_classes)
         self.order = None
 
     # -- optimizer and schedule -------------------------------------------------------------
@@ -474,7 +475,7 @@ class Trainer:
         self.order = self.data_rng.permutation(n)
         if rows is not None:
             self.order = rows[self.order]
-        confusion = ConfusionMatrix(self._n_classes(y))
+        confusion = ConfusionMatrix(self._n_classes(x, y))
         self.model.train()
         bar = self._bar(n, f"epoch {epoch}")
         total_loss, seen = 0.0, 0
@@ -507,9 +508,19 @@ class Trainer:
             stats["lr"] = lr
         return stats
 
-    @staticmethod
-    def _n_classes(y):
-        return max(10, int(y.max()) + 1) if len(y) else 10
+    def _n_classes(self, x, y):
+        """Rows of the confusion matrix: the model's outputs (found once, by a forward pass
+        of one sample in evaluation mode, which draws no random number and moves no running
+        statistic), or more if the labels say so."""
+        if self._n_outputs is None and len(x):
+            training = self.model.training
+            self.model.eval()
+            try:
+                out = self.model.forward(x[:1])
+            finally:
+                self.model.train(training)
+            self._n_outputs = int(out.shape[1]) if out.ndim == 2 else 0
+        return max(self._n_outputs or 1, int(y.max()) + 1 if len(y) else 1)
 
     def evaluate(self, x, y, batch_size=250):
         """Loss and accuracy on ``(x, y)`` in evaluation mode (ASGD: averaged weights).
@@ -517,7 +528,7 @@ class Trainer:
         Batches of 250 keep the cached activations of the homework's ConvNet near 250 MB;
         at 1,000 a training run's peak memory passes 1 GiB.
         """
-        confusion = ConfusionMatrix(self._n_classes(y))
+        confusion = ConfusionMatrix(self._n_classes(x, y))
         self.model.eval()
         total = 0.0
         with self._averaged():

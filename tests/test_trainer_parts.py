@@ -328,3 +328,19 @@ def test_cli_refuses_bad_training_options_in_one_line(tmp_path, argv, message):
     assert code != 0
     lines = err.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], err
+
+
+def test_the_confusion_matrix_has_the_models_classes():
+    """Three classes: a 3x3 matrix, not 10x10; a model with more outputs than the labels
+    use gets a row per output, so that every prediction can be counted."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((60, 1, 8, 8)).astype(np.float32)
+    y = np.arange(60) % 3
+    model = nn.build_model("mlp", input_shape=(1, 8, 8), n_classes=3, seed=1)
+    trainer = Trainer(model, optimizer=optim.spec("sgd", lr=0.05), batch_size=10,
+                      progress=False, verbose=False)
+    stats = trainer.train_epoch(x, y)
+    assert stats.confusion.n_classes == 3
+    wide = Trainer(nn.build_model("mlp", input_shape=(1, 8, 8), n_classes=12, seed=1),
+                   optimizer=optim.spec("sgd", lr=0.05), progress=False, verbose=False)
+    assert wide.evaluate(x, y).confusion.n_classes == 12
