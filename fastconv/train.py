@@ -21,14 +21,14 @@ import numpy as np
 
 from . import optim
 from ._errors import PathError
-from .callbacks import LOG_HEADER, Checkpoint, CSVLogger, PrintProgress
-from ._threads import get_num_threads, set_num_threads
+from .callbacks import Checkpoint, CSVLogger, PrintProgress
+from ._threads import set_num_threads
 from .datasets import Dataset
 from .metrics import ConfusionMatrix
 from .nn.loss import make_loss
 from .optim import OPTIMIZERS, build_optimizer
 from .serialization import (ModelFileError, _entry_problem, _parse_json_entry, atomic_savez,
-                            atomic_write_text, read_npz, remove_stale_temporaries, save_model)
+                            read_npz, remove_stale_temporaries, save_model)
 
 __all__ = ["Trainer", "TrainingDiverged", "EpochStats", "build_optimizer", "OPTIMIZERS",
            "predict", "CheckpointError", "SettingsMismatch", "SaveFolderError",

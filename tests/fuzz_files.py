@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 from fastconv import nn
 from fastconv.datasets.images import ImageError, read_digit_images
 from fastconv.serialization import ModelFileError, load_model
-from fastconv.train import CheckpointError, SettingsMismatch, Trainer, homework_trainer
+from fastconv.train import CheckpointError, SettingsMismatch, homework_trainer
 
 from . import hostile_files as hf
 

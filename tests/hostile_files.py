@@ -308,7 +308,7 @@ def open_file(kind, path):
         from fastconv.serialization import load_model
         return load_model(path, input_shape=(1, 32, 32), n_outputs=10)
     if kind == "checkpoint":
-        from fastconv.train import Trainer, homework_trainer
+        from fastconv.train import homework_trainer
         trainer = homework_trainer(small_model(), save_dir=str(path.parent), verbose=False)
         return trainer.load_checkpoint()
     from fastconv.datasets.images import read_digit_images

@@ -18,7 +18,7 @@ from fastconv.datasets import (DataFileError, Dataset, Normalization, load_cifar
                                load_dataset, load_idx_folder, load_npz, write_idx)
 from fastconv.datasets.cifar import MAX_BATCH_BYTES
 from fastconv.serialization import load_model, save_model
-from fastconv.train import Trainer, homework_trainer
+from fastconv.train import homework_trainer
 
 from .dataset_files import (RECORD, TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS,
                             cifar_records, idx_arrays, write_cifar_folder, write_idx_folder,

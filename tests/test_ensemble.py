@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from fastconv import Trainer, load_ensemble, nn, optim
-from fastconv.datasets import SAMPLE_FOLDER, Normalization, load_idx_folder, load_mnist_sample
+from fastconv.datasets import SAMPLE_FOLDER, load_idx_folder, load_mnist_sample
 from fastconv.serialization import EnsembleError, ModelFileError, save_model
 
 from .gradcheck import check_vjp

@@ -105,7 +105,7 @@ def test_array_shapes_match_a_built_module(name, bias):
 def test_checkpoint_resume_restores_buffers_bitwise(tmp_path):
     """BatchNorm's running statistics are saved in checkpoints: an interrupted and resumed
     run ends with the same parameters and statistics as an uninterrupted one."""
-    from fastconv.train import Trainer, homework_trainer
+    from fastconv.train import homework_trainer
     rng = np.random.default_rng(3)
     x = rng.standard_normal((60, 1, 8, 8)).astype(np.float32)
     y = rng.integers(0, 10, 60)

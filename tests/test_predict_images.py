@@ -13,7 +13,7 @@ import os
 import numpy as np
 import pytest
 
-from fastconv import Trainer, nn
+from fastconv import nn
 
 from fastconv.train import homework_trainer
 from fastconv.datasets import load_mnist, read_idx

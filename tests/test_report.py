@@ -145,7 +145,7 @@ def test_estimate_of_a_fresh_folder_uses_one_threads_cost(tmp_path):
 
 def test_asgd_t0_is_the_drivers_trsize_times_t0_at_any_batch_size():
     """Torch7's driver: t0 = trsize * opt.t0 updates; at batch 4 that is 4 epochs, not 1."""
-    from fastconv import Trainer, nn
+    from fastconv import nn
     from fastconv.train import homework_trainer
     from fastconv.datasets import load_mnist_sample
 
@@ -173,7 +173,7 @@ def test_cli_help_shows_each_default_once():
 
 
 def test_training_report_says_1_thread(capsys):
-    from fastconv import Trainer, nn
+    from fastconv import nn
     from fastconv.train import homework_trainer
     from fastconv.datasets import load_mnist_sample
 

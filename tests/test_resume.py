@@ -11,7 +11,7 @@ import pytest
 from fastconv import nn
 from fastconv.datasets import load_mnist
 from fastconv.serialization import atomic_savez
-from fastconv.train import CheckpointError, SaveFolderError, SettingsMismatch, Trainer, homework_trainer
+from fastconv.train import CheckpointError, SaveFolderError, SettingsMismatch, homework_trainer
 
 from .test_cli_errors import assert_one_line_error, run_cli
 

@@ -12,7 +12,7 @@ from fastconv import cli, nn
 from fastconv.datasets import DataFileError, load_mnist_sample
 from fastconv.datasets import _idx
 from fastconv.serialization import atomic_savez, load_model, read_npz
-from fastconv.train import CheckpointError, SettingsMismatch, Trainer, homework_trainer
+from fastconv.train import CheckpointError, SettingsMismatch, homework_trainer
 
 from .test_cli_errors import assert_one_line_error, run_cli
 

@@ -12,7 +12,7 @@ import pytest
 import fastconv
 from fastconv import nn
 from fastconv.datasets import load_mnist_sample
-from fastconv.train import Trainer, homework_trainer
+from fastconv.train import homework_trainer
 
 from .layer_cases import CASES, make
 

@@ -10,7 +10,7 @@ from fastconv import nn
 from fastconv.cli import main as cli_main
 from fastconv.datasets import load_mnist
 from fastconv.serialization import load_model
-from fastconv.train import Trainer, homework_trainer, TrainingDiverged
+from fastconv.train import homework_trainer, TrainingDiverged
 
 from fastconv.datasets import SAMPLE_FOLDER  # noqa: E402
 
