@@ -116,6 +116,13 @@ def _check_mode(cls, mode):
     return mode
 
 
+def _check_monitor(cls, trainer, monitor):
+    """Refuse, before the first epoch, a validation metric of a fit without validation."""
+    if monitor.startswith("val_") and trainer.validation is None:
+        raise ValueError(f"{cls} watches {monitor!r}, but this fit holds out no validation "
+                         f"data: pass fit(..., validation=N) or watch a training metric")
+
+
 def _metric(cls, stats, monitor):
     if monitor not in stats:
         known = ", ".join(k for k in stats if isinstance(stats[k], float))
@@ -163,7 +170,8 @@ class BestModel(Callback):
         return value > self.value if self.mode == "max" else value < self.value
 
     def on_fit_begin(self, trainer):
-        """Remember the save folder, where the best model's file is."""
+        """Check the metric exists; remember the save folder (the best model's file)."""
+        _check_monitor("BestModel", trainer, self.monitor)
         self._folder = trainer.save_dir
 
     def on_epoch_end(self, trainer, stats):
@@ -243,7 +251,8 @@ class EarlyStopping(Callback):
         self.stopped_epoch = None
 
     def on_fit_begin(self, trainer):
-        """A run that stopped early stays stopped when it is resumed."""
+        """Check the metric exists; a run that stopped early stays stopped when resumed."""
+        _check_monitor("EarlyStopping", trainer, self.monitor)
         if self.stopped_epoch is not None:
             trainer.stop_training = True
 

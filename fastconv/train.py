@@ -657,6 +657,11 @@ class Trainer:
             cb.on_fit_end(self)
         return self.history
 
+    @property
+    def validation(self):
+        """How the last fit held out validation data (its settings), or None."""
+        return self._validation
+
     def _all_callbacks(self):
         """The user's callbacks, then printing, logs and the checkpoint (last: it saves the
         others' state)."""

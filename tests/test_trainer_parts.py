@@ -344,3 +344,11 @@ def test_the_confusion_matrix_has_the_models_classes():
     wide = Trainer(nn.build_model("mlp", input_shape=(1, 8, 8), n_classes=12, seed=1),
                    optimizer=optim.spec("sgd", lr=0.05), progress=False, verbose=False)
     assert wide.evaluate(x, y).confusion.n_classes == 12
+
+
+def test_a_validation_metric_without_validation_is_refused_before_training(sample):
+    x, y, _, _ = sample
+    trainer = _trainer(None, callbacks=[EarlyStopping("val_loss")])
+    with pytest.raises(ValueError, match="holds out no validation data"):
+        trainer.fit(x, y, epochs=1)
+    assert trainer.epoch == 0 and trainer.step_count == 0
