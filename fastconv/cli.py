@@ -699,12 +699,7 @@ def _predict_cmd(args):
     from .datasets.images import prepare_digits, read_digit_images
 
     model, meta, _ = _load_for_eval(args, need_data=False)
-    trained = _trained_on(meta, args.model_file)
-    if list(trained["input_shape"]) != [1, 32, 32] or trained.get("padding") != 2:
-        raise _UserError(f"IMAGE files are prepared as MNIST digits (28x28, padded to "
-                         f"32x32); this model takes {tuple(trained['input_shape'])} inputs "
-                         f"from --dataset {trained.get('name')}. Run predict without IMAGE to "
-                         f"label the data set's test split")
+    _check_takes_digits(_trained_on(meta, args.model_file), "this model takes")
     names, images = read_digit_images(args.images)
     normalization = meta.get("normalization") or _refit_normalization(args, model)
     x = prepare_digits(images, normalization, meta.get("local_contrast", False),
@@ -715,6 +710,15 @@ def _predict_cmd(args):
     if args.output:
         print(f"wrote {len(rows)} predictions to {args.output}")
     return 0
+
+
+def _check_takes_digits(trained, who):
+    """Refuse IMAGE files for a model not trained on 32x32 padded digits."""
+    if list(trained["input_shape"]) != [1, 32, 32] or trained.get("padding") != 2:
+        raise _UserError(f"IMAGE files are prepared as MNIST digits (28x28, padded to "
+                         f"32x32); {who} {tuple(trained['input_shape'])} inputs "
+                         f"from --dataset {trained.get('name')}. Run predict without IMAGE to "
+                         f"label the data set's test split")
 
 
 def _predict_ensemble(args, files):
@@ -729,12 +733,7 @@ def _predict_ensemble(args, files):
     from .datasets.images import prepare_digits, read_digit_images
 
     ensemble, metas, _ = _load_ensemble_for_eval(args, files, need_data=False)
-    trained = _trained_on(metas[0], files[0])
-    if list(trained["input_shape"]) != [1, 32, 32] or trained.get("padding") != 2:
-        raise _UserError(f"IMAGE files are prepared as MNIST digits (28x28, padded to "
-                         f"32x32); these models take {tuple(trained['input_shape'])} inputs "
-                         f"from --dataset {trained.get('name')}. Run predict without IMAGE to "
-                         f"label the data set's test split")
+    _check_takes_digits(_trained_on(metas[0], files[0]), "these models take")
     names, images = read_digit_images(args.images)
     inputs = []
     for member, meta, path in zip(ensemble, metas, files):

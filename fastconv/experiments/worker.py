@@ -294,9 +294,13 @@ def train_recipe(config, run_dir, threads, on_epoch):
     fastconv.set_num_threads(threads)
     data = load_data(config["data"])
     augment = dict(config.get("augment") or {})
-    model = build_model(config["model"], loss=config["loss"], extra_conv=config["extra_conv"],
-                        dropout=config["dropout"], dtype=data.train_x.dtype,
-                        seed=config["seed"], **augment)
+
+    def fresh_model():
+        return build_model(config["model"], loss=config["loss"],
+                           extra_conv=config["extra_conv"], dropout=config["dropout"],
+                           dtype=data.train_x.dtype, seed=config["seed"], **augment)
+
+    model = fresh_model()
     best = BestModel(config["select"])
 
     class Record(Callback):
@@ -319,9 +323,7 @@ def train_recipe(config, run_dir, threads, on_epoch):
         checkpoint = os.path.join(run_dir, "checkpoint.npz")
         os.replace(checkpoint, checkpoint + ".damaged")
         best.__init__(config["select"])
-        model = build_model(config["model"], loss=config["loss"],
-                            extra_conv=config["extra_conv"], dropout=config["dropout"],
-                            dtype=data.train_x.dtype, seed=config["seed"], **augment)
+        model = fresh_model()
         t = trainer()
         t.fit(data.train_x, data.train_y, **fit)
     if t.history:
