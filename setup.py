@@ -57,8 +57,8 @@ PORTABLE_BUILD = PORTABLE or ("bdist_wheel" in sys.argv and not NATIVE)
 # module docstring and fastconv/_kernels/__init__.py): where the compiler's vectorized loops
 # are (im2col/col2im, activations, pooling, normalization, rotation, losses, vector updates).
 # The GEMMs come from the BLAS, which dispatches on the CPU itself.
-ISA_MODULES = ("_conv2d", "_activation", "_pool", "_batchnorm", "_normalization", "_rotate",
-               "_loss", "_vector")
+ISA_MODULES = ("_conv2d", "_winograd", "_activation", "_pool", "_batchnorm", "_normalization",
+               "_rotate", "_loss", "_vector")
 ISA_LEVELS = (("v4", "x86-64-v4"), ("v3", "x86-64-v3"))
 ISA_VARIANTS = PORTABLE_BUILD and not DEBUG and platform.machine().lower() in (
     "x86_64", "amd64")

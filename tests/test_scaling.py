@@ -30,7 +30,7 @@ def test_every_region_over_one_percent_has_units_for_64_threads(name):
     assert all(len(why) > 10 for why in scaling.FEWER_UNITS.values())
     # And the big ones by count, whatever the clock says.
     for inst in insts:
-        if inst["region"].startswith("conv2d_") and inst["n_units"] > 0:
+        if inst["region"].startswith(("conv2d_", "winograd_")) and inst["n_units"] > 0:
             assert inst["n_units"] >= 64, inst["region"]
 
 

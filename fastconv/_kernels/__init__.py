@@ -17,8 +17,8 @@ import warnings
 from ._openmp import cpu_supports, isa_variants
 
 # The modules setup.py builds per ISA level (its ISA_MODULES).
-_ISA_MODULES = ("_conv2d", "_activation", "_pool", "_batchnorm", "_normalization", "_rotate",
-                "_loss", "_vector")
+_ISA_MODULES = ("_conv2d", "_winograd", "_activation", "_pool", "_batchnorm", "_normalization",
+                "_rotate", "_loss", "_vector")
 
 
 def _choose_level():

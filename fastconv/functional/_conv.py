@@ -11,14 +11,15 @@ import os
 
 import numpy as np
 
-from .._kernels import _conv2d
+from .._kernels import _conv2d, _winograd
 from .._threads import effective_n_threads
 from .._validation import (MAX_EXTENT, as_pair, check_array, check_int, check_out, check_shape,
                            output_size)
 
 __all__ = ["conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight",
            "conv2d_backward", "input_grad_algorithm", "set_input_grad_algorithm",
-           "INPUT_GRAD_ALGORITHMS"]
+           "INPUT_GRAD_ALGORITHMS", "conv_algorithm", "set_conv_algorithm",
+           "CONV_ALGORITHMS"]
 
 #: How the input gradient of a convolution is computed. ``"col2im"``: the product of the
 #: transposed filters with grad_out, scattered back into grad_x. ``"transposed"`` (stride 1,
@@ -47,6 +48,66 @@ def set_input_grad_algorithm(name):
                          f"{list(INPUT_GRAD_ALGORITHMS)}; got {name!r}")
     old, _input_grad[0] = _input_grad[0], name
     return old
+
+
+#: How a convolution's forward pass and weight gradient (and the forward form of an input
+#: gradient) are computed. ``"im2col"``: the filters times each sample's im2col matrix (one
+#: GEMM per block). ``"winograd"`` (3x3 kernels, stride 1 only): Winograd's F(2x2, 3x3),
+#: 2.25 times fewer multiply-adds, 16 GEMMs per block of tiles. ``"auto"``: by the shapes
+#: alone (see :func:`conv_algorithm`).
+CONV_ALGORITHMS = ("auto", "im2col", "winograd")
+_algorithm = [os.environ.get("FASTCONV_CONV_ALGORITHM", "auto").strip().lower() or "auto"]
+if _algorithm[0] not in CONV_ALGORITHMS:
+    _algorithm[0] = "auto"
+# Winograd is chosen from this many input channels and output pixels per sample on: with
+# fewer channels its 16 GEMMs are too thin, with fewer pixels its transforms cost more than
+# they save (bench/conv_winograd.py, bench/RESULTS.md).
+_WINOGRAD_MIN_CHANNELS = 16
+_WINOGRAD_MIN_PLANE = 64
+
+
+def set_conv_algorithm(name):
+    """Force how convolutions compute their forward pass and weight gradient (``"auto"`` to
+    let the shapes decide); returns the previous setting. Also ``FASTCONV_CONV_ALGORITHM``.
+
+    Every algorithm gives the same bits on any thread count; they differ from each other by
+    rounding (Winograd's transforms add terms in another order: docs/guide/engine.rst states
+    the error).
+    """
+    if name not in CONV_ALGORITHMS:
+        raise ValueError(f"set_conv_algorithm: name must be one of "
+                         f"{list(CONV_ALGORITHMS)}; got {name!r}")
+    old, _algorithm[0] = _algorithm[0], name
+    return old
+
+
+def _winograd_applies(weight_shape, stride):
+    return tuple(stride) == (1, 1) and tuple(weight_shape[2:]) == (3, 3)
+
+
+def conv_algorithm(weight_shape, stride, padding, y_shape):
+    """``"im2col"`` or ``"winograd"``: how the forward pass and the weight gradient of a
+    convolution of these shapes are computed. A rule of the shapes alone, so that every thread count (and every run)
+    computes the same bits: Winograd where it applies (3x3 kernel, stride 1) with at least
+    16 input channels and an output plane of at least 64 pixels, unless
+    :func:`set_conv_algorithm` forces one (Winograd only where it applies).
+    """
+    if not _winograd_applies(weight_shape, stride):
+        return "im2col"
+    if _algorithm[0] != "auto":
+        return _algorithm[0]
+    return ("winograd" if weight_shape[1] >= _WINOGRAD_MIN_CHANNELS
+            and y_shape[2] * y_shape[3] >= _WINOGRAD_MIN_PLANE else "im2col")
+
+
+def run_forward(x, weight, bias, y, stride, padding, n_threads, col_keep=None):
+    """y = conv(x) + bias of validated arrays by :func:`conv_algorithm`'s choice; returns
+    whether the last sample's im2col matrix was left in col_keep (im2col only)."""
+    (sh, sw), (ph, pw) = stride, padding
+    if conv_algorithm(weight.shape, stride, padding, y.shape) == "winograd":
+        _winograd.winograd_forward(x, weight, bias, y, ph, pw, n_threads)
+        return False
+    return _conv2d.conv2d_forward(x, weight, bias, y, sh, sw, ph, pw, n_threads, col_keep)
 
 
 def _transposable(weight_shape, stride, padding):
@@ -79,8 +140,8 @@ def run_input_grad(algorithm, grad_out, weight, grad_x, stride, padding, n_threa
     (sh, sw), (ph, pw) = stride, padding
     if algorithm == "transposed":
         kh, kw = weight.shape[2], weight.shape[3]
-        _conv2d.conv2d_forward(grad_out, transposed_filters(weight), None, grad_x, 1, 1,
-                               kh - 1 - ph, kw - 1 - pw, n_threads, None)
+        run_forward(grad_out, transposed_filters(weight), None, grad_x, (1, 1),
+                    (kh - 1 - ph, kw - 1 - pw), n_threads)
     else:
         _conv2d.conv2d_backward_input(grad_out, weight, grad_x, sh, sw, ph, pw, n_threads)
 
@@ -165,7 +226,7 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, *, out=None, n_thr
     if bias is not None:
         check_shape(fn, "bias", bias, (weight.shape[0],), "(F,)")
     out = check_out(fn, out, y_shape, x.dtype, (x, weight, bias))
-    _conv2d.conv2d_forward(x, weight, bias, out, sh, sw, ph, pw, effective_n_threads(n_threads))
+    run_forward(x, weight, bias, out, (sh, sw), (ph, pw), effective_n_threads(n_threads))
     return out
 
 
@@ -261,16 +322,22 @@ def _backward(fn, x, grad_out, weight, weight_shape, stride, padding, out, accum
 def backward(x, grad_out, weight, grad_x, gw, gb, accumulate, stride, padding, n_threads,
              col=None):
     """Weight and bias gradients, and grad_x unless it is None, of validated arrays: one
-    kernel call, or two where the input gradient takes the transposed form."""
+    kernel call, or two where the weight gradient takes Winograd's form or the input
+    gradient the transposed form."""
     (sh, sw), (ph, pw) = stride, padding
-    if grad_x is not None and input_grad_algorithm(weight.shape, stride, padding,
-                                                   grad_out.shape) == "transposed":
+    input_grad = None if grad_x is None else input_grad_algorithm(weight.shape, stride,
+                                                                  padding, grad_out.shape)
+    if conv_algorithm(gw.shape, stride, padding, grad_out.shape) == "winograd":
+        _winograd.winograd_backward_weight(x, grad_out, gw, gb, accumulate, ph, pw, n_threads)
+    elif input_grad == "transposed" or grad_x is None:
         _conv2d.conv2d_backward(x, grad_out, None, None, gw, gb, accumulate, sh, sw, ph, pw,
                                 n_threads, col)
-        run_input_grad("transposed", grad_out, weight, grad_x, stride, padding, n_threads)
+    else:
+        _conv2d.conv2d_backward(x, grad_out, weight, grad_x, gw, gb, accumulate, sh, sw, ph,
+                                pw, n_threads, col)
         return
-    _conv2d.conv2d_backward(x, grad_out, weight if grad_x is not None else None, grad_x, gw,
-                            gb, accumulate, sh, sw, ph, pw, n_threads, col)
+    if grad_x is not None:
+        run_input_grad(input_grad, grad_out, weight, grad_x, stride, padding, n_threads)
 
 
 def conv2d_backward_weight(x, grad_out, kernel_shape, stride=1, padding=0, *,

@@ -3,7 +3,6 @@ import numpy as np
 
 from .. import functional as F
 from ..functional import _conv as conv_impl
-from .._kernels import _conv2d
 from .._validation import as_pair, check_int
 from . import _fastpath as fast
 from ._weighted import WeightedLayer
@@ -77,11 +76,12 @@ class Conv2d(WeightedLayer):
         # backward uses the matrix only while x still holds those bytes.
         self._col = self._col_x = None  # recycled through the pool once nothing holds them
         self._col_ready = False
-        if self.training and x.shape[0] == 1:
+        if self.training and x.shape[0] == 1 and conv_impl.conv_algorithm(
+                self.weight.shape, args[:2], args[2:], y.shape) == "im2col":
             f, c, kh, kw = self.weight.shape
             self._col = self._empty((c * kh * kw * y.shape[2] * y.shape[3],), x.dtype)
-        self._col_ready = _conv2d.conv2d_forward(x, self.weight, self.bias, y, *args,
-                                                 n_threads, self._col)
+        self._col_ready = conv_impl.run_forward(x, self.weight, self.bias, y, args[:2],
+                                                args[2:], n_threads, self._col)
         if self._col_ready:
             self._col_x = self._empty(x.shape[1:], x.dtype)
             np.copyto(self._col_x, x[-1])

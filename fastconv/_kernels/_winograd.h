@@ -1,0 +1,21 @@
+/* The transforms of _winograd.pyx (written in C for `restrict`, so that the compiler
+   vectorizes each loop without run-time alias checks), instantiated from _winograd_impl.h for
+   float (suffix _f) and double (suffix _d). */
+#ifndef FASTCONV_WINOGRAD_H
+#define FASTCONV_WINOGRAD_H
+
+#include <string.h>
+
+#define FC_T float
+#define FC_NAME(name) name##_f
+#include "_winograd_impl.h"
+#undef FC_T
+#undef FC_NAME
+
+#define FC_T double
+#define FC_NAME(name) name##_d
+#include "_winograd_impl.h"
+#undef FC_T
+#undef FC_NAME
+
+#endif

@@ -1,0 +1,397 @@
+"""Stride-1 3x3 convolution by Winograd's minimal filtering, F(2x2, 3x3).
+
+Design
+------
+(a) Each 2x2 block of output is computed from the 4x4 input tile under it with 16
+    multiplications per input channel instead of 36 (the transforms: _winograd_impl.h). For
+    a block of tiles the products summed over the input channels are 16 GEMMs,
+    M[xi] (F, T) = U[xi] (F, C) @ V[xi] (C, T), xi < 16, with U the transformed filters and
+    V the transformed input tiles; the output transform turns M back into pixels and adds
+    the bias. 2.25 times fewer multiply-adds than im2col + GEMM, and the transformed input
+    is 16/4 = 4 values per input pixel where an im2col matrix holds 9.
+(b) Same conventions as _conv2d (NCHW, C-contiguous, float32 or float64, any zero padding).
+(c) Threading as in _conv2d, design note (c): units fixed by the shapes alone, every unit
+    makes the same GEMM calls whoever runs it. A unit is a run of tile rows of one sample:
+    min(4, 64 / N) parts per sample (1 from 64 samples on), each processed in blocks of
+    whole tile rows of about _BLOCK_TILES tiles (the GEMMs' T), so any thread count gives
+    the same bits.
+(d) Rounding: the transforms add up to 9 terms and halve exactly, so results differ from
+    im2col + GEMM's by a few units in the last place of the largest terms; the tests state
+    the bound (tests/test_winograd.py).
+"""
+from cython.parallel cimport prange
+from cpython.pyport cimport PY_SSIZE_T_MAX
+from libc.stdlib cimport malloc, free
+from libc.string cimport memset
+
+from ._types cimport real_t
+from ._blas cimport gemm_rm
+from ._trace cimport unit_begin, unit_end
+
+
+cdef extern from "_winograd.h":
+    void fc_wino_input_f(const float* x, int C, int H, int W, int ph, int pw, int tw, int a0,
+                         int a1, float* V, long ldv, long nt, float* scratch) noexcept nogil
+    void fc_wino_input_d(const double* x, int C, int H, int W, int ph, int pw, int tw, int a0,
+                         int a1, double* V, long ldv, long nt, double* scratch) noexcept nogil
+    void fc_wino_output_f(const float* M, long ldm, long nt, int F, const float* bias,
+                          float* y, int OH, int OW, int tw, int a0, int a1) noexcept nogil
+    void fc_wino_output_d(const double* M, long ldm, long nt, int F, const double* bias,
+                          double* y, int OH, int OW, int tw, int a0, int a1) noexcept nogil
+    void fc_wino_filter_f(const float* w, int F, int C, int f0, int f1, float* U) noexcept nogil
+    void fc_wino_filter_d(const double* w, int F, int C, int f0, int f1,
+                          double* U) noexcept nogil
+    void fc_wino_grad_output_f(const float* gy, int F, int OH, int OW, int tw, int a0, int a1,
+                               float* Z, long ldz, long nt) noexcept nogil
+    void fc_wino_grad_output_d(const double* gy, int F, int OH, int OW, int tw, int a0,
+                               int a1, double* Z, long ldz, long nt) noexcept nogil
+    void fc_wino_filter_grad_f(const float* dU, int F, int C, int f0, int f1, float beta,
+                               float* gw) noexcept nogil
+    void fc_wino_filter_grad_d(const double* dU, int F, int C, int f0, int f1, double beta,
+                               double* gw) noexcept nogil
+
+
+cdef enum:
+    # As in _conv2d: units for up to 64 threads, at most 4 parts per sample.
+    _UNITS = 64
+    _SAMPLE_PARTS = 4
+    # The weight gradient's partial sums (16*F*C elements per unit) take at most about this
+    # many elements in all (64 MB in float32): 64 units up to 128 x 128 channels, fewer for
+    # wider layers.
+    _PARTIAL_ELEMENTS = 1 << 24
+
+
+# Tiles per block (the GEMMs' T), rounded to whole tile rows.
+cdef int _BLOCK_TILES = 128
+
+
+def _set_block_tiles(int n):
+    """Set the tiles per block (>= 1); returns the previous value. For tests and tuning."""
+    global _BLOCK_TILES
+    if n < 1:
+        raise ValueError(f"_set_block_tiles: n must be >= 1; got {n}")
+    old = _BLOCK_TILES
+    _BLOCK_TILES = n
+    return old
+
+
+cdef struct Wino:
+    int c, h, w, f, ph, pw, oh, ow
+    int th, tw            # tile rows and columns: ceil(oh / 2), ceil(ow / 2)
+    int rows              # tile rows per block
+    int parts             # units per sample
+    Py_ssize_t nt         # tiles per block at most: rows * tw
+    Py_ssize_t ldv, ldm   # distance between V[xi] and V[xi + 1], M[xi] and M[xi + 1]
+    Py_ssize_t stride     # per-thread workspace: V (16*C*nt), M (16*F*nt), scratch
+
+
+cdef inline Py_ssize_t _padded(Py_ssize_t n, Py_ssize_t line) noexcept nogil:
+    """n rounded up to whole cache lines, plus two lines: the 16 matrices V[xi] (or M[xi])
+    then start in different cache sets even where n is a power of two (the transforms read
+    or write all 16 at once; 16 streams 16 KB apart ran 2.4x slower)."""
+    return (n + line - 1) // line * line + 2 * line
+
+
+cdef inline int _split(int total, int t, int n_parts) noexcept nogil:
+    return <int>((<long long>total * t) // n_parts)
+
+
+cdef void _unit(const real_t* x, const real_t* U, const real_t* bias, real_t* y,
+                const Wino* g, int a0, int a1, real_t* ws) noexcept nogil:
+    """Tile rows [a0, a1) of one sample: x (C, H, W) -> y (F, OH, OW), block by block."""
+    cdef real_t* V = ws
+    cdef real_t* M = ws + 16 * g.ldv
+    cdef real_t* scratch = M + 16 * g.ldm
+    cdef int b0 = a0, b1, xi
+    cdef Py_ssize_t nt
+    while b0 < a1:
+        b1 = min(a1, b0 + g.rows)
+        nt = <Py_ssize_t>(b1 - b0) * g.tw
+        if real_t is float:
+            fc_wino_input_f(x, g.c, g.h, g.w, g.ph, g.pw, g.tw, b0, b1, V, g.ldv, nt,
+                            scratch)
+        else:
+            fc_wino_input_d(x, g.c, g.h, g.w, g.ph, g.pw, g.tw, b0, b1, V, g.ldv, nt,
+                            scratch)
+        for xi in range(16):
+            gemm_rm(False, False, g.f, <int>nt, g.c, 1, U + xi * g.f * g.c, g.c,
+                    V + xi * g.ldv, <int>nt, 0, M + xi * g.ldm, <int>nt)
+        if real_t is float:
+            fc_wino_output_f(M, g.ldm, nt, g.f, bias, y, g.oh, g.ow, g.tw, b0, b1)
+        else:
+            fc_wino_output_d(M, g.ldm, nt, g.f, bias, y, g.oh, g.ow, g.tw, b0, b1)
+        b0 = b1
+
+
+cdef void _forward_impl(const real_t* x, const real_t* weight, const real_t* bias, real_t* y,
+                        const Wino* g, int n_batch, int T, real_t* U,
+                        real_t* ws) noexcept nogil:
+    cdef int t, u, n, j, units = n_batch * g.parts
+    cdef Py_ssize_t xs = <Py_ssize_t>g.c * g.h * g.w
+    cdef Py_ssize_t ys = <Py_ssize_t>g.f * g.oh * g.ow
+    cdef double t0
+    # The filter transform is a function of each filter alone: any split gives the same bits.
+    for t in prange(T, num_threads=T, schedule="static", chunksize=1):
+        t0 = unit_begin()
+        if real_t is float:
+            fc_wino_filter_f(weight, g.f, g.c, _split(g.f, t, T), _split(g.f, t + 1, T), U)
+        else:
+            fc_wino_filter_d(weight, g.f, g.c, _split(g.f, t, T), _split(g.f, t + 1, T), U)
+        unit_end(b"winograd_filter", 0, 0, t0)
+    for t in prange(T, num_threads=T, schedule="static", chunksize=1):
+        for u in range(_split(units, t, T), _split(units, t + 1, T)):
+            t0 = unit_begin()
+            n = u // g.parts
+            j = u % g.parts
+            _unit(x + n * xs, U, bias, y + n * ys, g, _split(g.th, j, g.parts),
+                  _split(g.th, j + 1, g.parts), ws + t * g.stride)
+            unit_end(b"winograd_forward", u, units, t0)
+
+
+cdef void _thread_workspace(Wino* g, Py_ssize_t line) noexcept:
+    """Sizes of a thread's workspace: V (16 x ldv), M or Z (16 x ldm), the transform's
+    scratch rows, rounded to cache lines."""
+    g.ldv = _padded(<Py_ssize_t>g.c * g.nt, line)
+    g.ldm = _padded(<Py_ssize_t>g.f * g.nt, line)
+    g.stride = (16 * (g.ldv + g.ldm) + (2 * <Py_ssize_t>g.rows + 6) * (2 * g.tw + 2)
+                + 2 * line - 1) // line * line
+
+
+cdef Wino _geometry(const Py_ssize_t* x_shape, const Py_ssize_t* w_shape,
+                    const Py_ssize_t* y_shape, Py_ssize_t ph, Py_ssize_t pw,
+                    Py_ssize_t n_batch, str fn, str y_name) except *:
+    cdef Wino g
+    cdef Py_ssize_t limit = 1 << 30
+    if w_shape[2] != 3 or w_shape[3] != 3 or w_shape[1] != x_shape[1]:
+        raise ValueError(f"{fn}: weight must be (F, {x_shape[1]}, 3, 3); got "
+                         f"({w_shape[0]}, {w_shape[1]}, {w_shape[2]}, {w_shape[3]})")
+    if ph < 0 or pw < 0 or x_shape[2] + 2 * ph < 3 or x_shape[3] + 2 * pw < 3 \
+            or x_shape[2] + 2 * ph > limit or x_shape[3] + 2 * pw > limit:
+        raise ValueError(f"{fn}: padding ({ph}, {pw}) out of range for input "
+                         f"{x_shape[2]}x{x_shape[3]}")
+    g.c, g.h, g.w, g.f = x_shape[1], x_shape[2], x_shape[3], w_shape[0]
+    g.ph, g.pw = ph, pw
+    g.oh, g.ow = g.h + 2 * ph - 2, g.w + 2 * pw - 2
+    if y_shape[0] != n_batch or y_shape[1] != g.f or y_shape[2] != g.oh or y_shape[3] != g.ow:
+        raise ValueError(f"{fn}: {y_name} must be ({n_batch}, {g.f}, {g.oh}, {g.ow}); "
+                         f"got ({y_shape[0]}, {y_shape[1]}, {y_shape[2]}, {y_shape[3]})")
+    if <long long>g.c * g.h * g.w > limit or <long long>g.f * g.oh * g.ow > limit \
+            or <long long>g.f * g.c > limit:
+        raise ValueError(f"{fn}: geometry too large")
+    g.th, g.tw = (g.oh + 1) // 2, (g.ow + 1) // 2
+    g.rows = max(1, min(g.th, _BLOCK_TILES // g.tw))
+    g.nt = <Py_ssize_t>g.rows * g.tw
+    g.parts = max(1, min(min(<int>_SAMPLE_PARTS, (_UNITS + n_batch - 1) // max(n_batch, 1)),
+                         g.th))
+    return g
+
+
+def winograd_forward(const real_t[:, :, :, ::1] x,        # IN  (N, C, H, W)
+                     const real_t[:, :, :, ::1] weight,   # IN  (F, C, 3, 3)
+                     const real_t[::1] bias,              # IN  (F,) or None
+                     real_t[:, :, :, ::1] y,              # OUT (N, F, OH, OW)
+                     Py_ssize_t ph, Py_ssize_t pw, int n_threads):
+    """y[n,f,i,j] = bias[f] + sum_{c,u,v} weight[f,c,u,v] * x[n,c,i+u-ph, j+v-pw]: a stride-1
+    3x3 convolution (arguments validated by fastconv.functional._conv)."""
+    cdef int n_batch = x.shape[0]
+    cdef Wino g = _geometry(x.shape, weight.shape, y.shape, ph, pw, n_batch,
+                           "winograd_forward", "y")
+    cdef size_t item = sizeof(real_t)
+    cdef Py_ssize_t line = 64 // item
+    cdef int T = max(1, n_threads)
+    cdef real_t* U
+    cdef real_t* ws
+    cdef object total
+    if bias is not None and bias.shape[0] != g.f:
+        raise ValueError(f"winograd_forward: bias must be ({g.f},); got ({bias.shape[0]},)")
+    if n_batch == 0:
+        return
+    _thread_workspace(&g, line)
+    total = <object>(16 * <Py_ssize_t>g.f * g.c) + <object>T * g.stride
+    if total * item > <object>PY_SSIZE_T_MAX:
+        raise MemoryError(f"winograd_forward: a workspace of {total} elements does not fit")
+    U = <real_t*>malloc(<size_t>total * item)
+    if U == NULL:
+        raise MemoryError(f"winograd_forward: cannot allocate a workspace of {total} elements")
+    ws = U + 16 * <Py_ssize_t>g.f * g.c
+    try:
+        with nogil:
+            _forward_impl(&x[0, 0, 0, 0], &weight[0, 0, 0, 0],
+                          &bias[0] if bias is not None else NULL, &y[0, 0, 0, 0], &g,
+                          n_batch, T, U, ws)
+    finally:
+        free(U)
+
+
+# ---------------------------------------------------------------------------------------------
+# Weight gradient: dL/dg = G^T [sum over tiles of (A dY A^T) .* (B^T d B)] G, the adjoint of
+# the forward pass. The sum over a sample group's tiles is 16 GEMMs per block,
+# dU[xi] (F, C) += Z[xi] (F, T) @ V[xi]^T (T, C), into the group's partial dU; the partials
+# are added in group order and transformed back once.
+# ---------------------------------------------------------------------------------------------
+
+cdef inline int _weight_row_parts(const Wino* g, int n_batch) noexcept nogil:
+    """Tile-row parts of each sample in the weight gradient: min(4, 64 / N), 1 from 64
+    samples on (as the forward pass)."""
+    return max(1, min(min(<int>_SAMPLE_PARTS, (_UNITS + n_batch - 1) // max(n_batch, 1)),
+                      g.th))
+
+
+cdef inline int _weight_units(const Wino* g, int n_batch) noexcept nogil:
+    """Units of the weight gradient, each summing into a partial of its own: R row parts
+    (_weight_row_parts) times S sample groups, S*R <= 64, fewer where the partial sums would
+    pass _PARTIAL_ELEMENTS."""
+    cdef int R = _weight_row_parts(g, n_batch)
+    cdef long long per = 16 * <long long>g.f * g.c + g.f
+    cdef long long groups = min(<long long>n_batch, max(1, <long long>_UNITS // R))
+    groups = min(groups, max(1, <long long>_PARTIAL_ELEMENTS // (per * R)))
+    return <int>(groups * R)
+
+
+cdef void _row_sums(const real_t* a, int rows, Py_ssize_t cols, real_t* out) noexcept nogil:
+    """out[i] += sum(a[i, :cols]) in a fixed order (16 lanes, then the lanes, then the tail)."""
+    cdef real_t acc[16]
+    cdef real_t s
+    cdef const real_t* row
+    cdef Py_ssize_t i, j, l
+    for i in range(rows):
+        row = a + i * cols
+        for l in range(16):
+            acc[l] = 0
+        j = 0
+        while j + 16 <= cols:
+            for l in range(16):
+                acc[l] += row[j + l]
+            j += 16
+        s = 0
+        for l in range(16):
+            s += acc[l]
+        while j < cols:
+            s += row[j]
+            j += 1
+        out[i] += s
+
+
+cdef void _weight_group(const real_t* x, const real_t* gy, const Wino* g, int n0, int n1,
+                        int a0, int a1, real_t* dU, real_t* db, real_t* ws) noexcept nogil:
+    """dU (16, F, C) and db (F,) = the sums over tile rows [a0, a1) of samples [n0, n1) (x
+    and gy point to the batch's first sample); db sums the output rows of those tiles."""
+    cdef real_t* V = ws
+    cdef real_t* Z = ws + 16 * g.ldv
+    cdef real_t* scratch = Z + 16 * g.ldm
+    cdef Py_ssize_t xs = <Py_ssize_t>g.c * g.h * g.w
+    cdef Py_ssize_t ys = <Py_ssize_t>g.f * g.oh * g.ow
+    cdef real_t beta = 0
+    cdef int n, b0, b1, xi, f, r0 = min(2 * a0, g.oh), r1 = min(2 * a1, g.oh)
+    cdef Py_ssize_t nt
+    memset(db, 0, g.f * sizeof(real_t))
+    for n in range(n0, n1):
+        for f in range(g.f):
+            _row_sums(gy + n * ys + (<Py_ssize_t>f * g.oh + r0) * g.ow, 1,
+                      <Py_ssize_t>(r1 - r0) * g.ow, db + f)
+        b0 = a0
+        while b0 < a1:
+            b1 = min(a1, b0 + g.rows)
+            nt = <Py_ssize_t>(b1 - b0) * g.tw
+            if real_t is float:
+                fc_wino_input_f(x + n * xs, g.c, g.h, g.w, g.ph, g.pw, g.tw, b0, b1, V, g.ldv,
+                                nt, scratch)
+                fc_wino_grad_output_f(gy + n * ys, g.f, g.oh, g.ow, g.tw, b0, b1, Z, g.ldm, nt)
+            else:
+                fc_wino_input_d(x + n * xs, g.c, g.h, g.w, g.ph, g.pw, g.tw, b0, b1, V, g.ldv,
+                                nt, scratch)
+                fc_wino_grad_output_d(gy + n * ys, g.f, g.oh, g.ow, g.tw, b0, b1, Z, g.ldm, nt)
+            for xi in range(16):
+                gemm_rm(False, True, g.f, g.c, <int>nt, 1, Z + xi * g.ldm, <int>nt,
+                        V + xi * g.ldv, <int>nt, beta, dU + xi * g.f * g.c, g.c)
+            beta = 1
+            b0 = b1
+    if beta == 0:
+        memset(dU, 0, 16 * <Py_ssize_t>g.f * g.c * sizeof(real_t))
+
+
+cdef void _weight_impl(const real_t* x, const real_t* gy, real_t* gw, real_t* gb,
+                       bint accumulate, const Wino* g, int n_batch, int T, real_t* parts,
+                       Py_ssize_t part_stride, real_t* ws) noexcept nogil:
+    cdef int R = _weight_row_parts(g, n_batch)
+    cdef int S = _weight_units(g, n_batch)
+    cdef int groups = S // R
+    cdef int t, s, u
+    cdef Py_ssize_t e, e0, e1
+    cdef Py_ssize_t size = 16 * <Py_ssize_t>g.f * g.c
+    cdef double t0
+    cdef real_t* src
+    for t in prange(T, num_threads=T, schedule="static", chunksize=1):
+        for u in range(_split(S, t, T), _split(S, t + 1, T)):
+            t0 = unit_begin()
+            _weight_group(x, gy, g, _split(n_batch, u // R, groups),
+                          _split(n_batch, u // R + 1, groups), _split(g.th, u % R, R),
+                          _split(g.th, u % R + 1, R), parts + u * part_stride,
+                          parts + u * part_stride + size, ws + t * g.stride)
+            unit_end(b"winograd_weight_grad", u, S, t0)
+    # Partial sums added in unit order (element-wise, so any split of the elements gives
+    # the same bits), then back from the Winograd domain.
+    for t in prange(T, num_threads=T, schedule="static", chunksize=1):
+        t0 = unit_begin()
+        e0 = _split(<int>(size + g.f), t, T)
+        e1 = _split(<int>(size + g.f), t + 1, T)
+        for s in range(1, S):
+            src = parts + s * part_stride
+            for e in range(e0, e1):
+                parts[e] += src[e]
+        unit_end(b"winograd_weight_grad_sum", 0, 0, t0)
+    for t in prange(T, num_threads=T, schedule="static", chunksize=1):
+        t0 = unit_begin()
+        if real_t is float:
+            fc_wino_filter_grad_f(parts, g.f, g.c, _split(g.f, t, T), _split(g.f, t + 1, T),
+                                  1 if accumulate else 0, gw)
+        else:
+            fc_wino_filter_grad_d(parts, g.f, g.c, _split(g.f, t, T), _split(g.f, t + 1, T),
+                                  1 if accumulate else 0, gw)
+        unit_end(b"winograd_filter_grad", 0, 0, t0)
+    for s in range(g.f):
+        gb[s] = parts[size + s] + (gb[s] if accumulate else 0)
+
+
+def winograd_backward_weight(const real_t[:, :, :, ::1] x,        # IN  (N, C, H, W)
+                             const real_t[:, :, :, ::1] grad_y,   # IN  (N, F, OH, OW)
+                             real_t[:, :, :, ::1] grad_weight,    # OUT (F, C, 3, 3)
+                             real_t[::1] grad_bias,               # OUT (F,)
+                             bint accumulate, Py_ssize_t ph, Py_ssize_t pw, int n_threads):
+    """grad_weight[f,c,u,v] (+)= sum_{n,i,j} grad_y[n,f,i,j] * x[n,c,i+u-ph, j+v-pw] and
+    grad_bias[f] (+)= sum_{n,i,j} grad_y[n,f,i,j] of a stride-1 3x3 convolution (arguments
+    validated by fastconv.functional._conv)."""
+    cdef int n_batch = x.shape[0]
+    cdef Wino g = _geometry(x.shape, grad_weight.shape, grad_y.shape, ph, pw, n_batch,
+                           "winograd_backward_weight", "grad_y")
+    cdef size_t item = sizeof(real_t)
+    cdef Py_ssize_t line = 64 // item
+    cdef int T = max(1, n_threads)
+    cdef int S = _weight_units(&g, n_batch)
+    cdef Py_ssize_t part_stride = _padded(16 * <Py_ssize_t>g.f * g.c + g.f, line)
+    cdef real_t* parts
+    cdef object total
+    if grad_bias.shape[0] != g.f:
+        raise ValueError(f"winograd_backward_weight: grad_bias must be ({g.f},); got "
+                         f"({grad_bias.shape[0]},)")
+    if n_batch == 0:
+        if not accumulate:
+            grad_weight[...] = 0
+            grad_bias[...] = 0
+        return
+    _thread_workspace(&g, line)
+    total = <object>S * part_stride + <object>T * g.stride
+    if total * item > <object>PY_SSIZE_T_MAX:
+        raise MemoryError(f"winograd_backward_weight: a workspace of {total} elements does "
+                          f"not fit")
+    parts = <real_t*>malloc(<size_t>total * item)
+    if parts == NULL:
+        raise MemoryError(f"winograd_backward_weight: cannot allocate a workspace of {total} "
+                          f"elements")
+    try:
+        with nogil:
+            _weight_impl(&x[0, 0, 0, 0], &grad_y[0, 0, 0, 0], &grad_weight[0, 0, 0, 0],
+                         &grad_bias[0], accumulate, &g, n_batch, T, parts, part_stride,
+                         parts + S * part_stride)
+    finally:
+        free(parts)
