@@ -57,7 +57,7 @@ def test_forward_matches_the_reference(shape, f, pad, dtype):
     ref = conv2d_reference(x, weight, bias, 1, pad)
     scale = _abs_reference(x, weight, pad) + np.abs(bias)[None, :, None, None]
     # The rounding error, normwise: max |error| relative to max sum |w||x| over the output
-    # (docs/guide/engine.rst), measured at most 1.6 units of roundoff (im2col: 1.5).
+    # (docs/guide/performance.rst), measured at most 1.6 units of roundoff (im2col: 1.5).
     # Elementwise it can be larger next to wide zero padding, where an output's own terms are
     # small but its tile's transform adds larger ones (26 units measured at padding 2).
     err = np.max(np.abs(y - ref)) / np.max(scale)
@@ -120,14 +120,15 @@ def test_weight_gradient_matches_the_reference(shape, f, pad, dtype):
     weight = np.zeros((f, shape[1], 3, 3), dtype)
     _, ref_w, ref_b = conv2d_backward_reference(x, weight, grad_y, 1, pad)
     gw, gb = _weight_grad(x, grad_y, pad)
-    # Normwise against sum |grad_y| |x| (measured at most about 4 units of roundoff).
+    # Normwise against sum |grad_y| |x| (measured at most 2 units of roundoff, im2col 1).
     _, scale, _ = conv2d_backward_reference(np.abs(x), weight, np.abs(grad_y), 1, pad)
     unit = EPS32 if dtype == np.float32 else 2.0 ** -53
     assert np.max(np.abs(gw - ref_w)) / np.max(scale) <= 16 * unit
     np.testing.assert_allclose(gb, ref_b, rtol=1e-5 if dtype == np.float32 else 1e-12,
                                atol=1e-4 if dtype == np.float32 else 1e-11)
     # accumulate adds to what is there
-    base_w, base_b = rng.standard_normal(gw.shape).astype(dtype), rng.standard_normal(f).astype(dtype)
+    base_w = rng.standard_normal(gw.shape).astype(dtype)
+    base_b = rng.standard_normal(f).astype(dtype)
     acc_w, acc_b = _weight_grad(x, grad_y, pad, accumulate_into=(base_w.copy(), base_b.copy()))
     np.testing.assert_allclose(acc_w, base_w + gw, rtol=1e-5, atol=1e-5 * np.max(np.abs(gw)))
     np.testing.assert_allclose(acc_b, base_b + gb, rtol=1e-5, atol=1e-5 * np.max(np.abs(gb)))
@@ -201,25 +202,44 @@ def test_the_kernels_refuse_mismatched_shapes(bad, match):
                                    np.zeros((1, 1, 1, 1), np.float32), 0, 0, 1)
 
 
-@pytest.mark.parametrize("weight_shape, stride, y_plane, expected", [
-    ((32, 32, 3, 3), 1, (32, 32), "winograd"),
-    ((64, 64, 3, 3), 1, (8, 8), "winograd"),      # 64 pixels: the smallest plane taking it
-    ((64, 64, 3, 3), 1, (7, 7), "im2col"),
-    ((32, 3, 3, 3), 1, (32, 32), "im2col"),       # a first layer: too few channels
-    ((32, 32, 3, 3), 2, (16, 16), "im2col"),      # strided
-    ((32, 32, 5, 5), 1, (28, 28), "im2col"),      # not 3x3
+@pytest.mark.parametrize("weight_shape, stride, y_shape, forward, weight_grad", [
+    ((32, 32, 3, 3), 1, (1, 32, 32, 32), "im2col", "im2col"),     # 1,024 pixels in the batch
+    ((32, 32, 3, 3), 1, (2, 32, 32, 32), "winograd", "im2col"),   # 2,048; batch < 32
+    ((64, 64, 3, 3), 1, (32, 64, 8, 8), "winograd", "im2col"),    # 8x8 plane
+    ((64, 64, 3, 3), 1, (32, 64, 16, 16), "winograd", "winograd"),
+    ((64, 64, 3, 3), 1, (31, 64, 16, 16), "winograd", "im2col"),
+    ((32, 16, 3, 3), 1, (128, 32, 32, 32), "im2col", "im2col"),   # 16 input channels
+    ((32, 3, 3, 3), 1, (128, 32, 32, 32), "im2col", "im2col"),    # a first layer
+    ((32, 32, 3, 3), 2, (128, 32, 16, 16), "im2col", "im2col"),   # strided
+    ((32, 32, 5, 5), 1, (128, 32, 28, 28), "im2col", "im2col"),   # not 3x3
 ])
-def test_the_rule_is_the_shapes(weight_shape, stride, y_plane, expected, force):
-    y_shape = (8, weight_shape[0]) + y_plane
-    assert F.conv_algorithm(weight_shape, (stride,) * 2, (1, 1), y_shape) == expected
+def test_the_rule_is_the_shapes(weight_shape, stride, y_shape, forward, weight_grad, force):
+    args = (weight_shape, (stride,) * 2, (1, 1), y_shape)
+    assert F.conv_algorithm(*args) == forward
+    assert F.weight_grad_algorithm(*args) == weight_grad
     force("winograd")       # forced only where it applies
     applies = stride == 1 and weight_shape[2:] == (3, 3)
-    assert F.conv_algorithm(weight_shape, (stride,) * 2, (1, 1), y_shape) == \
+    assert F.conv_algorithm(*args) == F.weight_grad_algorithm(*args) == \
         ("winograd" if applies else "im2col")
     force("im2col")
-    assert F.conv_algorithm(weight_shape, (stride,) * 2, (1, 1), y_shape) == "im2col"
+    assert F.conv_algorithm(*args) == F.weight_grad_algorithm(*args) == "im2col"
     with pytest.raises(ValueError, match="must be one of"):
         force("fft")
+
+
+def test_the_input_gradient_takes_the_forward_form_where_that_runs_winograd(force):
+    # 16x16 "same" layer: below the 576-pixel plane, so only Winograd makes it pay.
+    shape = (64, 64, 3, 3)
+    assert F.input_grad_algorithm(shape, (1, 1), (1, 1), (8, 64, 16, 16)) == "transposed"
+    assert F.input_grad_algorithm(shape, (1, 1), (1, 1), (4, 64, 16, 16)) == "col2im"
+    assert F.input_grad_algorithm((16, 64, 3, 3), (1, 1), (1, 1), (8, 16, 16, 16)) == \
+        "col2im"                           # its forward form would have 16 input channels
+    force("im2col")
+    assert F.input_grad_algorithm(shape, (1, 1), (1, 1), (8, 64, 16, 16)) == "col2im"
+    # the thread-invariance test's Winograd layer takes it at every batch it runs
+    for n in (1, 3, 7):
+        force("auto")
+        assert F.conv_algorithm((24, 32, 3, 3), (1, 1), (1, 1), (n, 24, 48, 48)) == "winograd"
 
 
 @pytest.mark.parametrize("algorithm", ["im2col", "winograd"])
@@ -267,19 +287,20 @@ def test_a_conv2d_layer_checks_its_gradients_through_winograd(force):
 
 
 def test_a_batch_normalized_net_takes_winograd_and_trains_to_the_same_bits():
-    """convnet-bn's 3x3 layers from 32 channels on take Winograd; training is the same bits
-    on 1, 2, 3, 4 and 8 threads."""
+    """convnet-bn's 3x3 layers from 32 channels on take Winograd at batch 32 (forward and
+    weight gradient); training is the same bits on 1, 2, 3, 4 and 8 threads."""
     data = fastconv.datasets.load_mnist_sample(size=(40, 1))
     weights = []
     for threads in (1, 2, 3, 4, 8):
         model = nn.build_model("convnet-bn", rotate=0.1, dropout=0.2, seed=3)
-        Trainer(model, optimizer=optim.spec("sgd", lr=0.05, momentum=0.9), batch_size=20,
+        Trainer(model, optimizer=optim.spec("sgd", lr=0.05, momentum=0.9), batch_size=32,
                 seed=2, threads=threads, progress=False, verbose=False).fit(
             data.train_x, data.train_y, epochs=1)
         weights.append(model.flat_parameters()[0].copy())
     assert all(np.array_equal(weights[0], w) for w in weights[1:])
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     planes = [(32, 32), (32, 32), (16, 16), (16, 16)]     # the four convolutions' outputs
-    chosen = [_conv.conv_algorithm(c.weight.shape, c.stride, c.padding, (20, 1) + p)
+    chosen = [(_conv.conv_algorithm(c.weight.shape, c.stride, c.padding, (32, 1) + p),
+               _conv.weight_grad_algorithm(c.weight.shape, c.stride, c.padding, (32, 1) + p))
               for c, p in zip(convs, planes)]
-    assert chosen == ["im2col", "winograd", "winograd", "winograd"], chosen
+    assert chosen == [("im2col", "im2col")] + [("winograd", "winograd")] * 3, chosen

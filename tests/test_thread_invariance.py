@@ -68,6 +68,10 @@ LAYERS = [
     ("conv 16->16 5x5 on 14x14", lambda d: _conv(16, 16, 5, dtype=d), (16, 14, 14)),
     ("conv 24->8 3x3 pad 1 on 9x9", lambda d: _conv(24, 8, 3, padding=1, dtype=d),
      (24, 9, 9)),
+    # Winograd's shape (3x3, stride 1, 32 channels, 2,304 output pixels a sample: its forward
+    # pass and input gradient at every batch; tests/test_kernel_winograd.py checks the rule).
+    ("conv 32->24 3x3 pad 1 on 48x48 (Winograd)",
+     lambda d: _conv(32, 24, 3, padding=1, dtype=d), (32, 48, 48)),
     ("conv 3->8 3x3 stride 2 pad 1 on 20x20", lambda d: _conv(3, 8, 3, 2, 1, dtype=d),
      (3, 20, 20)),
     ("linear 300->70", lambda d: (lambda: nn.Linear(300, 70, dtype=d,

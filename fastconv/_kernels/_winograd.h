@@ -6,6 +6,11 @@
 
 #include <string.h>
 
+/* Tiles per block of a square plane of tw x tw tiles with _winograd.pyx's default block
+   (min(tw, 128 / tw) tile rows): the stride between the 16 matrices of a block's products,
+   compiled in as a constant for common planes (see fc_wino_output). */
+#define FC_WINO_NT(TW) ((long)((TW) < 128 / (TW) ? (TW) : 128 / (TW)) * (TW))
+
 #define FC_T float
 #define FC_NAME(name) name##_f
 #include "_winograd_impl.h"

@@ -34,17 +34,17 @@ cdef extern from "_winograd.h":
                          int a1, float* V, long ldv, long nt, float* scratch) noexcept nogil
     void fc_wino_input_d(const double* x, int C, int H, int W, int ph, int pw, int tw, int a0,
                          int a1, double* V, long ldv, long nt, double* scratch) noexcept nogil
-    void fc_wino_output_f(const float* M, long ldm, long nt, int F, const float* bias,
+    void fc_wino_output_f(const float* M, long xs, long fs, int F, const float* bias,
                           float* y, int OH, int OW, int tw, int a0, int a1) noexcept nogil
-    void fc_wino_output_d(const double* M, long ldm, long nt, int F, const double* bias,
+    void fc_wino_output_d(const double* M, long xs, long fs, int F, const double* bias,
                           double* y, int OH, int OW, int tw, int a0, int a1) noexcept nogil
     void fc_wino_filter_f(const float* w, int F, int C, int f0, int f1, float* U) noexcept nogil
     void fc_wino_filter_d(const double* w, int F, int C, int f0, int f1,
                           double* U) noexcept nogil
     void fc_wino_grad_output_f(const float* gy, int F, int OH, int OW, int tw, int a0, int a1,
-                               float* Z, long ldz, long nt) noexcept nogil
+                               float* Z, long xs, long fs) noexcept nogil
     void fc_wino_grad_output_d(const double* gy, int F, int OH, int OW, int tw, int a0,
-                               int a1, double* Z, long ldz, long nt) noexcept nogil
+                               int a1, double* Z, long xs, long fs) noexcept nogil
     void fc_wino_filter_grad_f(const float* dU, int F, int C, int f0, int f1, float beta,
                                float* gw) noexcept nogil
     void fc_wino_filter_grad_d(const double* dU, int F, int C, int f0, int f1, double beta,
@@ -61,7 +61,9 @@ cdef enum:
     _PARTIAL_ELEMENTS = 1 << 24
 
 
-# Tiles per block (the GEMMs' T), rounded to whole tile rows.
+# Tiles per block (the GEMMs' T), rounded to whole tile rows. _winograd.h's FC_WINO_NT
+# assumes 128 for the transforms compiled with constant strides; another value runs the
+# general ones.
 cdef int _BLOCK_TILES = 128
 
 
@@ -81,7 +83,8 @@ cdef struct Wino:
     int rows              # tile rows per block
     int parts             # units per sample
     Py_ssize_t nt         # tiles per block at most: rows * tw
-    Py_ssize_t ldv, ldm   # distance between V[xi] and V[xi + 1], M[xi] and M[xi + 1]
+    Py_ssize_t ldv        # distance between V[xi] and V[xi + 1]; M and Z are laid out
+                          # (F, 16, nt): M[xi] at xi*nt, rows 16*nt apart
     Py_ssize_t stride     # per-thread workspace: V (16*C*nt), M (16*F*nt), scratch
 
 
@@ -101,7 +104,7 @@ cdef void _unit(const real_t* x, const real_t* U, const real_t* bias, real_t* y,
     """Tile rows [a0, a1) of one sample: x (C, H, W) -> y (F, OH, OW), block by block."""
     cdef real_t* V = ws
     cdef real_t* M = ws + 16 * g.ldv
-    cdef real_t* scratch = M + 16 * g.ldm
+    cdef real_t* scratch = M + 16 * g.f * g.nt
     cdef int b0 = a0, b1, xi
     cdef Py_ssize_t nt
     while b0 < a1:
@@ -115,11 +118,11 @@ cdef void _unit(const real_t* x, const real_t* U, const real_t* bias, real_t* y,
                             scratch)
         for xi in range(16):
             gemm_rm(False, False, g.f, <int>nt, g.c, 1, U + xi * g.f * g.c, g.c,
-                    V + xi * g.ldv, <int>nt, 0, M + xi * g.ldm, <int>nt)
+                    V + xi * g.ldv, <int>nt, 0, M + xi * g.nt, <int>(16 * g.nt))
         if real_t is float:
-            fc_wino_output_f(M, g.ldm, nt, g.f, bias, y, g.oh, g.ow, g.tw, b0, b1)
+            fc_wino_output_f(M, g.nt, 16 * g.nt, g.f, bias, y, g.oh, g.ow, g.tw, b0, b1)
         else:
-            fc_wino_output_d(M, g.ldm, nt, g.f, bias, y, g.oh, g.ow, g.tw, b0, b1)
+            fc_wino_output_d(M, g.nt, 16 * g.nt, g.f, bias, y, g.oh, g.ow, g.tw, b0, b1)
         b0 = b1
 
 
@@ -149,12 +152,11 @@ cdef void _forward_impl(const real_t* x, const real_t* weight, const real_t* bia
 
 
 cdef void _thread_workspace(Wino* g, Py_ssize_t line) noexcept:
-    """Sizes of a thread's workspace: V (16 x ldv), M or Z (16 x ldm), the transform's
+    """Sizes of a thread's workspace: V (16 x ldv), M or Z (16 x F x nt), the transform's
     scratch rows, rounded to cache lines."""
     g.ldv = _padded(<Py_ssize_t>g.c * g.nt, line)
-    g.ldm = _padded(<Py_ssize_t>g.f * g.nt, line)
-    g.stride = (16 * (g.ldv + g.ldm) + (2 * <Py_ssize_t>g.rows + 6) * (2 * g.tw + 2)
-                + 2 * line - 1) // line * line
+    g.stride = (16 * (g.ldv + <Py_ssize_t>g.f * g.nt) + (2 * <Py_ssize_t>g.rows + 6)
+                * (2 * g.tw + 2) + 2 * line - 1) // line * line
 
 
 cdef Wino _geometry(const Py_ssize_t* x_shape, const Py_ssize_t* w_shape,
@@ -278,7 +280,7 @@ cdef void _weight_group(const real_t* x, const real_t* gy, const Wino* g, int n0
     and gy point to the batch's first sample); db sums the output rows of those tiles."""
     cdef real_t* V = ws
     cdef real_t* Z = ws + 16 * g.ldv
-    cdef real_t* scratch = Z + 16 * g.ldm
+    cdef real_t* scratch = Z + 16 * g.f * g.nt
     cdef Py_ssize_t xs = <Py_ssize_t>g.c * g.h * g.w
     cdef Py_ssize_t ys = <Py_ssize_t>g.f * g.oh * g.ow
     cdef real_t beta = 0
@@ -296,13 +298,15 @@ cdef void _weight_group(const real_t* x, const real_t* gy, const Wino* g, int n0
             if real_t is float:
                 fc_wino_input_f(x + n * xs, g.c, g.h, g.w, g.ph, g.pw, g.tw, b0, b1, V, g.ldv,
                                 nt, scratch)
-                fc_wino_grad_output_f(gy + n * ys, g.f, g.oh, g.ow, g.tw, b0, b1, Z, g.ldm, nt)
+                fc_wino_grad_output_f(gy + n * ys, g.f, g.oh, g.ow, g.tw, b0, b1, Z, g.nt,
+                                      16 * g.nt)
             else:
                 fc_wino_input_d(x + n * xs, g.c, g.h, g.w, g.ph, g.pw, g.tw, b0, b1, V, g.ldv,
                                 nt, scratch)
-                fc_wino_grad_output_d(gy + n * ys, g.f, g.oh, g.ow, g.tw, b0, b1, Z, g.ldm, nt)
+                fc_wino_grad_output_d(gy + n * ys, g.f, g.oh, g.ow, g.tw, b0, b1, Z, g.nt,
+                                      16 * g.nt)
             for xi in range(16):
-                gemm_rm(False, True, g.f, g.c, <int>nt, 1, Z + xi * g.ldm, <int>nt,
+                gemm_rm(False, True, g.f, g.c, <int>nt, 1, Z + xi * g.nt, <int>(16 * g.nt),
                         V + xi * g.ldv, <int>nt, beta, dU + xi * g.f * g.c, g.c)
             beta = 1
             b0 = b1

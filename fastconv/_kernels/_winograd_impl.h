@@ -21,25 +21,23 @@
    2a - ph + 3 and columns 2b - pw .. 2b - pw + 3. scratch holds
    (2*(a1 - a0) + 6)*(2*tw + 2) elements. ldv should not be a multiple of 1024: the 16
    output streams would then share cache sets (measured: 2.4x slower at ldv = 4096). */
-static void FC_NAME(fc_wino_input)(const FC_T* x, int C, int H, int W, int ph, int pw, int tw,
-                                   int a0, int a1, FC_T* V, long ldv, long nt, FC_T* scratch)
+static inline __attribute__((always_inline)) void FC_NAME(fc_wino_input_impl)(
+    const FC_T* x, int C, int H, int W, int ph, int pw, int tw, int a0, int a1, FC_T* V,
+    long ldv, long nt, FC_T* scratch)
 {
     const int wp = 2 * tw + 2;           /* >= W + pw: a padded input row */
     const int rows = 2 * (a1 - a0) + 2;  /* input rows under the block's tiles */
     FC_T* d = scratch;                   /* the block's input rows, zero-padded */
     FC_T* t = scratch + (long)rows * wp; /* the 4 rows of B^T d of one tile row */
+    /* The padding (whole rows above and below the input, columns left and right of it) is
+       the same for every channel: zeroed once, and only the input's own columns copied. */
+    memset(d, 0, (long)rows * wp * sizeof(FC_T));
     for (int c = 0; c < C; c++) {
         const FC_T* xc = x + (long)c * H * W;
         for (int r = 0; r < rows; r++) {
             int row = 2 * a0 - ph + r;
-            FC_T* dr = d + (long)r * wp;
-            if (row >= 0 && row < H) {
-                memset(dr, 0, pw * sizeof(FC_T));
-                memcpy(dr + pw, xc + (long)row * W, W * sizeof(FC_T));
-                memset(dr + pw + W, 0, (wp - pw - W) * sizeof(FC_T));
-            } else {
-                memset(dr, 0, wp * sizeof(FC_T));
-            }
+            if (row >= 0 && row < H)
+                memcpy(d + (long)r * wp + pw, xc + (long)row * W, W * sizeof(FC_T));
         }
         for (int a = a0; a < a1; a++) {
             {
@@ -78,29 +76,50 @@ static void FC_NAME(fc_wino_input)(const FC_T* x, int C, int H, int W, int ph, i
     }
 }
 
+/* fc_wino_input_impl with the sizes of "same" 3x3 layers on common planes as constants (the
+   copies and loops then compile to straight vector code: about twice as fast as with sizes
+   known only at run time). */
+static void FC_NAME(fc_wino_input)(const FC_T* x, int C, int H, int W, int ph, int pw, int tw,
+                                   int a0, int a1, FC_T* V, long ldv, long nt, FC_T* scratch)
+{
+    if (pw == 1 && W == 2 * tw) {
+        switch (tw) {
+#define FC_CASE(TW) case TW: FC_NAME(fc_wino_input_impl)(x, C, H, 2 * TW, ph, 1, TW, a0, a1, \
+                                                         V, ldv, nt, scratch); return;
+        FC_CASE(4) FC_CASE(7) FC_CASE(8) FC_CASE(12) FC_CASE(14) FC_CASE(16)
+#undef FC_CASE
+        default: break;
+        }
+    }
+    FC_NAME(fc_wino_input_impl)(x, C, H, W, ph, pw, tw, a0, a1, V, ldv, nt, scratch);
+}
+
 /* The output transform of the same block: y[f, 2a + r, 2b + s] = (A^T m A)[r, s] + bias[f]
-   (no bias when bias is NULL) with m[xi] = M[xi*ldm + f*nt + (a - a0)*tw + b], for the
-   output pixels that exist (OH, OW may be odd). y is one sample's (F, OH, OW) output. */
-static void FC_NAME(fc_wino_output)(const FC_T* M, long ldm, long nt, int F, const FC_T* bias,
-                                    FC_T* y, int OH, int OW, int tw, int a0, int a1)
+   (no bias when bias is NULL) with m[xi] = M[f*fs + xi*xs + (a - a0)*tw + b], for the output
+   pixels that exist (OH, OW may be odd). y is one sample's (F, OH, OW) output. The 16 streams
+   m[xi] are read in one loop: with xs known at compile time (fc_wino_output) they take one
+   address register; with run-time strides 16 registers, which spill (about 3x slower). */
+static inline __attribute__((always_inline)) void FC_NAME(fc_wino_output_impl)(
+    const FC_T* M, long xs, long fs, int F, const FC_T* bias, FC_T* y, int OH, int OW, int tw,
+    int a0, int a1)
 {
     const int full = OW / 2;             /* tiles whose two columns both exist */
     for (int f = 0; f < F; f++) {
         FC_T bf = bias ? bias[f] : (FC_T)0;
         for (int a = a0; a < a1; a++) {
-            const FC_T* m = M + (long)f * nt + (long)(a - a0) * tw;
+            const FC_T* restrict m = M + (long)f * fs + (long)(a - a0) * tw;
             FC_T* restrict y0 = y + ((long)f * OH + 2 * a) * OW;
             FC_T* restrict y1 = y0 + OW;
             int second = 2 * a + 1 < OH;
             for (int b = 0; b < tw; b++) {
-                FC_T m00 = m[0 * ldm + b], m01 = m[1 * ldm + b];
-                FC_T m02 = m[2 * ldm + b], m03 = m[3 * ldm + b];
-                FC_T m10 = m[4 * ldm + b], m11 = m[5 * ldm + b];
-                FC_T m12 = m[6 * ldm + b], m13 = m[7 * ldm + b];
-                FC_T m20 = m[8 * ldm + b], m21 = m[9 * ldm + b];
-                FC_T m22 = m[10 * ldm + b], m23 = m[11 * ldm + b];
-                FC_T m30 = m[12 * ldm + b], m31 = m[13 * ldm + b];
-                FC_T m32 = m[14 * ldm + b], m33 = m[15 * ldm + b];
+                FC_T m00 = m[0 * xs + b], m01 = m[1 * xs + b];
+                FC_T m02 = m[2 * xs + b], m03 = m[3 * xs + b];
+                FC_T m10 = m[4 * xs + b], m11 = m[5 * xs + b];
+                FC_T m12 = m[6 * xs + b], m13 = m[7 * xs + b];
+                FC_T m20 = m[8 * xs + b], m21 = m[9 * xs + b];
+                FC_T m22 = m[10 * xs + b], m23 = m[11 * xs + b];
+                FC_T m30 = m[12 * xs + b], m31 = m[13 * xs + b];
+                FC_T m32 = m[14 * xs + b], m33 = m[15 * xs + b];
                 /* A^T m: rows r0 = m0 + m1 + m2, r1 = m1 - m2 - m3 */
                 FC_T r00 = m00 + m10 + m20, r01 = m01 + m11 + m21;
                 FC_T r02 = m02 + m12 + m22, r03 = m03 + m13 + m23;
@@ -123,6 +142,24 @@ static void FC_NAME(fc_wino_output)(const FC_T* M, long ldm, long nt, int F, con
             }
         }
     }
+}
+
+/* The layers whose blocks have these constant strides (square "same" planes of 8 to 32
+   pixels, the default block size) run a copy of fc_wino_output_impl compiled for them. */
+static void FC_NAME(fc_wino_output)(const FC_T* M, long xs, long fs, int F, const FC_T* bias,
+                                    FC_T* y, int OH, int OW, int tw, int a0, int a1)
+{
+    if (OW == 2 * tw && fs == 16 * xs) {
+        switch (tw) {
+#define FC_CASE(TW) case TW: if (xs == FC_WINO_NT(TW)) { \
+            FC_NAME(fc_wino_output_impl)(M, FC_WINO_NT(TW), 16 * FC_WINO_NT(TW), F, bias, y, \
+                                         OH, 2 * TW, TW, a0, a1); return; } break;
+        FC_CASE(4) FC_CASE(7) FC_CASE(8) FC_CASE(12) FC_CASE(14) FC_CASE(16)
+#undef FC_CASE
+        default: break;
+        }
+    }
+    FC_NAME(fc_wino_output_impl)(M, xs, fs, F, bias, y, OH, OW, tw, a0, a1);
 }
 
 /* U[xi*F*C + f*C + c] = (G g G^T)[xi] for filters f in [f0, f1): the filter transform of a
@@ -153,13 +190,13 @@ static void FC_NAME(fc_wino_filter)(const FC_T* w, int F, int C, int f0, int f1,
     }
 }
 
-/* Z[xi*ldz + f*nt + (a - a0)*tw + b] = (A dY A^T)[xi] for the 2x2 block dY of output
-   gradient under tile (a, b) of filter f (zero where the block leaves the OH x OW output):
-   the transform of a block of tile rows of one sample's gradient gy (F, OH, OW) for the
-   weight gradient, dL/dU[xi] = sum over tiles of Z[xi] V[xi], with A = [1 0; 1 1; 1 -1;
-   0 -1]. */
-static void FC_NAME(fc_wino_grad_output)(const FC_T* gy, int F, int OH, int OW, int tw,
-                                         int a0, int a1, FC_T* Z, long ldz, long nt)
+/* Z[f*fs + xi*xs + (a - a0)*tw + b] = (A dY A^T)[xi] for the 2x2 block dY of output gradient
+   under tile (a, b) of filter f (zero where the block leaves the OH x OW output): the
+   transform of a block of tile rows of one sample's gradient gy (F, OH, OW) for the weight
+   gradient, dL/dU[xi] = sum over tiles of Z[xi] V[xi], with A = [1 0; 1 1; 1 -1; 0 -1].
+   Compiled for constant strides as fc_wino_output. */
+static inline __attribute__((always_inline)) void FC_NAME(fc_wino_grad_output_impl)(
+    const FC_T* gy, int F, int OH, int OW, int tw, int a0, int a1, FC_T* Z, long xs, long fs)
 {
     const int full = OW / 2;
     for (int f = 0; f < F; f++) {
@@ -167,8 +204,7 @@ static void FC_NAME(fc_wino_grad_output)(const FC_T* gy, int F, int OH, int OW, 
             const FC_T* g0 = gy + ((long)f * OH + 2 * a) * OW;
             const FC_T* g1 = g0 + OW;
             int second = 2 * a + 1 < OH;
-            long base = (long)f * nt + (long)(a - a0) * tw;
-            FC_T* restrict z = Z + base;
+            FC_T* restrict z = Z + (long)f * fs + (long)(a - a0) * tw;
             for (int b = 0; b < tw; b++) {
                 FC_T p = g0[2 * b], q = b < full ? g0[2 * b + 1] : (FC_T)0;
                 FC_T r = second ? g1[2 * b] : (FC_T)0;
@@ -176,25 +212,42 @@ static void FC_NAME(fc_wino_grad_output)(const FC_T* gy, int F, int OH, int OW, 
                 /* rows of A dY: (p, q), (p + r, q + s), (p - r, q - s), (-r, -s); each row
                    (u, v) times A^T: (u, u + v, u - v, -v). */
                 FC_T u1 = p + r, v1 = q + s, u2 = p - r, v2 = q - s;
-                z[0 * ldz + b] = p;
-                z[1 * ldz + b] = p + q;
-                z[2 * ldz + b] = p - q;
-                z[3 * ldz + b] = -q;
-                z[4 * ldz + b] = u1;
-                z[5 * ldz + b] = u1 + v1;
-                z[6 * ldz + b] = u1 - v1;
-                z[7 * ldz + b] = -v1;
-                z[8 * ldz + b] = u2;
-                z[9 * ldz + b] = u2 + v2;
-                z[10 * ldz + b] = u2 - v2;
-                z[11 * ldz + b] = -v2;
-                z[12 * ldz + b] = -r;
-                z[13 * ldz + b] = -(r + s);
-                z[14 * ldz + b] = s - r;
-                z[15 * ldz + b] = s;
+                z[0 * xs + b] = p;
+                z[1 * xs + b] = p + q;
+                z[2 * xs + b] = p - q;
+                z[3 * xs + b] = -q;
+                z[4 * xs + b] = u1;
+                z[5 * xs + b] = u1 + v1;
+                z[6 * xs + b] = u1 - v1;
+                z[7 * xs + b] = -v1;
+                z[8 * xs + b] = u2;
+                z[9 * xs + b] = u2 + v2;
+                z[10 * xs + b] = u2 - v2;
+                z[11 * xs + b] = -v2;
+                z[12 * xs + b] = -r;
+                z[13 * xs + b] = -(r + s);
+                z[14 * xs + b] = s - r;
+                z[15 * xs + b] = s;
             }
         }
     }
+}
+
+static void FC_NAME(fc_wino_grad_output)(const FC_T* gy, int F, int OH, int OW, int tw,
+                                         int a0, int a1, FC_T* Z, long xs, long fs)
+{
+    if (OW == 2 * tw && fs == 16 * xs) {
+        switch (tw) {
+#define FC_CASE(TW) case TW: if (xs == FC_WINO_NT(TW)) { \
+            FC_NAME(fc_wino_grad_output_impl)(gy, F, OH, 2 * TW, TW, a0, a1, Z, \
+                                              FC_WINO_NT(TW), 16 * FC_WINO_NT(TW)); return; } \
+            break;
+        FC_CASE(4) FC_CASE(7) FC_CASE(8) FC_CASE(12) FC_CASE(14) FC_CASE(16)
+#undef FC_CASE
+        default: break;
+        }
+    }
+    FC_NAME(fc_wino_grad_output_impl)(gy, F, OH, OW, tw, a0, a1, Z, xs, fs);
 }
 
 /* gw[f, c] = beta*gw[f, c] + G^T dU[:, f, c] G for filters f in [f0, f1), dU[xi*F*C + f*C + c]

@@ -18,8 +18,8 @@ from .._validation import (MAX_EXTENT, as_pair, check_array, check_int, check_ou
 
 __all__ = ["conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight",
            "conv2d_backward", "input_grad_algorithm", "set_input_grad_algorithm",
-           "INPUT_GRAD_ALGORITHMS", "conv_algorithm", "set_conv_algorithm",
-           "CONV_ALGORITHMS"]
+           "INPUT_GRAD_ALGORITHMS", "conv_algorithm", "weight_grad_algorithm",
+           "set_conv_algorithm", "CONV_ALGORITHMS"]
 
 #: How the input gradient of a convolution is computed. ``"col2im"``: the product of the
 #: transposed filters with grad_out, scattered back into grad_x. ``"transposed"`` (stride 1,
@@ -59,11 +59,17 @@ CONV_ALGORITHMS = ("auto", "im2col", "winograd")
 _algorithm = [os.environ.get("FASTCONV_CONV_ALGORITHM", "auto").strip().lower() or "auto"]
 if _algorithm[0] not in CONV_ALGORITHMS:
     _algorithm[0] = "auto"
-# Winograd is chosen from this many input channels and output pixels per sample on: with
-# fewer channels its 16 GEMMs are too thin, with fewer pixels its transforms cost more than
-# they save (bench/conv_winograd.py, bench/RESULTS.md).
-_WINOGRAD_MIN_CHANNELS = 16
-_WINOGRAD_MIN_PLANE = 64
+# Where Winograd is chosen (bench/conv_winograd.py, bench/RESULTS.md, 2 threads): its 16
+# GEMMs need channels, and its per-call filter transform and thin blocks need work to spread
+# over. Forward: at least 32 input channels and 2,048 output pixels per call (the batch's),
+# where it ran 1.04-1.97x as fast as im2col; below it lost (0.2-1.0x at batch 1, 8x8 planes
+# below batch 32). Weight gradient: its per-unit partial sums (16*F*C each) must be small
+# next to the unit's work: planes of at least 16x16 and batches of at least 32 (1.26-1.87x);
+# on 8x8 planes it lost (0.2-0.5x).
+_WINOGRAD_MIN_CHANNELS = 32
+_WINOGRAD_MIN_PIXELS = 2048
+_WINOGRAD_WEIGHT_MIN_PLANE = 256
+_WINOGRAD_WEIGHT_MIN_BATCH = 32
 
 
 def set_conv_algorithm(name):
@@ -71,8 +77,8 @@ def set_conv_algorithm(name):
     let the shapes decide); returns the previous setting. Also ``FASTCONV_CONV_ALGORITHM``.
 
     Every algorithm gives the same bits on any thread count; they differ from each other by
-    rounding (Winograd's transforms add terms in another order: docs/guide/engine.rst states
-    the error).
+    rounding (Winograd's transforms add terms in another order; docs/guide/performance.rst
+    states the error).
     """
     if name not in CONV_ALGORITHMS:
         raise ValueError(f"set_conv_algorithm: name must be one of "
@@ -86,18 +92,34 @@ def _winograd_applies(weight_shape, stride):
 
 
 def conv_algorithm(weight_shape, stride, padding, y_shape):
-    """``"im2col"`` or ``"winograd"``: how the forward pass and the weight gradient of a
-    convolution of these shapes are computed. A rule of the shapes alone, so that every thread count (and every run)
-    computes the same bits: Winograd where it applies (3x3 kernel, stride 1) with at least
-    16 input channels and an output plane of at least 64 pixels, unless
-    :func:`set_conv_algorithm` forces one (Winograd only where it applies).
+    """``"im2col"`` or ``"winograd"``: how the forward pass of a convolution of these shapes
+    is computed (also the forward form of an input gradient). A rule of the shapes alone, so
+    that every thread count (and every run) computes the same bits: Winograd where it
+    applies (3x3 kernel, stride 1) with at least 32 input channels and 2,048 output pixels in
+    the batch, unless :func:`set_conv_algorithm` forces one (Winograd only where it
+    applies).
+    """
+    if not _winograd_applies(weight_shape, stride):
+        return "im2col"
+    if _algorithm[0] != "auto":
+        return _algorithm[0]
+    n, plane = y_shape[0], y_shape[2] * y_shape[3]
+    return ("winograd" if weight_shape[1] >= _WINOGRAD_MIN_CHANNELS
+            and n * plane >= _WINOGRAD_MIN_PIXELS else "im2col")
+
+
+def weight_grad_algorithm(weight_shape, stride, padding, y_shape):
+    """``"im2col"`` or ``"winograd"``: how the weight gradient of a convolution of these
+    shapes is computed; as :func:`conv_algorithm`, with Winograd from 32 input channels,
+    output planes of 16x16 and batches of 32 on (or forced by :func:`set_conv_algorithm`).
     """
     if not _winograd_applies(weight_shape, stride):
         return "im2col"
     if _algorithm[0] != "auto":
         return _algorithm[0]
     return ("winograd" if weight_shape[1] >= _WINOGRAD_MIN_CHANNELS
-            and y_shape[2] * y_shape[3] >= _WINOGRAD_MIN_PLANE else "im2col")
+            and y_shape[2] * y_shape[3] >= _WINOGRAD_WEIGHT_MIN_PLANE
+            and y_shape[0] >= _WINOGRAD_WEIGHT_MIN_BATCH else "im2col")
 
 
 def run_forward(x, weight, bias, y, stride, padding, n_threads, col_keep=None):
@@ -120,14 +142,21 @@ def input_grad_algorithm(weight_shape, stride, padding, y_shape):
     """``"col2im"`` or ``"transposed"``: how the input gradient of a convolution of these
     shapes is computed. A rule of the shapes alone, so that every thread count (and every
     run) computes the same bits: the transposed form where it applies (stride 1, odd kernel,
-    "same" padding) and the output plane has at least 576 pixels, unless
+    "same" padding) and the output plane has at least 576 pixels or the forward form takes
+    Winograd (:func:`conv_algorithm` of the transposed filters), unless
     :func:`set_input_grad_algorithm` forces one (the transposed form only where it applies).
     """
     if not _transposable(weight_shape, stride, padding):
         return "col2im"
     if _input_grad[0] != "auto":
         return _input_grad[0]
-    return "transposed" if y_shape[2] * y_shape[3] >= _TRANSPOSED_MIN_PLANE else "col2im"
+    if y_shape[2] * y_shape[3] >= _TRANSPOSED_MIN_PLANE:
+        return "transposed"
+    # Where the forward form runs Winograd it won from 16x16 planes down to 8x8 at batch 32
+    # (1.05-2.5x; bench/RESULTS.md).
+    transposed_shape = (weight_shape[1], weight_shape[0]) + tuple(weight_shape[2:])
+    return ("transposed" if conv_algorithm(transposed_shape, stride, padding, y_shape)
+            == "winograd" else "col2im")
 
 
 def transposed_filters(weight):
@@ -327,7 +356,7 @@ def backward(x, grad_out, weight, grad_x, gw, gb, accumulate, stride, padding, n
     (sh, sw), (ph, pw) = stride, padding
     input_grad = None if grad_x is None else input_grad_algorithm(weight.shape, stride,
                                                                   padding, grad_out.shape)
-    if conv_algorithm(gw.shape, stride, padding, grad_out.shape) == "winograd":
+    if weight_grad_algorithm(gw.shape, stride, padding, grad_out.shape) == "winograd":
         _winograd.winograd_backward_weight(x, grad_out, gw, gb, accumulate, ph, pw, n_threads)
     elif input_grad == "transposed" or grad_x is None:
         _conv2d.conv2d_backward(x, grad_out, None, None, gw, gb, accumulate, sh, sw, ph, pw,
