@@ -142,7 +142,10 @@ PRESETS = {
                    # each candidate sized to train in under an hour on 2 cores, compared on
                    # 5,000 training images held out (the test set is never looked at).
                    recipes=(RECIPE_SGD, RECIPE_ADAMW, RECIPE_SGD_LONG),
-                   recipe_choice=None, recipe_seeds=(1, 2, 3, 4, 5)),
+                   # The candidate with the best validation accuracy (99.74% against 99.70%
+                   # and 99.66%; the report checks it): its final models, seeds 1-5, are
+                   # each tested once.
+                   recipe_choice="sgd-onecycle-22", recipe_seeds=(1, 2, 3, 4, 5)),
 }
 
 
