@@ -10,6 +10,9 @@
    (min(tw, 128 / tw) tile rows): the stride between the 16 matrices of a block's products,
    compiled in as a constant for common planes (see fc_wino_output). */
 #define FC_WINO_NT(TW) ((long)((TW) < 128 / (TW) ? (TW) : 128 / (TW)) * (TW))
+/* Tiles the weight gradient gathers (across samples) before its 16 GEMMs: their inner
+   dimension. _winograd.pyx's _WEIGHT_TILES. */
+#define FC_WINO_WEIGHT_TILES 128L
 
 #define FC_T float
 #define FC_NAME(name) name##_f

@@ -55,6 +55,9 @@ cdef enum:
     # As in _conv2d: units for up to 64 threads, at most 4 parts per sample.
     _UNITS = 64
     _SAMPLE_PARTS = 4
+    # Tiles the weight gradient gathers, across the samples of a unit, before its 16 GEMMs
+    # (their inner dimension): _winograd.h's FC_WINO_WEIGHT_TILES.
+    _WEIGHT_TILES = 128
     # The weight gradient's partial sums (16*F*C elements per unit) take at most about this
     # many elements in all (64 MB in float32): 64 units up to 128 x 128 channels, fewer for
     # wider layers.
@@ -274,18 +277,28 @@ cdef void _row_sums(const real_t* a, int rows, Py_ssize_t cols, real_t* out) noe
         out[i] += s
 
 
+cdef void _weight_flush(const Wino* g, int k, real_t beta, real_t* dU, real_t* V,
+                        real_t* Z) noexcept nogil:
+    """dU[xi] = beta*dU[xi] + Z[xi] (F, k) @ V[xi]^T (k, C) for the k gathered tiles."""
+    cdef int xi
+    for xi in range(16):
+        gemm_rm(False, True, g.f, g.c, k, 1, Z + xi * g.nt, <int>(16 * g.nt),
+                V + xi * g.ldv, <int>g.nt, beta, dU + xi * g.f * g.c, g.c)
+
+
 cdef void _weight_group(const real_t* x, const real_t* gy, const Wino* g, int n0, int n1,
                         int a0, int a1, real_t* dU, real_t* db, real_t* ws) noexcept nogil:
     """dU (16, F, C) and db (F,) = the sums over tile rows [a0, a1) of samples [n0, n1) (x
-    and gy point to the batch's first sample); db sums the output rows of those tiles."""
+    and gy point to the batch's first sample); db sums the output rows of those tiles. The
+    tiles are gathered, across samples, g.nt (the weight gradient's block) at a time before
+    each round of GEMMs, so that thin planes still give them a deep inner dimension."""
     cdef real_t* V = ws
     cdef real_t* Z = ws + 16 * g.ldv
     cdef real_t* scratch = Z + 16 * g.f * g.nt
     cdef Py_ssize_t xs = <Py_ssize_t>g.c * g.h * g.w
     cdef Py_ssize_t ys = <Py_ssize_t>g.f * g.oh * g.ow
     cdef real_t beta = 0
-    cdef int n, b0, b1, xi, f, r0 = min(2 * a0, g.oh), r1 = min(2 * a1, g.oh)
-    cdef Py_ssize_t nt
+    cdef int n, b0, b1, f, fit, off = 0, r0 = min(2 * a0, g.oh), r1 = min(2 * a1, g.oh)
     memset(db, 0, g.f * sizeof(real_t))
     for n in range(n0, n1):
         for f in range(g.f):
@@ -293,23 +306,28 @@ cdef void _weight_group(const real_t* x, const real_t* gy, const Wino* g, int n0
                       <Py_ssize_t>(r1 - r0) * g.ow, db + f)
         b0 = a0
         while b0 < a1:
-            b1 = min(a1, b0 + g.rows)
-            nt = <Py_ssize_t>(b1 - b0) * g.tw
+            fit = (<int>g.nt - off) // g.tw
+            if fit == 0:
+                _weight_flush(g, off, beta, dU, V, Z)
+                beta = 1
+                off = 0
+                fit = <int>g.nt // g.tw
+            b1 = min(a1, b0 + fit)
             if real_t is float:
-                fc_wino_input_f(x + n * xs, g.c, g.h, g.w, g.ph, g.pw, g.tw, b0, b1, V, g.ldv,
-                                nt, scratch)
-                fc_wino_grad_output_f(gy + n * ys, g.f, g.oh, g.ow, g.tw, b0, b1, Z, g.nt,
-                                      16 * g.nt)
+                fc_wino_input_f(x + n * xs, g.c, g.h, g.w, g.ph, g.pw, g.tw, b0, b1, V + off,
+                                g.ldv, g.nt, scratch)
+                fc_wino_grad_output_f(gy + n * ys, g.f, g.oh, g.ow, g.tw, b0, b1, Z + off,
+                                      g.nt, 16 * g.nt)
             else:
-                fc_wino_input_d(x + n * xs, g.c, g.h, g.w, g.ph, g.pw, g.tw, b0, b1, V, g.ldv,
-                                nt, scratch)
-                fc_wino_grad_output_d(gy + n * ys, g.f, g.oh, g.ow, g.tw, b0, b1, Z, g.nt,
-                                      16 * g.nt)
-            for xi in range(16):
-                gemm_rm(False, True, g.f, g.c, <int>nt, 1, Z + xi * g.nt, <int>(16 * g.nt),
-                        V + xi * g.ldv, <int>nt, beta, dU + xi * g.f * g.c, g.c)
-            beta = 1
+                fc_wino_input_d(x + n * xs, g.c, g.h, g.w, g.ph, g.pw, g.tw, b0, b1, V + off,
+                                g.ldv, g.nt, scratch)
+                fc_wino_grad_output_d(gy + n * ys, g.f, g.oh, g.ow, g.tw, b0, b1, Z + off,
+                                      g.nt, 16 * g.nt)
+            off += (b1 - b0) * g.tw
             b0 = b1
+    if off > 0:
+        _weight_flush(g, off, beta, dU, V, Z)
+        beta = 1
     if beta == 0:
         memset(dU, 0, 16 * <Py_ssize_t>g.f * g.c * sizeof(real_t))
 
@@ -383,6 +401,10 @@ def winograd_backward_weight(const real_t[:, :, :, ::1] x,        # IN  (N, C, H
             grad_weight[...] = 0
             grad_bias[...] = 0
         return
+    # The weight gradient's block: _WEIGHT_TILES tiles gathered across samples (whole tile
+    # rows; one row where a row is longer).
+    g.rows = max(1, _WEIGHT_TILES // g.tw)
+    g.nt = max(<Py_ssize_t>_WEIGHT_TILES, g.tw)
     _thread_workspace(&g, line)
     total = <object>S * part_stride + <object>T * g.stride
     if total * item > <object>PY_SSIZE_T_MAX:

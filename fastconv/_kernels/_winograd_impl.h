@@ -194,7 +194,8 @@ static void FC_NAME(fc_wino_filter)(const FC_T* w, int F, int C, int f0, int f1,
    under tile (a, b) of filter f (zero where the block leaves the OH x OW output): the
    transform of a block of tile rows of one sample's gradient gy (F, OH, OW) for the weight
    gradient, dL/dU[xi] = sum over tiles of Z[xi] V[xi], with A = [1 0; 1 1; 1 -1; 0 -1].
-   Compiled for constant strides as fc_wino_output. */
+   Compiled for the weight gradient's constant stride (FC_WINO_WEIGHT_TILES) as
+   fc_wino_output. */
 static inline __attribute__((always_inline)) void FC_NAME(fc_wino_grad_output_impl)(
     const FC_T* gy, int F, int OH, int OW, int tw, int a0, int a1, FC_T* Z, long xs, long fs)
 {
@@ -238,9 +239,10 @@ static void FC_NAME(fc_wino_grad_output)(const FC_T* gy, int F, int OH, int OW, 
 {
     if (OW == 2 * tw && fs == 16 * xs) {
         switch (tw) {
-#define FC_CASE(TW) case TW: if (xs == FC_WINO_NT(TW)) { \
+#define FC_CASE(TW) case TW: if (xs == FC_WINO_WEIGHT_TILES) { \
             FC_NAME(fc_wino_grad_output_impl)(gy, F, OH, 2 * TW, TW, a0, a1, Z, \
-                                              FC_WINO_NT(TW), 16 * FC_WINO_NT(TW)); return; } \
+                                              FC_WINO_WEIGHT_TILES, \
+                                              16 * FC_WINO_WEIGHT_TILES); return; } \
             break;
         FC_CASE(4) FC_CASE(7) FC_CASE(8) FC_CASE(12) FC_CASE(14) FC_CASE(16)
 #undef FC_CASE
