@@ -13,16 +13,20 @@
 /* Tiles the weight gradient gathers (across samples) before its 16 GEMMs: their inner
    dimension. _winograd.pyx's _WEIGHT_TILES. */
 #define FC_WINO_WEIGHT_TILES 128L
+/* FC_WINO_NT for F(4x4, 3x3): min(tw, 128 / tw) tile rows of tw tiles. */
+#define FC_WINO4_NT(TW) FC_WINO_NT(TW)
 
 #define FC_T float
 #define FC_NAME(name) name##_f
 #include "_winograd_impl.h"
+#include "_winograd4_impl.h"
 #undef FC_T
 #undef FC_NAME
 
 #define FC_T double
 #define FC_NAME(name) name##_d
 #include "_winograd_impl.h"
+#include "_winograd4_impl.h"
 #undef FC_T
 #undef FC_NAME
 

@@ -41,6 +41,17 @@ cdef extern from "_winograd.h":
     void fc_wino_filter_f(const float* w, int F, int C, int f0, int f1, float* U) noexcept nogil
     void fc_wino_filter_d(const double* w, int F, int C, int f0, int f1,
                           double* U) noexcept nogil
+    void fc_wino4_input_f(const float* x, int C, int H, int W, int ph, int pw, int tw, int a0,
+                          int a1, float* V, long ldv, long nt, float* scratch) noexcept nogil
+    void fc_wino4_input_d(const double* x, int C, int H, int W, int ph, int pw, int tw, int a0,
+                          int a1, double* V, long ldv, long nt, double* scratch) noexcept nogil
+    void fc_wino4_output_f(const float* M, long xs, long fs, int F, const float* bias,
+                           float* y, int OH, int OW, int tw, int a0, int a1) noexcept nogil
+    void fc_wino4_output_d(const double* M, long xs, long fs, int F, const double* bias,
+                           double* y, int OH, int OW, int tw, int a0, int a1) noexcept nogil
+    void fc_wino4_filter_f(const float* w, int F, int C, int f0, int f1, float* U) noexcept nogil
+    void fc_wino4_filter_d(const double* w, int F, int C, int f0, int f1,
+                           double* U) noexcept nogil
     void fc_wino_grad_output_f(const float* gy, int F, int OH, int OW, int tw, int a0, int a1,
                                float* Z, long xs, long fs) noexcept nogil
     void fc_wino_grad_output_d(const double* gy, int F, int OH, int OW, int tw, int a0,
@@ -82,7 +93,9 @@ def _set_block_tiles(int n):
 
 cdef struct Wino:
     int c, h, w, f, ph, pw, oh, ow
-    int th, tw            # tile rows and columns: ceil(oh / 2), ceil(ow / 2)
+    int m                 # output tile size: 2 for F(2x2, 3x3), 4 for F(4x4, 3x3)
+    int n_xi              # transformed values per tile, (m + 2)^2: 16 or 36
+    int th, tw            # tile rows and columns: ceil(oh / m), ceil(ow / m)
     int rows              # tile rows per block
     int parts             # units per sample
     Py_ssize_t nt         # tiles per block at most: rows * tw
@@ -106,23 +119,35 @@ cdef void _unit(const real_t* x, const real_t* U, const real_t* bias, real_t* y,
                 const Wino* g, int a0, int a1, real_t* ws) noexcept nogil:
     """Tile rows [a0, a1) of one sample: x (C, H, W) -> y (F, OH, OW), block by block."""
     cdef real_t* V = ws
-    cdef real_t* M = ws + 16 * g.ldv
-    cdef real_t* scratch = M + 16 * g.f * g.nt
+    cdef real_t* M = ws + g.n_xi * g.ldv
+    cdef real_t* scratch = M + g.n_xi * g.f * g.nt
     cdef int b0 = a0, b1, xi
     cdef Py_ssize_t nt
     while b0 < a1:
         b1 = min(a1, b0 + g.rows)
         nt = <Py_ssize_t>(b1 - b0) * g.tw
-        if real_t is float:
+        if g.m == 4:
+            if real_t is float:
+                fc_wino4_input_f(x, g.c, g.h, g.w, g.ph, g.pw, g.tw, b0, b1, V, g.ldv, nt,
+                                 scratch)
+            else:
+                fc_wino4_input_d(x, g.c, g.h, g.w, g.ph, g.pw, g.tw, b0, b1, V, g.ldv, nt,
+                                 scratch)
+        elif real_t is float:
             fc_wino_input_f(x, g.c, g.h, g.w, g.ph, g.pw, g.tw, b0, b1, V, g.ldv, nt,
                             scratch)
         else:
             fc_wino_input_d(x, g.c, g.h, g.w, g.ph, g.pw, g.tw, b0, b1, V, g.ldv, nt,
                             scratch)
-        for xi in range(16):
+        for xi in range(g.n_xi):
             gemm_rm(False, False, g.f, <int>nt, g.c, 1, U + xi * g.f * g.c, g.c,
-                    V + xi * g.ldv, <int>nt, 0, M + xi * g.nt, <int>(16 * g.nt))
-        if real_t is float:
+                    V + xi * g.ldv, <int>nt, 0, M + xi * g.nt, <int>(g.n_xi * g.nt))
+        if g.m == 4:
+            if real_t is float:
+                fc_wino4_output_f(M, g.nt, 36 * g.nt, g.f, bias, y, g.oh, g.ow, g.tw, b0, b1)
+            else:
+                fc_wino4_output_d(M, g.nt, 36 * g.nt, g.f, bias, y, g.oh, g.ow, g.tw, b0, b1)
+        elif real_t is float:
             fc_wino_output_f(M, g.nt, 16 * g.nt, g.f, bias, y, g.oh, g.ow, g.tw, b0, b1)
         else:
             fc_wino_output_d(M, g.nt, 16 * g.nt, g.f, bias, y, g.oh, g.ow, g.tw, b0, b1)
@@ -139,7 +164,14 @@ cdef void _forward_impl(const real_t* x, const real_t* weight, const real_t* bia
     # The filter transform is a function of each filter alone: any split gives the same bits.
     for t in prange(T, num_threads=T, schedule="static", chunksize=1):
         t0 = unit_begin()
-        if real_t is float:
+        if g.m == 4:
+            if real_t is float:
+                fc_wino4_filter_f(weight, g.f, g.c, _split(g.f, t, T), _split(g.f, t + 1, T),
+                                  U)
+            else:
+                fc_wino4_filter_d(weight, g.f, g.c, _split(g.f, t, T), _split(g.f, t + 1, T),
+                                  U)
+        elif real_t is float:
             fc_wino_filter_f(weight, g.f, g.c, _split(g.f, t, T), _split(g.f, t + 1, T), U)
         else:
             fc_wino_filter_d(weight, g.f, g.c, _split(g.f, t, T), _split(g.f, t + 1, T), U)
@@ -158,13 +190,13 @@ cdef void _thread_workspace(Wino* g, Py_ssize_t line) noexcept:
     """Sizes of a thread's workspace: V (16 x ldv), M or Z (16 x F x nt), the transform's
     scratch rows, rounded to cache lines."""
     g.ldv = _padded(<Py_ssize_t>g.c * g.nt, line)
-    g.stride = (16 * (g.ldv + <Py_ssize_t>g.f * g.nt) + (2 * <Py_ssize_t>g.rows + 6)
-                * (2 * g.tw + 2) + 2 * line - 1) // line * line
+    g.stride = (g.n_xi * (g.ldv + <Py_ssize_t>g.f * g.nt) + (g.m * <Py_ssize_t>g.rows + 8)
+                * (g.m * g.tw + 2) + 2 * line - 1) // line * line
 
 
 cdef Wino _geometry(const Py_ssize_t* x_shape, const Py_ssize_t* w_shape,
                     const Py_ssize_t* y_shape, Py_ssize_t ph, Py_ssize_t pw,
-                    Py_ssize_t n_batch, str fn, str y_name) except *:
+                    Py_ssize_t n_batch, str fn, str y_name, int m=2) except *:
     cdef Wino g
     cdef Py_ssize_t limit = 1 << 30
     if w_shape[2] != 3 or w_shape[3] != 3 or w_shape[1] != x_shape[1]:
@@ -183,7 +215,8 @@ cdef Wino _geometry(const Py_ssize_t* x_shape, const Py_ssize_t* w_shape,
     if <long long>g.c * g.h * g.w > limit or <long long>g.f * g.oh * g.ow > limit \
             or <long long>g.f * g.c > limit:
         raise ValueError(f"{fn}: geometry too large")
-    g.th, g.tw = (g.oh + 1) // 2, (g.ow + 1) // 2
+    g.m, g.n_xi = m, (m + 2) * (m + 2)
+    g.th, g.tw = (g.oh + m - 1) // m, (g.ow + m - 1) // m
     g.rows = max(1, min(g.th, _BLOCK_TILES // g.tw))
     g.nt = <Py_ssize_t>g.rows * g.tw
     g.parts = max(1, min(min(<int>_SAMPLE_PARTS, (_UNITS + n_batch - 1) // max(n_batch, 1)),
@@ -195,12 +228,15 @@ def winograd_forward(const real_t[:, :, :, ::1] x,        # IN  (N, C, H, W)
                      const real_t[:, :, :, ::1] weight,   # IN  (F, C, 3, 3)
                      const real_t[::1] bias,              # IN  (F,) or None
                      real_t[:, :, :, ::1] y,              # OUT (N, F, OH, OW)
-                     Py_ssize_t ph, Py_ssize_t pw, int n_threads):
+                     Py_ssize_t ph, Py_ssize_t pw, int n_threads, int tile=2):
     """y[n,f,i,j] = bias[f] + sum_{c,u,v} weight[f,c,u,v] * x[n,c,i+u-ph, j+v-pw]: a stride-1
-    3x3 convolution (arguments validated by fastconv.functional._conv)."""
+    3x3 convolution by F(tile x tile, 3x3), tile 2 or 4 (arguments validated by
+    fastconv.functional._conv)."""
     cdef int n_batch = x.shape[0]
+    if tile != 2 and tile != 4:
+        raise ValueError(f"winograd_forward: tile must be 2 or 4; got {tile}")
     cdef Wino g = _geometry(x.shape, weight.shape, y.shape, ph, pw, n_batch,
-                           "winograd_forward", "y")
+                           "winograd_forward", "y", tile)
     cdef size_t item = sizeof(real_t)
     cdef Py_ssize_t line = 64 // item
     cdef int T = max(1, n_threads)
@@ -212,13 +248,13 @@ def winograd_forward(const real_t[:, :, :, ::1] x,        # IN  (N, C, H, W)
     if n_batch == 0:
         return
     _thread_workspace(&g, line)
-    total = <object>(16 * <Py_ssize_t>g.f * g.c) + <object>T * g.stride
+    total = <object>(g.n_xi * <Py_ssize_t>g.f * g.c) + <object>T * g.stride
     if total * item > <object>PY_SSIZE_T_MAX:
         raise MemoryError(f"winograd_forward: a workspace of {total} elements does not fit")
     U = <real_t*>malloc(<size_t>total * item)
     if U == NULL:
         raise MemoryError(f"winograd_forward: cannot allocate a workspace of {total} elements")
-    ws = U + 16 * <Py_ssize_t>g.f * g.c
+    ws = U + g.n_xi * <Py_ssize_t>g.f * g.c
     try:
         with nogil:
             _forward_impl(&x[0, 0, 0, 0], &weight[0, 0, 0, 0],

@@ -53,9 +53,11 @@ def set_input_grad_algorithm(name):
 #: How a convolution's forward pass and weight gradient (and the forward form of an input
 #: gradient) are computed. ``"im2col"``: the filters times each sample's im2col matrix (one
 #: GEMM per block). ``"winograd"`` (3x3 kernels, stride 1 only): Winograd's F(2x2, 3x3),
-#: 2.25 times fewer multiply-adds, 16 GEMMs per block of tiles. ``"auto"``: by the shapes
-#: alone (see :func:`conv_algorithm`).
-CONV_ALGORITHMS = ("auto", "im2col", "winograd")
+#: 2.25 times fewer multiply-adds, 16 GEMMs per block of tiles. ``"winograd4"``: F(4x4, 3x3)
+#: for the forward pass (4 times fewer, 36 GEMMs, about 15 times F(2x2, 3x3)'s rounding
+#: error), F(2x2, 3x3) for the weight gradient. ``"auto"``: by the shapes alone (see
+#: :func:`conv_algorithm`).
+CONV_ALGORITHMS = ("auto", "im2col", "winograd", "winograd4")
 _algorithm = [os.environ.get("FASTCONV_CONV_ALGORITHM", "auto").strip().lower() or "auto"]
 if _algorithm[0] not in CONV_ALGORITHMS:
     _algorithm[0] = "auto"
@@ -70,6 +72,9 @@ _WINOGRAD_MIN_CHANNELS = 32
 _WINOGRAD_MIN_PIXELS = 2048
 _WINOGRAD_WEIGHT_MIN_PLANE = 256
 _WINOGRAD_WEIGHT_MIN_BATCH = 32
+# F(4x4, 3x3) in the forward pass where each unit's block holds at least 16 of its 4x4 tiles
+# (1.43-1.56x F(2x2, 3x3) there; 0.95-1.10 with 8 or fewer tiles a block).
+_WINOGRAD4_MIN_TILES = 16
 
 
 def set_conv_algorithm(name):
@@ -91,32 +96,42 @@ def _winograd_applies(weight_shape, stride):
     return tuple(stride) == (1, 1) and tuple(weight_shape[2:]) == (3, 3)
 
 
+def _units_per_sample(n, tile_rows):
+    """Parts each sample's forward pass is cut into (the kernels' rule: min(4, 64 / N), at
+    most one per tile row)."""
+    return max(1, min(4, -(-64 // max(n, 1)), tile_rows))
+
+
 def conv_algorithm(weight_shape, stride, padding, y_shape):
-    """``"im2col"`` or ``"winograd"``: how the forward pass of a convolution of these shapes
-    is computed (also the forward form of an input gradient). A rule of the shapes alone, so
-    that every thread count (and every run) computes the same bits: Winograd where it
-    applies (3x3 kernel, stride 1) with at least 32 input channels and 2,048 output pixels in
-    the batch, unless :func:`set_conv_algorithm` forces one (Winograd only where it
-    applies).
+    """``"im2col"``, ``"winograd"`` or ``"winograd4"``: how the forward pass of a convolution
+    of these shapes is computed (also the forward form of an input gradient). A rule of the
+    shapes alone, so that every thread count (and every run) computes the same bits: Winograd
+    where it applies (3x3 kernel, stride 1) with at least 32 input channels and 2,048 output
+    pixels in the batch; F(4x4, 3x3) among those where each unit of work holds at least 16
+    of its tiles. :func:`set_conv_algorithm` forces one (Winograd only where it applies).
     """
     if not _winograd_applies(weight_shape, stride):
         return "im2col"
     if _algorithm[0] != "auto":
         return _algorithm[0]
-    n, plane = y_shape[0], y_shape[2] * y_shape[3]
-    return ("winograd" if weight_shape[1] >= _WINOGRAD_MIN_CHANNELS
-            and n * plane >= _WINOGRAD_MIN_PIXELS else "im2col")
+    n, oh, ow = y_shape[0], y_shape[2], y_shape[3]
+    if weight_shape[1] < _WINOGRAD_MIN_CHANNELS or n * oh * ow < _WINOGRAD_MIN_PIXELS:
+        return "im2col"
+    rows, cols = -(-oh // 4), -(-ow // 4)
+    per_unit = rows // _units_per_sample(n, rows) * cols
+    return "winograd4" if per_unit >= _WINOGRAD4_MIN_TILES else "winograd"
 
 
 def weight_grad_algorithm(weight_shape, stride, padding, y_shape):
     """``"im2col"`` or ``"winograd"``: how the weight gradient of a convolution of these
-    shapes is computed; as :func:`conv_algorithm`, with Winograd from 32 input channels,
-    output planes of 16x16 and batches of 32 on (or forced by :func:`set_conv_algorithm`).
+    shapes is computed; as :func:`conv_algorithm`, with Winograd F(2x2, 3x3) from 32 input
+    channels, output planes of 16x16 and batches of 32 on (or forced by
+    :func:`set_conv_algorithm`; ``"winograd4"`` means F(2x2, 3x3) here).
     """
     if not _winograd_applies(weight_shape, stride):
         return "im2col"
     if _algorithm[0] != "auto":
-        return _algorithm[0]
+        return "winograd" if _algorithm[0] == "winograd4" else _algorithm[0]
     return ("winograd" if weight_shape[1] >= _WINOGRAD_MIN_CHANNELS
             and y_shape[2] * y_shape[3] >= _WINOGRAD_WEIGHT_MIN_PLANE
             and y_shape[0] >= _WINOGRAD_WEIGHT_MIN_BATCH else "im2col")
@@ -126,8 +141,10 @@ def run_forward(x, weight, bias, y, stride, padding, n_threads, col_keep=None):
     """y = conv(x) + bias of validated arrays by :func:`conv_algorithm`'s choice; returns
     whether the last sample's im2col matrix was left in col_keep (im2col only)."""
     (sh, sw), (ph, pw) = stride, padding
-    if conv_algorithm(weight.shape, stride, padding, y.shape) == "winograd":
-        _winograd.winograd_forward(x, weight, bias, y, ph, pw, n_threads)
+    algorithm = conv_algorithm(weight.shape, stride, padding, y.shape)
+    if algorithm != "im2col":
+        _winograd.winograd_forward(x, weight, bias, y, ph, pw, n_threads,
+                                   4 if algorithm == "winograd4" else 2)
         return False
     return _conv2d.conv2d_forward(x, weight, bias, y, sh, sw, ph, pw, n_threads, col_keep)
 
@@ -156,7 +173,7 @@ def input_grad_algorithm(weight_shape, stride, padding, y_shape):
     # (1.05-2.5x; bench/RESULTS.md).
     transposed_shape = (weight_shape[1], weight_shape[0]) + tuple(weight_shape[2:])
     return ("transposed" if conv_algorithm(transposed_shape, stride, padding, y_shape)
-            == "winograd" else "col2im")
+            != "im2col" else "col2im")
 
 
 def transposed_filters(weight):
