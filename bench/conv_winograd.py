@@ -1,6 +1,6 @@
-"""Time a 3x3 stride-1 convolution's forward pass by im2col + GEMM and by Winograd F(2x2, 3x3)
-side by side, over a grid of shapes (float32, alternating calls, medians); prints
-im2col time / Winograd time per shape::
+"""Time a 3x3 stride-1 convolution's forward pass by im2col + GEMM, Winograd F(2x2, 3x3) and
+F(4x4, 3x3) side by side, over a grid of shapes (float32, alternating calls, medians); prints
+the times and im2col / F(2x2, 3x3), F(2x2, 3x3) / F(4x4, 3x3) per shape::
 
     python bench/conv_winograd.py --threads 2
 
@@ -27,7 +27,7 @@ def _seconds(fn):
 
 
 def compare(n, c, f, size, pad, threads, rng, budget=0.2):
-    """(im2col seconds, Winograd seconds) of one shape, alternating calls, medians."""
+    """(im2col, F(2x2, 3x3), F(4x4, 3x3) seconds) of one shape, alternating calls, medians."""
     x = rng.standard_normal((n, c, size, size)).astype(np.float32)
     weight = rng.standard_normal((f, c, 3, 3)).astype(np.float32)
     bias = rng.standard_normal(f).astype(np.float32)
@@ -38,15 +38,19 @@ def compare(n, c, f, size, pad, threads, rng, budget=0.2):
         _conv2d.conv2d_forward(x, weight, bias, y, 1, 1, pad, pad, threads, None)
 
     def winograd():
-        _winograd.winograd_forward(x, weight, bias, y, pad, pad, threads)
+        _winograd.winograd_forward(x, weight, bias, y, pad, pad, threads, 2)
 
-    once = max(_seconds(im2col), _seconds(winograd), 1e-5)
+    def winograd4():
+        _winograd.winograd_forward(x, weight, bias, y, pad, pad, threads, 4)
+
+    fns = (im2col, winograd, winograd4)
+    once = max(max(_seconds(fn) for fn in fns), 1e-5)
     repeats = int(min(41, max(5, budget / once)))
-    a, b = [], []
+    times = [[], [], []]
     for _ in range(repeats):
-        a.append(_seconds(im2col))
-        b.append(_seconds(winograd))
-    return float(np.median(a)), float(np.median(b))
+        for fn, t in zip(fns, times):
+            t.append(_seconds(fn))
+    return tuple(float(np.median(t)) for t in times)
 
 
 # (C, F, size, pad) of the benchmark nets' 3x3 layers: convnet-bn's forward passes and its
@@ -69,12 +73,12 @@ def main(argv=None):
         shapes = [(c, f, size, pad) for c, f in ((3, 32), (16, 16), (32, 32), (32, 64),
                                                  (64, 64), (128, 128))
                   for size in (8, 16, 24, 32) for pad in (1, 0)]
-    print("batch    C    F  size  pad  im2col ms  winograd ms  im2col/winograd")
+    print("batch    C    F  size  pad  im2col ms  F2 ms   F4 ms  im2col/F2  F2/F4")
     for n in args.batches:
         for c, f, size, pad in shapes:
-            a, b = compare(n, c, f, size, pad, args.threads, rng)
-            print(f"{n:5d} {c:4d} {f:4d} {size:5d} {pad:4d} {a * 1e3:10.3f} {b * 1e3:12.3f} "
-                  f"{a / b:16.2f}", flush=True)
+            a, b, d = compare(n, c, f, size, pad, args.threads, rng)
+            print(f"{n:5d} {c:4d} {f:4d} {size:5d} {pad:4d} {a * 1e3:10.3f} {b * 1e3:6.3f} "
+                  f"{d * 1e3:7.3f} {a / b:10.2f} {b / d:6.2f}", flush=True)
 
 
 if __name__ == "__main__":
