@@ -1,23 +1,29 @@
-"""Stride-1 3x3 convolution by Winograd's minimal filtering, F(2x2, 3x3).
+"""Stride-1 3x3 convolution by Winograd's minimal filtering, F(2x2, 3x3) and F(4x4, 3x3).
 
 Design
 ------
-(a) Each 2x2 block of output is computed from the 4x4 input tile under it with 16
-    multiplications per input channel instead of 36 (the transforms: _winograd_impl.h). For
-    a block of tiles the products summed over the input channels are 16 GEMMs,
-    M[xi] (F, T) = U[xi] (F, C) @ V[xi] (C, T), xi < 16, with U the transformed filters and
-    V the transformed input tiles; the output transform turns M back into pixels and adds
-    the bias. 2.25 times fewer multiply-adds than im2col + GEMM, and the transformed input
-    is 16/4 = 4 values per input pixel where an im2col matrix holds 9.
+(a) Each m x m block of output (m = 2 or 4) is computed from the (m+2) x (m+2) input tile
+    under it with (m+2)^2 multiplications per input channel instead of 9 m^2 (the
+    transforms: _winograd_impl.h, _winograd4_impl.h). For a block of tiles the products
+    summed over the input channels are (m+2)^2 GEMMs, M[xi] (F, T) = U[xi] (F, C) @ V[xi]
+    (C, T), with U the transformed filters and V the transformed input tiles; the output
+    transform turns M back into pixels and adds the bias. F(2x2, 3x3) does 2.25 times fewer
+    multiply-adds than im2col + GEMM, F(4x4, 3x3) 4 times; their transformed inputs hold 4
+    and 2.25 values per input pixel, where an im2col matrix holds 9.
 (b) Same conventions as _conv2d (NCHW, C-contiguous, float32 or float64, any zero padding).
+    Layouts: V[xi] at xi*ldv, (C, T) row-major; M (F, (m+2)^2, T), so that the output
+    transform's (m+2)^2 read streams lie a constant distance apart (see _winograd.h).
 (c) Threading as in _conv2d, design note (c): units fixed by the shapes alone, every unit
-    makes the same GEMM calls whoever runs it. A unit is a run of tile rows of one sample:
-    min(4, 64 / N) parts per sample (1 from 64 samples on), each processed in blocks of
-    whole tile rows of about _BLOCK_TILES tiles (the GEMMs' T), so any thread count gives
-    the same bits.
-(d) Rounding: the transforms add up to 9 terms and halve exactly, so results differ from
-    im2col + GEMM's by a few units in the last place of the largest terms; the tests state
-    the bound (tests/test_winograd.py).
+    makes the same GEMM calls whoever runs it. Forward: a unit is a run of tile rows of one
+    sample, min(4, 64 / N) parts per sample (1 from 64 samples on), processed in blocks of
+    whole tile rows of about _BLOCK_TILES tiles (the GEMMs' T). Weight gradient (F(2x2, 3x3)
+    only): units of (sample group, tile-row part), each gathering _WEIGHT_TILES tiles across
+    its samples before 16 GEMMs into a partial sum of its own; the partials are added in unit
+    order. So any thread count gives the same bits.
+(d) Rounding: F(2x2, 3x3)'s transforms add up to 9 terms and halve exactly, and its results
+    differ from im2col + GEMM's by a few units in the last place of the largest terms;
+    F(4x4, 3x3)'s multiply by up to 8 and divide by 24, about 15 times that. The tests state
+    the bounds (tests/test_kernel_winograd.py, docs/guide/performance.rst).
 """
 from cython.parallel cimport prange
 from cpython.pyport cimport PY_SSIZE_T_MAX
