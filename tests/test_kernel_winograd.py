@@ -275,8 +275,11 @@ def test_the_public_forward_and_gradients_through_either_algorithm(algorithm, fo
     np.testing.assert_allclose(gw_only, ref[1], rtol=1e-11, atol=1e-11)
     F.set_input_grad_algorithm("transposed")
     try:
+        # Finite differences at 150 random entries (each costs two reference passes), and
+        # the adjoint identity over all of them.
         check_vjp(lambda z: conv2d_reference(z, weight, None, 1, 1),
-                  lambda z, y, r: F.conv2d_backward_input(r, weight, z.shape, 1, 1), x, rng)
+                  lambda z, y, r: F.conv2d_backward_input(r, weight, z.shape, 1, 1), x, rng,
+                  probes=150)
         y = conv2d_reference(x, weight, None, 1, 1)
         check_adjoint(lambda u: F.conv2d_forward(u, weight, None, 1, 1),
                       lambda v: F.conv2d_backward_input(v, weight, x.shape, 1, 1),
