@@ -12,6 +12,7 @@ import os
 import numpy as np
 
 from .._kernels import _conv2d, _winograd
+from . import _autotune
 from .._threads import effective_n_threads
 from .._validation import (MAX_EXTENT, as_pair, check_array, check_int, check_out, check_shape,
                            output_size)
@@ -56,8 +57,9 @@ def set_input_grad_algorithm(name):
 #: 2.25 times fewer multiply-adds, 16 GEMMs per block of tiles. ``"winograd4"``: F(4x4, 3x3)
 #: for the forward pass (4 times fewer, 36 GEMMs, about 15 times F(2x2, 3x3)'s rounding
 #: error), F(2x2, 3x3) for the weight gradient. ``"auto"``: by the shapes alone (see
-#: :func:`conv_algorithm`).
-CONV_ALGORITHMS = ("auto", "im2col", "winograd", "winograd4")
+#: :func:`conv_algorithm`). ``"benchmark"``: each shape's fastest, measured once on this
+#: machine and cached on disk (:mod:`fastconv.functional._autotune`).
+CONV_ALGORITHMS = ("auto", "im2col", "winograd", "winograd4", "benchmark")
 _algorithm = [os.environ.get("FASTCONV_CONV_ALGORITHM", "auto").strip().lower() or "auto"]
 if _algorithm[0] not in CONV_ALGORITHMS:
     _algorithm[0] = "auto"
@@ -112,6 +114,8 @@ def conv_algorithm(weight_shape, stride, padding, y_shape):
     """
     if not _winograd_applies(weight_shape, stride):
         return "im2col"
+    if _algorithm[0] == "benchmark":
+        return _measured_forward(tuple(weight_shape), tuple(padding), tuple(y_shape))
     if _algorithm[0] != "auto":
         return _algorithm[0]
     n, oh, ow = y_shape[0], y_shape[2], y_shape[3]
@@ -130,11 +134,62 @@ def weight_grad_algorithm(weight_shape, stride, padding, y_shape):
     """
     if not _winograd_applies(weight_shape, stride):
         return "im2col"
+    if _algorithm[0] == "benchmark":
+        return _measured_weight_grad(tuple(weight_shape), tuple(padding), tuple(y_shape))
     if _algorithm[0] != "auto":
         return "winograd" if _algorithm[0] == "winograd4" else _algorithm[0]
     return ("winograd" if weight_shape[1] >= _WINOGRAD_MIN_CHANNELS
             and y_shape[2] * y_shape[3] >= _WINOGRAD_WEIGHT_MIN_PLANE
             and y_shape[0] >= _WINOGRAD_WEIGHT_MIN_BATCH else "im2col")
+
+
+def _random_case(weight_shape, padding, y_shape):
+    """float32 arrays for timing a stride-1 convolution: (x, weight, y, grad_y)."""
+    rng = np.random.default_rng(0)
+    kh, kw = weight_shape[2], weight_shape[3]
+    x_shape = (y_shape[0], weight_shape[1], y_shape[2] + kh - 1 - 2 * padding[0],
+               y_shape[3] + kw - 1 - 2 * padding[1])
+    return (rng.standard_normal(x_shape, dtype=np.float32),
+            rng.standard_normal(weight_shape, dtype=np.float32),
+            np.empty(y_shape, np.float32), rng.standard_normal(y_shape, dtype=np.float32))
+
+
+def _measured_forward(weight_shape, padding, y_shape):
+    def make():
+        x, weight, y, _ = _random_case(weight_shape, padding, y_shape)
+        t, (ph, pw) = effective_n_threads(None), padding
+        return {"im2col": lambda: _conv2d.conv2d_forward(x, weight, None, y, 1, 1, ph, pw, t,
+                                                         None),
+                "winograd": lambda: _winograd.winograd_forward(x, weight, None, y, ph, pw, t,
+                                                               2),
+                "winograd4": lambda: _winograd.winograd_forward(x, weight, None, y, ph, pw, t,
+                                                                4)}
+    return _autotune.choose("forward", weight_shape + padding + y_shape,
+                            ("im2col", "winograd", "winograd4"), make)
+
+
+def _measured_weight_grad(weight_shape, padding, y_shape):
+    def make():
+        x, weight, _, g = _random_case(weight_shape, padding, y_shape)
+        gw, gb = np.empty_like(weight), np.empty(weight_shape[0], np.float32)
+        t, (ph, pw) = effective_n_threads(None), padding
+        return {"im2col": lambda: _conv2d.conv2d_backward(x, g, None, None, gw, gb, False, 1,
+                                                          1, ph, pw, t, None),
+                "winograd": lambda: _winograd.winograd_backward_weight(x, g, gw, gb, False,
+                                                                       ph, pw, t)}
+    return _autotune.choose("weight", weight_shape + padding + y_shape,
+                            ("im2col", "winograd"), make)
+
+
+def _measured_input_grad(weight_shape, padding, y_shape):
+    def make():
+        x, weight, _, g = _random_case(weight_shape, padding, y_shape)
+        t = effective_n_threads(None)
+        return {name: (lambda name=name: run_input_grad(name, g, weight, x, (1, 1), padding,
+                                                        t))
+                for name in ("col2im", "transposed")}
+    return _autotune.choose("input", weight_shape + padding + y_shape,
+                            ("col2im", "transposed"), make)
 
 
 def run_forward(x, weight, bias, y, stride, padding, n_threads, col_keep=None):
@@ -167,6 +222,8 @@ def input_grad_algorithm(weight_shape, stride, padding, y_shape):
         return "col2im"
     if _input_grad[0] != "auto":
         return _input_grad[0]
+    if _algorithm[0] == "benchmark":
+        return _measured_input_grad(tuple(weight_shape), tuple(padding), tuple(y_shape))
     if y_shape[2] * y_shape[3] >= _TRANSPOSED_MIN_PLANE:
         return "transposed"
     # Where the forward form runs Winograd it won from 16x16 planes down to 8x8 at batch 32
