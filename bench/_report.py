@@ -444,6 +444,26 @@ _HOMEWORK_BEST = ("the homework gives 99.57% as its best test-set performance, o
                   "suggests the extra convolution and dropout), with no epoch")
 
 
+def _recipe_parts(config):
+    """(what a recipe config fixes that the search did not vary, what it varied) as text."""
+    aug = config.get("augment") or {}
+    warps = ", ".join(f"{k} {'-'.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
+                      for k, v in aug.items())
+    fixed = (f"{config['model']}, dropout {config.get('dropout', 0)}, random affine warps "
+             f"({warps}), label smoothing {config.get('label_smoothing', 0)}, batch "
+             f"{config['batch_size']}")
+    opt = dict(config["optimizer"])
+    name = opt.pop("name")
+    extras = [k.replace("_", " ") if v is True else f"{k.replace('_', ' ')} {v}"
+              for k, v in opt.items()
+              if k not in ("lr", "lr_decay", "dampening") and v not in (0, 0.0, False)]
+    sched = dict(config.get("schedule") or {})
+    varied = (f"{name} lr {opt.get('lr')}" + (f" ({', '.join(extras)})" if extras else "")
+              + (f", {sched.pop('name')} schedule" if sched else "")
+              + f", {config['epochs']} epochs")
+    return fixed, varied
+
+
 def _verdict_recipes(runs, results, n_test):
     """How the recipe was chosen (validation only), what the final models and their
     ensemble reach on the test set, each evaluated once."""
@@ -457,6 +477,14 @@ def _verdict_recipes(runs, results, n_test):
             f"the training images less {held} held out (stratified, seeded), the epoch of "
             f"each chosen by its validation accuracy; the test set was not evaluated for any "
             f"candidate. ")
+    if search:
+        parts = [_recipe_parts(r.config) for r in search]
+        fixed = {f for f, _ in parts}
+        if len(fixed) == 1:
+            text += (f"All of them: {parts[0][0]} (chosen beforehand from published small-CNN "
+                     f"recipes, not searched); they differ in optimizer, schedule and length: "
+                     + "; ".join(f"{r.label.split('recipe ', 1)[-1]}: {v}"
+                                 for r, (_, v) in zip(search, parts)) + ". ")
     if scored:
         text += "Validation accuracy: " + "; ".join(
             f"{r.label.split('recipe ', 1)[-1]} {_pct(v)} (epoch "
