@@ -1,6 +1,7 @@
 """What machine a benchmark ran on: shared by the benchmark scripts' headers and JSON."""
 import os
-import platform
+
+from fastconv._cpuload import cpu_model
 
 __all__ = ["cpu_model", "usable_cores"]
 
@@ -11,15 +12,3 @@ def usable_cores():
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return max(1, os.cpu_count() or 1)
-
-
-def cpu_model():
-    """The CPU's model name from /proc/cpuinfo, else what platform reports."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()

@@ -11,9 +11,10 @@ spent on the cores this process may use (``/proc/stat``), minus this process's o
 Only Linux exposes ``/proc/stat``; elsewhere every core counts as free.
 """
 import os
+import platform
 import time
 
-__all__ = ["CoreUsage", "FreeCores", "read_proc_stat"]
+__all__ = ["CoreUsage", "FreeCores", "read_proc_stat", "cpu_model"]
 
 
 def _affinity():
@@ -124,3 +125,15 @@ class FreeCores:
         else:
             self._pending_up = None
         return self._free
+
+
+def cpu_model():
+    """The CPU's model name from /proc/cpuinfo, else what platform reports."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -60,6 +60,7 @@ from libc.string cimport memcpy, memset
 
 from ._types cimport real_t
 from ._blas cimport gemm_rm
+from ._rowsum cimport add_row_sums
 from ._trace cimport unit_begin, unit_end
 
 
@@ -161,35 +162,6 @@ cdef void _add_bias(real_t* y, const real_t* bias, int nf, Py_ssize_t ldy, Py_ss
         row = y + i * ldy
         for j in range(n):
             row[j] += b
-
-
-cdef void _add_row_sums(const real_t* a, int rows, Py_ssize_t cols, Py_ssize_t lda,
-                        real_t* out) noexcept nogil:
-    """out[i] += sum(a[i, :cols]), a row-major with row stride lda.
-
-    Sixteen independent partial sums let the compiler vectorize without reassociating
-    (fastconv builds without -ffast-math); they are combined in a fixed order.
-    """
-    cdef real_t acc[16]
-    cdef real_t s
-    cdef const real_t* row
-    cdef Py_ssize_t i, j, l
-    for i in range(rows):
-        row = a + i * lda
-        for l in range(16):
-            acc[l] = 0
-        j = 0
-        while j + 16 <= cols:
-            for l in range(16):
-                acc[l] += row[j + l]
-            j += 16
-        s = 0
-        for l in range(16):
-            s += acc[l]
-        while j < cols:
-            s += row[j]
-            j += 1
-        out[i] += s
 
 
 cdef void _add_partials(real_t* out, const real_t* partials, Py_ssize_t stride, int n_partials,
@@ -413,7 +385,7 @@ cdef void _weight_grad_block(const real_t* x, const real_t* grad_y, const real_t
     else:
         gemm_rm(False, True, g.f, k1 - k0, <int>n, 1, gy, g.p, col, <int>max(n, 1),
                 beta, grad_weight + k0, g.k)
-    _add_row_sums(gy + f0 * <Py_ssize_t>g.p, f1 - f0, n, g.p, grad_bias + f0)
+    add_row_sums(gy + f0 * <Py_ssize_t>g.p, f1 - f0, n, g.p, grad_bias + f0)
 
 
 # Elements of the im2col block that one thread builds and consumes at a time.

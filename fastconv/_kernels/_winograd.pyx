@@ -32,6 +32,7 @@ from libc.string cimport memset
 
 from ._types cimport real_t
 from ._blas cimport gemm_rm
+from ._rowsum cimport add_row_sums
 from ._trace cimport unit_begin, unit_end
 
 
@@ -295,30 +296,6 @@ cdef inline int _weight_units(const Wino* g, int n_batch) noexcept nogil:
     return <int>(groups * R)
 
 
-cdef void _row_sums(const real_t* a, int rows, Py_ssize_t cols, real_t* out) noexcept nogil:
-    """out[i] += sum(a[i, :cols]) in a fixed order (16 lanes, then the lanes, then the tail)."""
-    cdef real_t acc[16]
-    cdef real_t s
-    cdef const real_t* row
-    cdef Py_ssize_t i, j, l
-    for i in range(rows):
-        row = a + i * cols
-        for l in range(16):
-            acc[l] = 0
-        j = 0
-        while j + 16 <= cols:
-            for l in range(16):
-                acc[l] += row[j + l]
-            j += 16
-        s = 0
-        for l in range(16):
-            s += acc[l]
-        while j < cols:
-            s += row[j]
-            j += 1
-        out[i] += s
-
-
 cdef void _weight_flush(const Wino* g, int k, real_t beta, real_t* dU, real_t* V,
                         real_t* Z) noexcept nogil:
     """dU[xi] = beta*dU[xi] + Z[xi] (F, k) @ V[xi]^T (k, C) for the k gathered tiles."""
@@ -344,8 +321,8 @@ cdef void _weight_group(const real_t* x, const real_t* gy, const Wino* g, int n0
     memset(db, 0, g.f * sizeof(real_t))
     for n in range(n0, n1):
         for f in range(g.f):
-            _row_sums(gy + n * ys + (<Py_ssize_t>f * g.oh + r0) * g.ow, 1,
-                      <Py_ssize_t>(r1 - r0) * g.ow, db + f)
+            add_row_sums(gy + n * ys + (<Py_ssize_t>f * g.oh + r0) * g.ow, 1,
+                         <Py_ssize_t>(r1 - r0) * g.ow, 0, db + f)
         b0 = a0
         while b0 < a1:
             fit = (<int>g.nt - off) // g.tw

@@ -11,12 +11,12 @@ A damaged or unwritable cache file costs a measurement, never a failure.
 """
 import json
 import os
-import platform
 import time
 import warnings
 
 import numpy as np
 
+from .._cpuload import cpu_model
 from .._kernels import ISA_LEVEL
 
 __all__ = ["cache_path", "choose", "forget"]
@@ -38,17 +38,6 @@ def cache_path():
     if not base or not os.path.isabs(base):
         base = os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(base, "fastconv", "conv_algorithms.json")
-
-
-def _cpu():
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _load(path):
@@ -92,7 +81,7 @@ def choose(kind, shapes, names, make):
     name -> callable running that algorithm once (called only to measure)."""
     path = cache_path()
     _load(path)
-    key = "|".join([_cpu(), ISA_LEVEL, kind, ",".join(map(str, shapes))])
+    key = "|".join([cpu_model(), ISA_LEVEL, kind, ",".join(map(str, shapes))])
     known = _cache.get(key)
     if known in names:
         return known
