@@ -101,3 +101,18 @@ def test_training_in_benchmark_mode_is_the_same_bits_on_any_thread_count(bench_m
         weights.append(model.flat_parameters()[0].copy())
     assert all(np.array_equal(weights[0], w) for w in weights[1:])
     assert len(json.loads(bench_mode.read_text())) >= 3
+
+
+@pytest.mark.parametrize("variable", ["FASTCONV_CONV_ALGORITHM", "FASTCONV_CONV_INPUT_GRAD"])
+def test_a_misspelt_setting_in_the_environment_is_named_and_ignored(variable):
+    import os
+    import subprocess
+    import sys
+    code = ("import fastconv.functional as F; "
+            "print(F.set_conv_algorithm('auto'), F.set_input_grad_algorithm('auto'))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, variable: "winogard"}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["auto", "auto"]
+    assert f"{variable}='winogard' is not one of" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -8,6 +8,7 @@ with x zero outside its bounds. Each function makes one call into nogil code; se
 module for the threading model (results are reproducible for a given thread count).
 """
 import os
+import warnings
 
 import numpy as np
 
@@ -28,9 +29,18 @@ __all__ = ["conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight",
 #: transposed, padding k - 1 - p: the same sums, no scatter, a GEMM whose inner dimension is
 #: F*KH*KW instead of F. ``"auto"``: by the shapes alone (see :func:`input_grad_algorithm`).
 INPUT_GRAD_ALGORITHMS = ("auto", "col2im", "transposed")
-_input_grad = [os.environ.get("FASTCONV_CONV_INPUT_GRAD", "auto").strip().lower() or "auto"]
-if _input_grad[0] not in INPUT_GRAD_ALGORITHMS:
-    _input_grad[0] = "auto"
+def _from_env(name, choices):
+    """The setting in environment variable ``name``: "auto" when unset, and, with a warning
+    that names the variable and the choices, when it is none of ``choices``."""
+    value = os.environ.get(name, "auto").strip().lower() or "auto"
+    if value not in choices:
+        warnings.warn(f"{name}={value!r} is not one of {', '.join(choices)}; using auto",
+                      RuntimeWarning, stacklevel=2)
+        value = "auto"
+    return value
+
+
+_input_grad = [_from_env("FASTCONV_CONV_INPUT_GRAD", INPUT_GRAD_ALGORITHMS)]
 # The smallest output plane (OH * OW) from which the transposed form is chosen: measured on
 # stride-1, same-padded 3x3 and 5x5 layers, 16-64 channels, batch 1/32/128, 2 threads
 # (bench/RESULTS.md): 1.17-2.14x faster from 24x24 on, 0.83-1.29x at 16x16 and 20x20.
@@ -60,9 +70,7 @@ def set_input_grad_algorithm(name):
 #: :func:`conv_algorithm`). ``"benchmark"``: each shape's fastest, measured once on this
 #: machine and cached on disk (:mod:`fastconv.functional._autotune`).
 CONV_ALGORITHMS = ("auto", "im2col", "winograd", "winograd4", "benchmark")
-_algorithm = [os.environ.get("FASTCONV_CONV_ALGORITHM", "auto").strip().lower() or "auto"]
-if _algorithm[0] not in CONV_ALGORITHMS:
-    _algorithm[0] = "auto"
+_algorithm = [_from_env("FASTCONV_CONV_ALGORITHM", CONV_ALGORITHMS)]
 # Where Winograd is chosen (bench/conv_winograd.py, bench/RESULTS.md, 2 threads): its 16
 # GEMMs need channels, and its per-call filter transform and thin blocks need work to spread
 # over. Forward: at least 32 input channels and 2,048 output pixels per call (the batch's),
