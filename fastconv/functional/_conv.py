@@ -23,12 +23,7 @@ __all__ = ["conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight",
            "INPUT_GRAD_ALGORITHMS", "conv_algorithm", "weight_grad_algorithm",
            "set_conv_algorithm", "CONV_ALGORITHMS"]
 
-#: How the input gradient of a convolution is computed. ``"col2im"``: the product of the
-#: transposed filters with grad_out, scattered back into grad_x. ``"transposed"`` (stride 1,
-#: "same" padding only): a forward convolution of grad_out with the filters flipped and
-#: transposed, padding k - 1 - p: the same sums, no scatter, a GEMM whose inner dimension is
-#: F*KH*KW instead of F. ``"auto"``: by the shapes alone (see :func:`input_grad_algorithm`).
-INPUT_GRAD_ALGORITHMS = ("auto", "col2im", "transposed")
+
 def _from_env(name, choices):
     """The setting in environment variable ``name``: "auto" when unset, and, with a warning
     that names the variable and the choices, when it is none of ``choices``."""
@@ -40,6 +35,12 @@ def _from_env(name, choices):
     return value
 
 
+#: How the input gradient of a convolution is computed. ``"col2im"``: the product of the
+#: transposed filters with grad_out, scattered back into grad_x. ``"transposed"`` (stride 1,
+#: "same" padding only): a forward convolution of grad_out with the filters flipped and
+#: transposed, padding k - 1 - p: the same sums, no scatter, a GEMM whose inner dimension is
+#: F*KH*KW instead of F. ``"auto"``: by the shapes alone (see :func:`input_grad_algorithm`).
+INPUT_GRAD_ALGORITHMS = ("auto", "col2im", "transposed")
 _input_grad = [_from_env("FASTCONV_CONV_INPUT_GRAD", INPUT_GRAD_ALGORITHMS)]
 # The smallest output plane (OH * OW) from which the transposed form is chosen: measured on
 # stride-1, same-padded 3x3 and 5x5 layers, 16-64 channels, batch 1/32/128, 2 threads
@@ -118,7 +119,8 @@ def conv_algorithm(weight_shape, stride, padding, y_shape):
     shapes alone, so that every thread count (and every run) computes the same bits: Winograd
     where it applies (3x3 kernel, stride 1) with at least 32 input channels and 2,048 output
     pixels in the batch; F(4x4, 3x3) among those where each unit of work holds at least 16
-    of its tiles. :func:`set_conv_algorithm` forces one (Winograd only where it applies).
+    of its tiles. :func:`set_conv_algorithm` forces one (Winograd only where it applies)
+    or, with ``"benchmark"``, has each shape measured once and cached.
     """
     if not _winograd_applies(weight_shape, stride):
         return "im2col"
